@@ -1,0 +1,1 @@
+"""Backbones, hash heads and the hashing model built from them."""

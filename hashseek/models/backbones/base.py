@@ -1,0 +1,64 @@
+"""What every backbone declares, so heads, preprocessing and exporters need no special cases."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class Backbone(nn.Module):
+    """A CNN trunk exposing its last convolutional feature map and a pooled vector.
+
+    Subclasses set the class attributes and implement ``forward_features``; they
+    override ``pool`` when the pooled vector is not a global average of the map
+    (AlexNet/VGG return their fc7 activations).
+    """
+
+    name: str = ""
+    input_size: int = 224                      # square side, pixels
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    feature_channels: int = 0                  # channels of the last conv map
+    pooled_dim: int = 0                        # length of the pooled vector
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images -> (N, feature_channels, h, w)."""
+        raise NotImplementedError
+
+    def pool(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) -> (N, pooled_dim); global average pooling by default."""
+        return feature_map.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.forward_features(x))
+
+    def feature_map_shape(self, input_size: int | None = None) -> tuple[int, int, int]:
+        """(C, h, w) of the last conv map for a square input of ``input_size``."""
+        size = input_size or self.input_size
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            shape = self.forward_features(torch.zeros(1, 3, size, size)).shape[1:]
+        self.train(was_training)
+        return tuple(shape)
+
+    def preprocessing(self) -> dict:
+        """Everything needed to turn a decoded RGB image into this backbone's input."""
+        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std)}
+
+
+def load_state_dict_file(module: nn.Module, path: str | Path, strict: bool = True) -> None:
+    """Load weights from a local ``.safetensors``, ``.pt`` or ``.pth`` file (never a URL)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    module.load_state_dict(state, strict=strict)

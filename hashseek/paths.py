@@ -1,0 +1,31 @@
+"""Where hashseek finds datasets and keeps its caches."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    """Folder holding the named dataset archives.
+
+    ``HASHSEEK_DATA`` wins; otherwise ``../shared/datasets`` beside the current
+    directory or beside the source checkout.
+    """
+    env = os.environ.get("HASHSEEK_DATA")
+    if env:
+        return Path(env).expanduser()
+    for base in (Path.cwd(), _REPO_ROOT):
+        candidate = base.parent / "shared" / "datasets"
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "datasets"
+
+
+def cache_root() -> Path:
+    """Folder for feature caches and exported models (``HASHSEEK_CACHE``, default ~/.cache/hashseek)."""
+    env = os.environ.get("HASHSEEK_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "hashseek"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
