@@ -1,0 +1,146 @@
+"""The seed augmentation recipe of the HashNet-GAP vehicle paper.
+
+Few labelled photos per class are blown up offline into many random views:
+a fully random square crop, colour jitter and a small rotation. Every draw comes
+from an explicit ``numpy`` Generator, and copy ``i`` of image ``j`` from
+``default_rng([seed, j, i])`` alone, so any copy can be rebuilt on demand.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+_ENHANCERS = {
+    "saturation": ImageEnhance.Color,
+    "brightness": ImageEnhance.Brightness,
+    "contrast": ImageEnhance.Contrast,
+}
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One draw of the random choices, so a copy can be inspected or replayed."""
+
+    crop_box: tuple[int, int, int, int] | None  # (left, top, right, bottom), square
+    jitter: tuple[tuple[str, float], ...]  # (enhancer, factor) in application order
+    angle: float | None  # degrees, counter-clockwise
+
+
+@dataclass(frozen=True)
+class SeedAugment:
+    """Random square crop -> colour jitter -> rotation; each step switchable.
+
+    The crop side is uniform in [``min_crop_fraction`` * l, l] (l = shorter side)
+    at a uniform position; saturation, brightness and contrast factors are uniform
+    in [1 - s, 1 + s] and applied in random order; the angle is uniform in
+    [-``max_degrees``, ``max_degrees``], bicubic, same canvas, black corners.
+    """
+
+    crop: bool = True
+    min_crop_fraction: float = 0.5
+    jitter: bool = True
+    saturation: float = 0.4
+    brightness: float = 0.4
+    contrast: float = 0.4
+    rotate: bool = True
+    max_degrees: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_crop_fraction <= 1:
+            raise ValueError(f"min_crop_fraction must be in (0, 1], got {self.min_crop_fraction}")
+        for name in _ENHANCERS:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_degrees < 0:
+            raise ValueError(f"max_degrees must be >= 0, got {self.max_degrees}")
+
+    def sample_params(self, size: tuple[int, int], rng: np.random.Generator) -> AugmentParams:
+        """Draw the choices for an image of ``size`` = (width, height)."""
+        crop_box = None
+        if self.crop:
+            width, height = size
+            shorter = min(width, height)
+            smallest = max(1, math.ceil(self.min_crop_fraction * shorter))
+            side = int(rng.integers(smallest, shorter, endpoint=True))
+            left = int(rng.integers(0, width - side, endpoint=True))
+            top = int(rng.integers(0, height - side, endpoint=True))
+            crop_box = (left, top, left + side, top + side)
+        jitter: tuple[tuple[str, float], ...] = ()
+        if self.jitter:
+            names = list(_ENHANCERS)
+            jitter = tuple(
+                (name, float(rng.uniform(1 - getattr(self, name), 1 + getattr(self, name))))
+                for name in (names[k] for k in rng.permutation(len(names)))
+            )
+        angle = float(rng.uniform(-self.max_degrees, self.max_degrees)) if self.rotate else None
+        return AugmentParams(crop_box, jitter, angle)
+
+    def apply(self, image: Image.Image, params: AugmentParams) -> Image.Image:
+        """Apply drawn choices to an image (converted to RGB first)."""
+        out = image if image.mode == "RGB" else image.convert("RGB")
+        if params.crop_box is not None:
+            out = out.crop(params.crop_box)
+        for name, factor in params.jitter:
+            out = _ENHANCERS[name](out).enhance(factor)
+        if params.angle is not None:
+            out = out.rotate(
+                params.angle, resample=Image.Resampling.BICUBIC, expand=False, fillcolor="black"
+            )
+        return out
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return self.apply(image, self.sample_params(image.size, rng))
+
+    def to_config(self) -> dict[str, Any]:
+        """Plain-JSON description, stored in checkpoints beside the data it made."""
+        return {"type": type(self).__name__, **asdict(self)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SeedAugment:
+        """Inverse of :meth:`to_config`; unknown keys are an error, not silently dropped."""
+        params = dict(config)
+        kind = params.pop("type", cls.__name__)
+        if kind != cls.__name__:
+            raise ValueError(f"config is for {kind!r}, not {cls.__name__}")
+        unknown = set(params) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
+        return cls(**params)
+
+
+def augment_copy(
+    image: Image.Image,
+    source_index: int,
+    copy_index: int,
+    seed: int = 0,
+    augment: SeedAugment | None = None,
+) -> Image.Image:
+    """Copy ``copy_index`` of image ``source_index``, from (seed, source, copy) alone."""
+    augment = SeedAugment() if augment is None else augment
+    return augment(image, np.random.default_rng([seed, source_index, copy_index]))
+
+
+def expand_offline(
+    images: Iterable[Image.Image],
+    copies: int = 30,
+    seed: int = 0,
+    augment: SeedAugment | None = None,
+) -> Iterator[tuple[int, int, Image.Image]]:
+    """Yield ``(source_index, copy_index, image)`` for ``copies`` views of every image.
+
+    Each copy equals :func:`augment_copy` with the same indices, so a subset can be
+    regenerated later in any order without replaying the others.
+    """
+    if copies < 0:
+        raise ValueError(f"copies must be >= 0, got {copies}")
+    augment = SeedAugment() if augment is None else augment
+    return (
+        (j, i, augment_copy(image, j, i, seed, augment))
+        for j, image in enumerate(images)
+        for i in range(copies)
+    )

@@ -1,0 +1,199 @@
+"""Labelled image collections read from a folder or a tar archive, without unpacking to disk.
+
+An image's id is its path inside the dataset (``class/file.jpg``; an archive's single
+top-level folder is dropped), and its label is the name of the folder that holds it.
+Files directly in the root are unlabelled (label -1).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+)
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    label: int
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not os.path.basename(name).startswith(".")
+
+
+def is_archive(path: str | Path) -> bool:
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+class ImageDataset:
+    """Records (id, label) plus byte access; subclasses say where the bytes live."""
+
+    def __init__(self, name: str, ids: list[str]):
+        self.name = name
+        class_names = sorted({_class_of(i) for i in ids} - {None})
+        index = {c: n for n, c in enumerate(class_names)}
+        self.classes: list[str] = class_names
+        self.records: list[ImageRecord] = [ImageRecord(i, index.get(_class_of(i), -1)) for i in ids]
+        self._position = {r.id: n for n, r in enumerate(self.records)}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.records]
+
+    def labels(self, ids: Iterable[str] | None = None) -> np.ndarray:
+        if ids is None:
+            return np.array([r.label for r in self.records], dtype=np.int64)
+        return np.array([self.records[self._position[i]].label for i in ids], dtype=np.int64)
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self._position
+
+    def read_bytes(self, image_id: str) -> bytes:
+        raise NotImplementedError
+
+    def source_key(self) -> str:
+        """Identifies the bytes on disk cheaply (name and size, not location)."""
+        raise NotImplementedError
+
+    def fingerprint(self, ids: Iterable[str] | None = None) -> str:
+        """Stable key for caches: the source plus the exact list of ids."""
+        h = hashlib.sha256(self.source_key().encode())
+        for image_id in ids if ids is not None else self.ids:
+            h.update(image_id.encode() + b"\0")
+        return h.hexdigest()[:16]
+
+
+def _class_of(image_id: str) -> str | None:
+    parent = os.path.dirname(image_id)
+    return os.path.basename(parent) if parent else None
+
+
+class FolderDataset(ImageDataset):
+    """Images under a folder, one sub-folder per class (any depth; the parent folder names the class)."""
+
+    def __init__(self, root: str | Path, name: str | None = None):
+        self.root = Path(root).expanduser().resolve()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"not a folder: {self.root}")
+        ids = sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() and is_image_name(p.name)
+        )
+        super().__init__(name or self.root.name, ids)
+
+    def path(self, image_id: str) -> Path:
+        return self.root / image_id
+
+    def read_bytes(self, image_id: str) -> bytes:
+        if image_id not in self._position:
+            raise KeyError(image_id)
+        return self.path(image_id).read_bytes()
+
+    def source_key(self) -> str:
+        return f"folder:{self.root}"
+
+
+class ArchiveDataset(ImageDataset):
+    """Images inside a tar archive, read in place.
+
+    An uncompressed ``.tar`` is read by offset (random access, nothing held in memory).
+    A compressed archive cannot be seeked cheaply, so one streaming pass keeps the
+    (already compressed) image bytes in memory; unpack it or repack as ``.tar`` for
+    collections larger than memory.
+    """
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        self.path = Path(path).expanduser().resolve()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"archive not found: {self.path}")
+        self._offsets: dict[str, tuple[int, int]] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        compressed = not self.path.name.lower().endswith(".tar")
+        members: list[tuple[str, tarfile.TarInfo]] = []
+        with tarfile.open(self.path, "r|*" if compressed else "r:") as tar:
+            for member in tar:
+                if member.isfile() and is_image_name(member.name):
+                    members.append((member.name, member))
+                    if compressed:
+                        self._blobs[member.name] = tar.extractfile(member).read()
+                    else:
+                        self._offsets[member.name] = (member.offset_data, member.size)
+        names = [n for n, _ in members]
+        self._strip = _common_top_folder(names)
+        ids = [n[len(self._strip):] for n in names]
+        if compressed:
+            self._blobs = {i: self._blobs[n] for i, n in zip(ids, names)}
+        else:
+            self._offsets = {i: self._offsets[n] for i, n in zip(ids, names)}
+        stem = self.path.name
+        for suffix in ARCHIVE_SUFFIXES:
+            if stem.lower().endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        super().__init__(name or stem, sorted(ids))
+
+    def read_bytes(self, image_id: str) -> bytes:
+        if self._blobs:
+            return self._blobs[image_id]
+        offset, size = self._offsets[image_id]
+        if self._fd is None:
+            with self._lock:
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_RDONLY)
+        return os.pread(self._fd, size, offset)
+
+    def source_key(self) -> str:
+        return f"archive:{self.path.name}:{self.path.stat().st_size}"
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_fd"], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _common_top_folder(names: list[str]) -> str:
+    """'top/' when every member sits under the same single top-level folder, else ''."""
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    if len(tops) == 1 and all("/" in n for n in names):
+        return tops.pop() + "/"
+    return ""
+
+
+def open_images(path: str | Path, name: str | None = None) -> ImageDataset:
+    """A folder or an archive of labelled images."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return FolderDataset(path, name)
+    if is_archive(path):
+        return ArchiveDataset(path, name)
+    raise ValueError(f"{path} is neither a folder nor a tar archive ({', '.join(ARCHIVE_SUFFIXES)})")
+
+
+def iter_bytes(dataset: ImageDataset, ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+    for image_id in ids:
+        yield image_id, dataset.read_bytes(image_id)

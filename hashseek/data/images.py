@@ -1,0 +1,143 @@
+"""Decode any image the wild hands us into an upright, fully loaded RGB picture.
+
+Retrieval databases are filled from crawls, uploads and camera rolls, so the
+loader must turn every odd mode into plain RGB, and turn every broken or hostile
+file into one exception type the caller can catch and log.
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
+
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+
+# What Pillow's decoders raise on damaged input; anything else is a bug and propagates.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+
+
+class ImageDecodeError(ValueError):
+    """An input that cannot become an image, with the source and the reason."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"cannot load image from {source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+def load_image(
+    source: ImageSource, *, draft_size: int | None = None, max_pixels: int = 80_000_000
+) -> Image.Image:
+    """Decode ``source`` (path, bytes or binary file object) to an upright RGB image.
+
+    The first frame of an animation is used; transparency is composited on white.
+    The pixel count is checked from the header, before any decoding, so a
+    decompression bomb costs nothing. With ``draft_size``, JPEGs are decoded at
+    the largest reduced scale whose shorter side is still >= ``draft_size``.
+    Raises :class:`ImageDecodeError` for anything that does not decode cleanly.
+    """
+    if draft_size is not None and draft_size < 1:
+        raise ValueError(f"draft_size must be positive, got {draft_size}")
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            fp: BinaryIO = open(source, "rb")
+        except OSError as exc:
+            raise ImageDecodeError(name, f"cannot read file ({exc.strerror or exc})") from exc
+        with fp:
+            return _decode(fp, name, draft_size, max_pixels)
+    data = source if isinstance(source, (bytes, bytearray, memoryview)) else source.read()
+    return _decode(io.BytesIO(data), name, draft_size, max_pixels)
+
+
+def resize_square(
+    image: Image.Image, size: int, resample: Image.Resampling = Image.Resampling.BILINEAR
+) -> Image.Image:
+    """Squash ``image`` to ``size`` x ``size``, ignoring aspect: the encoders' input geometry."""
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    return image.resize((size, size), resample)
+
+
+def to_normalized_array(
+    image: Image.Image, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """Channel-first float32 ``((pixel / 255) - mean) / std``, shape (3, H, W)."""
+    mean_c = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+    std_c = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+    if np.any(std_c <= 0):
+        raise ValueError(f"std must be positive, got {list(std)}")
+    pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    out = pixels.transpose(2, 0, 1).astype(np.float32, order="C")
+    out /= 255
+    out -= mean_c
+    out /= std_c
+    return out
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    return str(getattr(source, "name", f"<{type(source).__name__}>"))
+
+
+def _decode(fp: BinaryIO, name: str, draft_size: int | None, max_pixels: int) -> Image.Image:
+    if fp.seek(0, io.SEEK_END) == 0:
+        raise ImageDecodeError(name, "empty input (0 bytes)")
+    fp.seek(0)
+    try:
+        with Image.open(fp) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise ImageDecodeError(
+                    name,
+                    f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}"
+                    " (possible decompression bomb)",
+                )
+            if draft_size is not None:
+                im.draft("RGB", (draft_size, draft_size))
+            ImageOps.exif_transpose(im, in_place=True)  # also loads the first frame
+            return _to_rgb(im)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(name, "not a recognised image format") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(name, f"possible decompression bomb ({exc})") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageDecodeError(name, f"corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """A new RGB image (never ``im`` itself, which is closed with its file)."""
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        return Image.fromarray(_stretch_to_uint8(np.asarray(im)), "L").convert("RGB")
+    if im.mode == "CMYK" and im.format == "JPEG" and "adobe" not in im.info:
+        # Pillow reads every CMYK JPEG as Adobe-inverted; without the Adobe marker it is not.
+        im = ImageChops.invert(im)
+    if im.has_transparency_data:
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", im.size, "white")
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return im.convert("RGB")
+
+
+def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map the finite data range linearly onto 0..255: 16-bit, 32-bit and float alike."""
+    values = values.astype(np.float32)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros(values.shape, np.uint8)
+    lo, hi = float(finite.min()), float(finite.max())
+    values = np.nan_to_num(values, nan=lo, posinf=hi, neginf=lo)
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return ((values - lo) * scale + 0.5).astype(np.uint8)

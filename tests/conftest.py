@@ -1,0 +1,53 @@
+"""Shared fixtures: small real slices of the shared datasets, and a private cache folder."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hashseek.paths import data_root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Feature caches and ONNX exports of the test run go to a fresh folder, shared by all tests."""
+    old = os.environ.get("HASHSEEK_CACHE")
+    os.environ["HASHSEEK_CACHE"] = str(tmp_path_factory.mktemp("hashseek-cache"))
+    yield
+    if old is None:
+        os.environ.pop("HASHSEEK_CACHE", None)
+    else:
+        os.environ["HASHSEEK_CACHE"] = old
+
+
+def _archive(name: str):
+    path = data_root() / name
+    if not path.is_file():
+        pytest.skip(f"{path} not available (set HASHSEEK_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def caltech101():
+    from hashseek.data.named import load_dataset
+
+    _archive("caltech101.tar")
+    return load_dataset("caltech101")
+
+
+@pytest.fixture(scope="session")
+def cars_bmw13():
+    from hashseek.data.named import load_dataset
+
+    _archive("cars-bmw13.tar.gz")
+    return load_dataset("cars-bmw13")
+
+
+@pytest.fixture(scope="session")
+def caltech_slice(caltech101):
+    """5 classes x 10 images of Caltech101: (dataset, ids)."""
+    classes = ["airplanes", "Faces_easy", "Motorbikes", "watch", "sunflower"]
+    ids = []
+    for cls in classes:
+        ids += [i for i in caltech101.ids if i.startswith(cls + "/")][:10]
+    return caltech101, ids

@@ -1,0 +1,78 @@
+import time
+
+import numpy as np
+import pytest
+
+from hashseek.eval.retrieval import cosine_distances, retrieval_report
+from hashseek.models.features import FeatureSet, BackboneEncoder, extract_features
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder():
+    return BackboneEncoder("efficientnet_lite0", runtime="onnx")
+
+
+def test_onnx_features_match_torch(caltech_slice, onnx_encoder):
+    dataset, ids = caltech_slice
+    fast = extract_features(dataset, ids[:16], encoder=onnx_encoder, cache=False, progress=False)
+    slow = extract_features(dataset, ids[:16], encoder=BackboneEncoder(onnx_encoder.backbone, runtime="torch"),
+                            cache=False, progress=False)
+    a, b = fast.features.astype(np.float32), slow.features.astype(np.float32)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.999
+    assert fast.features.dtype == np.float16 and fast.features.shape == (16, 1280)
+
+
+def test_cache_is_reused_and_keyed_by_ids(caltech_slice, onnx_encoder, monkeypatch):
+    dataset, ids = caltech_slice
+    first = extract_features(dataset, ids[:8], encoder=onnx_encoder, progress=False)
+
+    def fail(*_):
+        raise AssertionError("the network ran although the cache should have answered")
+
+    monkeypatch.setattr(onnx_encoder, "encode_arrays", fail)
+    second = extract_features(dataset, ids[:8], encoder=onnx_encoder, progress=False)
+    np.testing.assert_array_equal(first.features, second.features)
+    assert second.ids == ids[:8]
+    with pytest.raises(AssertionError, match="cache should have answered"):
+        extract_features(dataset, ids[:9], encoder=onnx_encoder, progress=False)
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path, caltech_slice, onnx_encoder):
+    from hashseek.data.datasets import FolderDataset
+
+    dataset, ids = caltech_slice
+    (tmp_path / "a").mkdir()
+    for n, image_id in enumerate(ids[:3]):
+        (tmp_path / "a" / f"{n}.jpg").write_bytes(dataset.read_bytes(image_id))
+    (tmp_path / "a" / "broken.jpg").write_bytes(dataset.read_bytes(ids[0])[:500])
+    (tmp_path / "a" / "empty.png").write_bytes(b"")
+    fs = extract_features(FolderDataset(tmp_path), encoder=onnx_encoder, cache=False, progress=False)
+    assert fs.ids == ["a/0.jpg", "a/1.jpg", "a/2.jpg"]
+    assert fs.meta["n_failed"] == 2
+    assert {f[0] for f in fs.meta["failed"]} == {"a/broken.jpg", "a/empty.png"}
+
+
+def test_feature_set_round_trip_and_select(tmp_path):
+    fs = FeatureSet(["a", "b", "c"], np.array([0, 1, 0]), np.eye(3, dtype=np.float16), {"k": 1})
+    loaded = FeatureSet.load(fs.save(tmp_path / "f.npz"))
+    assert loaded.ids == fs.ids and loaded.meta == {"k": 1}
+    sel = loaded.select(["c", "missing", "a"])
+    assert sel.ids == ["c", "a"] and sel.labels.tolist() == [0, 0]
+
+
+def test_pretrained_features_retrieve_far_better_than_random(caltech_slice, onnx_encoder):
+    import torch
+
+    dataset, ids = caltech_slice
+    labels = dataset.labels(ids)
+    torch.manual_seed(0)
+    scores = {}
+    for name, encoder in (("pretrained", onnx_encoder),
+                          ("random", BackboneEncoder("efficientnet_lite0", pretrained=False))):
+        fs = extract_features(dataset, ids, encoder=encoder, progress=False)
+        d = cosine_distances(fs.features, fs.features)
+        np.fill_diagonal(d, np.inf)          # leave-one-out: each image queries the other 49
+        scores[name] = retrieval_report(d, labels, labels, k_precision=5)["map_all"]
+    assert scores["pretrained"] > 0.8
+    assert scores["pretrained"] > scores["random"] + 0.3
