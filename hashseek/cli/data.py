@@ -1,15 +1,13 @@
-"""The ``hashseek`` command: a thin shell over the Python API."""
+"""`hashseek features`, `sanity`, `protocol`, `backbones`: datasets, backbones and frozen features."""
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 import time
 from pathlib import Path
 
 
-def _add_backbone_args(p: argparse.ArgumentParser) -> None:
+def add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (see `hashseek backbones`)")
     p.add_argument("--weights", help="local weights file replacing the bundled ones")
     p.add_argument("--random-init", action="store_true", help="random initialisation instead of pretrained weights")
@@ -17,10 +15,11 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
 
 
-def _encoder(args):
+def _encoder(args, kind: str = "pooled"):
     from hashseek.models.features import BackboneEncoder
 
-    return BackboneEncoder(args.backbone, runtime=args.runtime, pretrained=not args.random_init, weights=args.weights)
+    return BackboneEncoder(args.backbone, kind=kind, runtime=args.runtime, pretrained=not args.random_init,
+                           weights=args.weights)
 
 
 def cmd_features(args) -> int:
@@ -29,9 +28,9 @@ def cmd_features(args) -> int:
 
     dataset = load_dataset(args.dataset)
     t0 = time.perf_counter()
-    fs = extract_features(dataset, encoder=_encoder(args), batch_size=args.batch_size, cache=not args.no_cache)
+    fs = extract_features(dataset, encoder=_encoder(args, args.kind), batch_size=args.batch_size, cache=not args.no_cache)
     seconds = time.perf_counter() - t0
-    print(f"{len(fs.ids)} images -> features {fs.features.shape} float16 in {seconds:.1f} s "
+    print(f"{len(fs.ids)} images -> {args.kind} features {fs.features.shape} float16 in {seconds:.1f} s "
           f"({fs.meta['n_failed']} unreadable skipped)")
     if args.out:
         print(f"written to {fs.save(args.out)}")
@@ -88,14 +87,11 @@ def cmd_backbones(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hashseek", description="Content-based image retrieval with deep hashing.")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub) -> None:
     p = sub.add_parser("features", help="extract (and cache) pooled backbone features of a dataset")
     p.add_argument("--dataset", required=True, help="caltech101, cifar10, cars-bmw13, or a folder/archive path")
-    _add_backbone_args(p)
+    add_backbone_args(p)
+    p.add_argument("--kind", default="pooled", choices=["pooled", "map"], help="pooled vector or last conv map")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--out", type=Path, help="also write the feature set (.npz) here")
     p.set_defaults(func=cmd_features)
@@ -104,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", "--dataset", dest="protocol", default="caltech101")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
-    _add_backbone_args(p)
+    add_backbone_args(p)
     p.set_defaults(func=cmd_sanity)
 
     p = sub.add_parser("protocol", help="show or write a protocol's id lists")
@@ -115,18 +111,3 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backbones", help="list the registered backbones")
     p.set_defaults(func=cmd_backbones)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
-        print(f"hashseek: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

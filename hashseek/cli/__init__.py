@@ -1,0 +1,33 @@
+"""The ``hashseek`` command: a thin shell over the Python API, one module per command group."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hashseek.cli import data
+
+COMMAND_GROUPS = [data]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hashseek", description="Content-based image retrieval with deep hashing.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
+        print(f"hashseek: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
