@@ -20,6 +20,19 @@ def _private_cache(tmp_path_factory):
         os.environ["HASHSEEK_CACHE"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_library():
+    """On 2 shared cores, tiny torch/BLAS ops run 10-20x slower with spinning worker threads."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(previous)
+
+
 def _archive(name: str):
     path = data_root() / name
     if not path.is_file():

@@ -12,7 +12,7 @@ import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -39,12 +39,16 @@ def is_archive(path: str | Path) -> bool:
 class ImageDataset:
     """Records (id, label) plus byte access; subclasses say where the bytes live."""
 
-    def __init__(self, name: str, ids: list[str]):
+    def __init__(self, name: str, ids: list[str], labels: list[int] | None = None,
+                 classes: list[str] | None = None):
+        """Labels come from the folder names unless given (with their ``classes``)."""
         self.name = name
-        class_names = sorted({_class_of(i) for i in ids} - {None})
-        index = {c: n for n, c in enumerate(class_names)}
-        self.classes: list[str] = class_names
-        self.records: list[ImageRecord] = [ImageRecord(i, index.get(_class_of(i), -1)) for i in ids]
+        if labels is None:
+            classes = sorted({_class_of(i) for i in ids} - {None})
+            index = {c: n for n, c in enumerate(classes)}
+            labels = [index.get(_class_of(i), -1) for i in ids]
+        self.classes: list[str] = list(classes or [])
+        self.records: list[ImageRecord] = [ImageRecord(i, int(label)) for i, label in zip(ids, labels)]
         self._position = {r.id: n for n, r in enumerate(self.records)}
 
     def __len__(self) -> int:
@@ -192,8 +196,3 @@ def open_images(path: str | Path, name: str | None = None) -> ImageDataset:
     if is_archive(path):
         return ArchiveDataset(path, name)
     raise ValueError(f"{path} is neither a folder nor a tar archive ({', '.join(ARCHIVE_SUFFIXES)})")
-
-
-def iter_bytes(dataset: ImageDataset, ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-    for image_id in ids:
-        yield image_id, dataset.read_bytes(image_id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 
 from hashseek.data.images import ImageDecodeError, load_image, resize_square, to_normalized_array
 
@@ -29,7 +30,8 @@ class Preprocess:
         return cls(int(config["input_size"]), tuple(config["mean"]), tuple(config["std"]))
 
     def __call__(self, source) -> np.ndarray:
-        image = load_image(source, draft_size=self.input_size)
+        """A path, bytes, file object or an already decoded PIL image -> (3, size, size) float32."""
+        image = source.convert("RGB") if isinstance(source, Image.Image) else load_image(source, draft_size=self.input_size)
         return to_normalized_array(resize_square(image, self.input_size), self.mean, self.std)
 
 

@@ -1,0 +1,23 @@
+"""Loss registry: ``create_loss(name, n_bits, n_classes=None, **kw)``."""
+from __future__ import annotations
+
+from hashseek.losses.base import HashLoss
+from hashseek.registry import Registry
+
+LOSSES: Registry[HashLoss] = Registry("loss")
+
+# Each family registers itself on import.
+from hashseek.losses import ce, csq, dpsh, dsh, hashnet, multitask, triplet  # noqa: E402,F401
+from hashseek.losses.hashnet import hashnet_beta_schedule  # noqa: E402
+
+
+def create_loss(name: str, n_bits: int, n_classes: int | None = None, **kw) -> HashLoss:
+    """Build a loss for ``n_bits`` codes; ``n_classes`` is needed by losses with class-dependent state (csq)."""
+    return LOSSES.create(name, n_bits=n_bits, n_classes=n_classes, **kw)
+
+
+def list_losses() -> list[str]:
+    return LOSSES.names()
+
+
+__all__ = ["LOSSES", "HashLoss", "create_loss", "hashnet_beta_schedule", "list_losses"]

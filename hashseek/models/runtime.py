@@ -30,32 +30,39 @@ def weights_digest(module: nn.Module) -> str:
 
 
 class InferenceRunner:
-    """Callable (n, 3, s, s) float32 -> (n, d) float32 through the chosen runtime."""
+    """Callable (n, 3, s, s) float32 -> (n, ...) float32 through the chosen runtime.
+
+    A module returning a tuple gives a tuple of arrays, one per ``output_names``.
+    """
 
     def __init__(self, module: nn.Module, input_size: int, runtime: str = "onnx",
-                 threads: int | None = None, tag: str = "model"):
+                 threads: int | None = None, tag: str = "model", output_names: tuple[str, ...] = ("output",)):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.module = module.eval()
         self.runtime = runtime
         self.input_size = input_size
         self.threads = threads or os.cpu_count() or 1
+        self.output_names = output_names
         if runtime == "onnx":
             path = cache_root() / "onnx" / f"{tag}-{input_size}-{weights_digest(module)}.onnx"
             if not path.is_file():
-                export_onnx(module, input_size, path)
+                export_onnx(module, input_size, path, output_names)
             self.session = _ort_session(path, self.threads)
             self.input_name = self.session.get_inputs()[0].name
 
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+    def __call__(self, inputs: np.ndarray):
         inputs = np.ascontiguousarray(inputs, dtype=np.float32)
         if self.runtime == "onnx":
-            return self.session.run(None, {self.input_name: inputs})[0]
-        with torch.inference_mode():
-            return self.module(torch.from_numpy(inputs)).numpy()
+            outputs = self.session.run(None, {self.input_name: inputs})
+        else:
+            with torch.inference_mode():
+                result = self.module(torch.from_numpy(inputs))
+            outputs = [t.numpy() for t in (result if isinstance(result, tuple) else (result,))]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
-def export_onnx(module: nn.Module, input_size: int, path: Path) -> Path:
+def export_onnx(module: nn.Module, input_size: int, path: Path, output_names: tuple[str, ...] = ("output",)) -> Path:
     """Export with a dynamic batch axis; written to a temporary name first so a crash leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, input_size, input_size)
@@ -66,8 +73,8 @@ def export_onnx(module: nn.Module, input_size: int, path: Path) -> Path:
             warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding notes
             torch.onnx.export(
                 module.eval(), dummy, str(tmp_path), dynamo=False, opset_version=17,
-                input_names=["images"], output_names=["output"],
-                dynamic_axes={"images": {0: "batch"}, "output": {0: "batch"}},
+                input_names=["images"], output_names=list(output_names),
+                dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in output_names}},
             )
         os.replace(tmp_path, path)
     finally:

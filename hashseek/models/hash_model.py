@@ -1,0 +1,169 @@
+"""``HashModel`` = backbone + hash head: images -> packed binary codes + float features.
+
+A checkpoint is a folder: ``model.safetensors`` (weights), ``config.json`` (backbone,
+head, loss, bits, classes, preprocessing and how it was trained) and ``hasher.json``
+(so a collection can load it as its image hasher). A model trained on frozen features
+stores only its head and the digest of the backbone's bundled weights, which is checked
+when it is loaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hashseek.data.loader import Preprocess
+from hashseek.index.bits import pack_bits
+from hashseek.models.backbones import Backbone, create_backbone
+from hashseek.models.heads import HashHead, HeadOutput, create_head
+from hashseek.models.runtime import InferenceRunner, weights_digest
+from hashseek.search.encoders import IMAGE_HASHER_LOADERS
+
+CHECKPOINT_FORMAT = "hashseek-model/1"
+
+
+class HashModel(nn.Module):
+    def __init__(self, backbone: Backbone, head: HashHead, config: dict):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.config = config
+        self.input_size = int(config.get("input_size") or backbone.input_size)
+        self._runner: InferenceRunner | None = None
+
+    @classmethod
+    def build(cls, backbone: str, head: str, bits: int, n_classes: int | None = None,
+              pretrained: bool = True, weights: str | None = None, head_kwargs: dict | None = None,
+              **config) -> "HashModel":
+        trunk = create_backbone(backbone, pretrained=pretrained, weights=weights)
+        hash_head = create_head(head, trunk.feature_channels, bits, n_classes, **(head_kwargs or {}))
+        return cls(trunk, hash_head, {"backbone": backbone, "head": head, "bits": bits, "n_classes": n_classes,
+                                      "pretrained": pretrained, "head_kwargs": head_kwargs or {}, **config})
+
+    # -- forward ---------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> HeadOutput:
+        return self.head(self.backbone.forward_features(images))
+
+    @property
+    def n_bits(self) -> int:
+        return self.head.n_bits
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.embedding_dim
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config.get("classes", []))
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(self.input_size, tuple(self.backbone.mean), tuple(self.backbone.std))
+
+    def codes_from_output(self, codes: np.ndarray) -> np.ndarray:
+        """Relaxed codes -> packed bits (sign for tanh heads, >= 0.5 for sigmoid heads)."""
+        return pack_bits(np.asarray(codes) >= self.head.code_threshold)
+
+    @torch.no_grad()
+    def encode_maps(self, maps: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Cached backbone maps -> (packed codes, float features), head only."""
+        self.head.eval()
+        codes, feats = [], []
+        for i in range(0, len(maps), batch_size):
+            out = self.head(torch.from_numpy(np.asarray(maps[i:i + batch_size], np.float32)))
+            codes.append(out.codes.numpy())
+            feats.append(out.embedding.numpy())
+        return self.codes_from_output(np.concatenate(codes)), np.concatenate(feats).astype(np.float32)
+
+    # -- the ImageHasher protocol -------------------------------------------------------
+    def encode_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 3, s, s) preprocessed images -> (packed codes, float32 features), through ONNX Runtime."""
+        if self._runner is None:
+            self.eval()
+            self._runner = InferenceRunner(_EncodeGraph(self), self.input_size, "onnx",
+                                           tag=f"hashmodel-{self.config['head']}", output_names=("codes", "embedding"))
+        codes, embedding = self._runner(inputs)
+        return self.codes_from_output(codes), embedding.astype(np.float32)
+
+    def encode(self, sources, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Image paths, bytes or PIL images -> (packed codes, float features)."""
+        pre = self.preprocess
+        parts = [self.encode_arrays(np.stack([pre(s) for s in sources[i:i + batch_size]]))
+                 for i in range(0, len(sources), batch_size)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def describe(self) -> dict:
+        keys = ("backbone", "head", "loss", "bits", "mode", "dataset_name", "protocol", "trained_at")
+        return {"type": "hash_model", **{k: self.config.get(k) for k in keys},
+                "input_size": self.input_size, "weights_digest": weights_digest(self)}
+
+    def train(self, mode: bool = True):
+        self._runner = None  # weights may change: export again on the next encode
+        return super().train(mode)
+
+    # -- checkpoints ------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        frozen = self.config.get("mode") == "frozen"
+        state = {k: v.contiguous() for k, v in self.state_dict().items() if not (frozen and k.startswith("backbone."))}
+        config = {**self.config, "format": CHECKPOINT_FORMAT, "input_size": self.input_size,
+                  "preprocessing": {**self.backbone.preprocessing(), "input_size": self.input_size},
+                  "backbone_weights": "bundled" if frozen else "in checkpoint",
+                  "backbone_digest": weights_digest(self.backbone)}
+        _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p)))
+        _atomic_write(directory / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+        _atomic_write(directory / "hasher.json", lambda p: p.write_text(json.dumps({"type": "hash_model"})))
+        return directory
+
+
+class _EncodeGraph(nn.Module):
+    """The exported inference graph: images -> (relaxed codes, embedding)."""
+
+    def __init__(self, model: HashModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        out = self.model(images)
+        return out.codes, out.embedding
+
+
+def _atomic_write(path: Path, write) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def load_model(directory: str | Path) -> HashModel:
+    """Rebuild a trained model from its checkpoint folder."""
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no hashseek model at {directory} (config.json missing)")
+    config = json.loads(config_path.read_text())
+    if config.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{directory}: unknown checkpoint format {config.get('format')!r}")
+    frozen = config.get("backbone_weights") == "bundled"
+    model = HashModel.build(config["backbone"], config["head"], config["bits"], config.get("n_classes"),
+                            pretrained=frozen, head_kwargs=config.get("head_kwargs"),
+                            **{k: v for k, v in config.items()
+                               if k not in ("backbone", "head", "bits", "n_classes", "pretrained", "head_kwargs")})
+    state = load_file(str(directory / "model.safetensors"))
+    model.load_state_dict(state, strict=not frozen)
+    if frozen and weights_digest(model.backbone) != config["backbone_digest"]:
+        raise ValueError(f"{directory}: the installed {config['backbone']} weights differ from the ones it was trained on")
+    return model.eval()
+
+
+IMAGE_HASHER_LOADERS.register("hash_model")(load_model)
