@@ -5,9 +5,9 @@ import argparse
 import logging
 import sys
 
-from hashseek.cli import data
+from hashseek.cli import collection, data, evaluate, train
 
-COMMAND_GROUPS = [data]
+COMMAND_GROUPS = [data, train, collection, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:
