@@ -1,0 +1,172 @@
+"""`hashseek index`, `search`, `classify`, `remove`, `info`, `check`: persistent collections."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+_DEFAULTS = {"bits": 64, "backbone": "efficientnet_lite0", "index": "flat", "hasher": "itq"}
+
+
+def cmd_index(args) -> int:
+    from hashseek.search.collection import COLLECTION_JSON, Collection
+    from hashseek.search.feature_hasher import load_image_hasher
+
+    if not args.source.exists():
+        raise FileNotFoundError(f"no such folder or archive: {args.source}")
+    if (args.collection / COLLECTION_JSON).is_file():
+        given = [f"--{key}" for key in _DEFAULTS if getattr(args, key) is not None] + (["--model"] if args.model else [])
+        if given:
+            raise ValueError(f"{args.collection} exists and keeps the settings it was made with; "
+                             f"drop {' '.join(given)} (see `hashseek info`)")
+        collection = Collection.open(args.collection, batch_size=args.batch_size)
+    else:
+        image_hasher = None
+        if args.model:
+            try:
+                image_hasher = load_image_hasher(args.model)
+            except FileNotFoundError as err:
+                raise ValueError(f"--model: {err}; collections from trained models are not available yet") from None
+        settings = {key: getattr(args, key) or default for key, default in _DEFAULTS.items()}
+        collection = Collection.create(args.collection, image_hasher, n_bits=settings["bits"],
+                                       backbone=settings["backbone"], index=settings["index"],
+                                       hasher=settings["hasher"], batch_size=args.batch_size)
+    with collection:
+        report = collection.add_folder(args.source, progress=not args.quiet)
+        print(f"{args.collection}: {report}; {len(collection)} images in the collection")
+        for source, reason in report.failed[:10]:
+            print(f"  unreadable: {source}: {reason}")
+    return 0
+
+
+def _add_search_args(p: argparse.ArgumentParser, k: int) -> None:
+    p.add_argument("collection", type=Path)
+    p.add_argument("image", nargs="?", type=Path, help="query image file (or use --id / --random)")
+    p.add_argument("--id", type=int, help="query by the id of a library image (left out of its own results)")
+    p.add_argument("-k", type=int, default=k, help=f"results (default {k})")
+    p.add_argument("--rerank", metavar="DISTANCE",
+                   help="re-rank Hamming candidates by float features: chi2, euclidean, manhattan, chebyshev, cosine")
+    p.add_argument("--radius", type=int, help="Hamming radius: results (or candidates to re-rank) within it")
+    p.add_argument("--candidates", type=int, default=1000, help="top-M Hamming candidates to re-rank (default 1000)")
+    p.add_argument("--json", action="store_true")
+
+
+def _query(args) -> Path | int:
+    """The IMAGE or the --id N: exactly one of them."""
+    if (args.image is None) == (args.id is None):
+        raise ValueError("give one query: an IMAGE or --id N" + (" or --random" if "random" in args else ""))
+    return args.image if args.image is not None else args.id
+
+
+def _search_options(args) -> dict:
+    return {"rerank": args.rerank, "radius": args.radius, "candidates": args.candidates}
+
+
+def cmd_search(args) -> int:
+    from hashseek.search.collection import Collection
+
+    with Collection.open(args.collection) as collection:
+        if args.random:
+            if args.image is not None or args.id is not None:
+                raise ValueError("--random takes no IMAGE or --id")
+            result = collection.search_random(args.seed, args.k, **_search_options(args))
+        else:
+            result = collection.search(_query(args), args.k, **_search_options(args))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"query {result.query}: {result.mode}, {result.n_candidates} candidates, "
+          f"{1000 * result.timings['total']:.1f} ms")
+    print(f"{'rank':>4} {'id':>7} {'hamming':>7} {'distance':>10}  label / name")
+    for n, hit in enumerate(result.hits, 1):
+        distance = "" if hit.distance is None else f"{hit.distance:.4g}"
+        print(f"{n:>4} {hit.id:>7} {hit.hamming:>7} {distance:>10}  {hit.label} / {hit.name}")
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from hashseek.search.collection import Collection
+
+    with Collection.open(args.collection) as collection:
+        result = collection.classify(_query(args), args.k, **_search_options(args))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"predicted: {result.label}")
+    for label, share in result.distribution.items():
+        print(f"  {share:6.1%}  {label}")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from hashseek.search.collection import Collection
+
+    with Collection.open(args.collection) as collection:
+        removed = collection.remove(args.ids)
+        print(f"removed {removed}; {len(collection)} images left")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from hashseek.search.collection import Collection
+
+    with Collection.open(args.collection) as collection:
+        info = collection.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    hasher = info["hasher"]
+    print(f"{info['path']}: {info['images']} images ({info['removed']} removed, {info['not_searchable']} "
+          f"not yet searchable), {len(info['classes'])} classes, {info['unlabelled']} unlabelled")
+    print(f"  codes {info['n_bits']} bits from {hasher.get('type')} {hasher.get('backbone', '')} "
+          f"{hasher.get('hasher', {}).get('name', '')}, index {info['index']}, features {info['feature_dim']}-d")
+    per_image = info["bytes_on_disk"] / max(info["images"], 1)
+    print(f"  {info['bytes_on_disk'] / 1e6:.1f} MB on disk ({per_image:.0f} bytes per image), created {info['created']}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from hashseek.search.collection import Collection
+
+    with Collection.open(args.collection) as collection:
+        report = collection.check()
+    print(report)
+    return 0 if report.ok else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("index", help="add a folder or archive of images to a collection (created if missing)")
+    p.add_argument("source", type=Path, help="folder (one sub-folder per class) or tar archive")
+    p.add_argument("--collection", "-c", type=Path, required=True)
+    p.add_argument("--model", type=Path, help="a saved image hasher (trained model) instead of pretrained + ITQ")
+    p.add_argument("--bits", type=int, help=f"code length of a new collection (default {_DEFAULTS['bits']})")
+    p.add_argument("--backbone", help=f"pretrained backbone of a new collection (default {_DEFAULTS['backbone']})")
+    p.add_argument("--hasher", help=f"shallow hasher of a new collection (default {_DEFAULTS['hasher']})")
+    p.add_argument("--index", help="index kind of a new collection: flat, hash, multihash, ivf (default flat)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search a collection by an image, a library id or at random")
+    _add_search_args(p, k=20)
+    p.add_argument("--random", action="store_true", help="query by a random library image")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("classify", help="top-k vote of an image's neighbours in a collection")
+    _add_search_args(p, k=8)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("remove", help="remove images from a collection by id")
+    p.add_argument("collection", type=Path)
+    p.add_argument("ids", type=int, nargs="+")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("info", help="what a collection holds and how it was made")
+    p.add_argument("collection", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("check", help="verify a collection's index, metadata and features agree")
+    p.add_argument("collection", type=Path)
+    p.set_defaults(func=cmd_check)

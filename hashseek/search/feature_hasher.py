@@ -1,0 +1,200 @@
+"""The zero-training ``ImageHasher``: pretrained pooled features + a shallow hasher fitted on the collection.
+
+A new collection needs no training run: a pretrained backbone (through ONNX Runtime)
+gives float features, and ITQ (or any registered shallow hasher) fitted on the
+collection's own features turns them into codes. Codes are always computed from the
+float16-rounded features, the precision the collection stores, so every code can be
+recomputed from the feature store (refits, crash recovery, ``check``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from hashseek.data.loader import Preprocess
+from hashseek.hashers import Hasher, create_hasher, load_hasher
+from hashseek.models.features import BackboneEncoder
+from hashseek.search.encoders import IMAGE_HASHER_LOADERS, ImageHasher
+
+HASHER_JSON = "hasher.json"
+_SHALLOW_NPZ = "shallow-{digest}.npz"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yields a temporary sibling of ``path`` that replaces it (fsynced) once the body succeeds,
+    so a reader, or a process restarted after a crash, sees the old file or the new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class FeatureHasher:
+    """Pretrained backbone -> float16-rounded pooled features -> shallow hasher -> packed codes.
+
+    ``fit`` draws at most ``fit_samples`` rows (seeded) so fitting stays cheap on large collections.
+    A loaded hasher builds its backbone only when it first encodes an image, so opening a
+    collection to search by id or read its info costs no model start-up.
+    """
+
+    type = "pretrained+shallow"
+
+    def __init__(self, backbone: str | BackboneEncoder | None = "efficientnet_lite0", n_bits: int = 64,
+                 method: str = "itq", seed: int = 0, fit_samples: int = 20_000, runtime: str = "onnx",
+                 threads: int | None = None):
+        """``backbone``: a name, or a built pooled ``BackboneEncoder`` to share; None only for ``load``."""
+        if fit_samples < 2:
+            raise ValueError(f"fit_samples must be at least 2, got {fit_samples}")
+        self.hasher: Hasher = create_hasher(method, n_bits, seed)
+        self.n_bits = self.hasher.n_bits
+        self.method, self.seed, self.fit_samples = method, int(seed), int(fit_samples)
+        self.runtime, self.threads = runtime, threads
+        self.n_fit: int | None = None
+        self._encoder: BackboneEncoder | None = None
+        self._info: dict = {}
+        if backbone is not None:
+            if isinstance(backbone, str):
+                backbone = BackboneEncoder(backbone, runtime=runtime, threads=threads)
+            elif backbone.kind != "pooled":
+                raise ValueError(f"a FeatureHasher needs pooled features, got a {backbone.kind!r} encoder")
+            self._encoder = backbone
+            self._info = {**backbone.describe(), "feature_dim": backbone.backbone.pooled_dim}
+
+    # -- ImageHasher ---------------------------------------------------------------
+    @property
+    def feature_dim(self) -> int:
+        return int(self._info["feature_dim"])
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_config(self._info)
+
+    @property
+    def encoder(self) -> BackboneEncoder:
+        if self._encoder is None:
+            encoder = BackboneEncoder(self._info["backbone"], runtime=self.runtime, threads=self.threads)
+            if encoder.weights_digest != self._info["weights_digest"]:
+                raise ValueError(
+                    f"backbone {self._info['backbone']} now has weights {encoder.weights_digest}, but the codes "
+                    f"were made with {self._info['weights_digest']}; rebuild the collection")
+            self._encoder = encoder
+        return self._encoder
+
+    def encode_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features = self.features(inputs)
+        return self.codes_from_features(features), features
+
+    def describe(self) -> dict:
+        return {"type": self.type, **self._info, "hasher": self.hasher.config(), "fit_samples": self.fit_samples,
+                "fitted": self.is_fitted, "n_fit": self.n_fit, "fit_digest": self.fit_digest}
+
+    def save(self, directory: str | Path) -> None:
+        """``hasher.json`` plus the fitted arrays in a file named by their digest; json last, both atomic."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"backbone": self._info["backbone"], "n_bits": self.n_bits, "method": self.method,
+                  "seed": self.seed, "fit_samples": self.fit_samples, "runtime": self.runtime}
+        payload = {"type": self.type, "config": config, "encoder": self._info, "n_fit": self.n_fit,
+                   "fit_digest": self.fit_digest}
+        if self.is_fitted:
+            with atomic_path(directory / _SHALLOW_NPZ.format(digest=self.fit_digest)) as tmp:
+                self.hasher.save(tmp)
+        with atomic_path(directory / HASHER_JSON) as tmp:
+            tmp.write_text(json.dumps(payload, indent=2))
+        keep = _SHALLOW_NPZ.format(digest=self.fit_digest)
+        for old in directory.glob(_SHALLOW_NPZ.format(digest="*")):
+            if old.name != keep:
+                old.unlink()
+
+    # -- fitting -------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return self.hasher.n_features_in_ is not None
+
+    @property
+    def fit_digest(self) -> str | None:
+        """Identifies the fitted state, so a collection can tell which fit its stored codes came from."""
+        if not self.is_fitted:
+            return None
+        h = hashlib.sha256()
+        for key, value in sorted(self.hasher.state_dict().items()):
+            h.update(key.encode() + np.ascontiguousarray(value).tobytes())
+        return h.hexdigest()[:16]
+
+    def fit_sample(self, n: int) -> np.ndarray:
+        """Which of ``n`` rows ``fit`` uses: all, or a seeded sorted sample of ``fit_samples``
+        (so a caller holding features on disk reads only those)."""
+        if n <= self.fit_samples:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(self.seed).choice(n, self.fit_samples, replace=False))
+
+    def fit(self, features: np.ndarray) -> "FeatureHasher":
+        """Fit the shallow hasher on the collection's own features (at most ``fit_samples`` of them)."""
+        rows = self.fit_sample(len(features))
+        self.hasher.fit(_rounded(np.asarray(features)[rows]))
+        self.n_fit = len(rows)
+        return self
+
+    def features(self, inputs: np.ndarray) -> np.ndarray:
+        """(n, 3, s, s) preprocessed images -> (n, d) float32 pooled features, rounded to float16."""
+        return _rounded(self.encoder.encode_arrays(inputs))
+
+    def codes_from_features(self, features: np.ndarray) -> np.ndarray:
+        """(n, d) features -> packed codes; rounding to float16 first makes codes a function of stored features."""
+        return self.hasher.transform(_rounded(features))
+
+    @classmethod
+    def load(cls, directory: str | Path, threads: int | None = None) -> "FeatureHasher":
+        directory = Path(directory)
+        payload = json.loads((directory / HASHER_JSON).read_text())
+        config = payload["config"]
+        out = cls(backbone=None, n_bits=config["n_bits"], method=config["method"], seed=config["seed"],
+                  fit_samples=config["fit_samples"], runtime=config["runtime"], threads=threads)
+        out._info = payload["encoder"]
+        if payload["fit_digest"]:
+            out.hasher = load_hasher(directory / _SHALLOW_NPZ.format(digest=payload["fit_digest"]))
+            out.n_fit = payload["n_fit"]
+            if out.fit_digest != payload["fit_digest"]:
+                raise ValueError(f"{directory}: the saved hasher does not match its digest {payload['fit_digest']}")
+        return out
+
+    def __repr__(self) -> str:
+        return (f"FeatureHasher(backbone={self._info.get('backbone')!r}, n_bits={self.n_bits}, "
+                f"method={self.method!r}, fitted={self.is_fitted})")
+
+
+def _rounded(features: np.ndarray) -> np.ndarray:
+    return np.asarray(features, dtype=np.float16).astype(np.float32)
+
+
+IMAGE_HASHER_LOADERS.register(FeatureHasher.type)(FeatureHasher.load)
+
+
+def load_image_hasher(directory: str | Path) -> ImageHasher:
+    """Rebuild any saved ``ImageHasher`` from its folder, dispatching on ``hasher.json``'s ``type``."""
+    directory = Path(directory)
+    spec = directory / HASHER_JSON
+    if not spec.is_file():
+        raise FileNotFoundError(f"{directory} holds no saved image hasher ({HASHER_JSON} is missing)")
+    kind = json.loads(spec.read_text()).get("type")
+    if kind == "hash_model":
+        import hashseek.models.hash_model  # noqa: F401  (registers its loader; it imports this package)
+    if kind not in IMAGE_HASHER_LOADERS:
+        raise ValueError(f"{directory}: image hasher type {kind!r} is not available yet "
+                         f"(known: {', '.join(IMAGE_HASHER_LOADERS.names())})")
+    return IMAGE_HASHER_LOADERS.get(kind)(directory)

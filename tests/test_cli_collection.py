@@ -1,0 +1,72 @@
+"""`hashseek index / search / classify / remove / info / check` round trip through ``hashseek.cli.main``."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hashseek.cli import main
+
+
+@pytest.fixture
+def photos(tmp_path, caltech_slice):
+    """3 classes x 5 images in a folder, plus one broken file."""
+    dataset, ids = caltech_slice
+    folder = tmp_path / "photos"
+    for image_id in ids[0:5] + ids[10:15] + ids[20:25]:
+        (folder / image_id.split("/")[0]).mkdir(parents=True, exist_ok=True)
+        (folder / image_id).write_bytes(dataset.read_bytes(image_id))
+    (folder / "Faces_easy" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    return folder
+
+
+def _json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_round_trip(tmp_path, photos, capsys):
+    c = str(tmp_path / "C")
+    assert main(["index", str(photos), "--collection", c, "--bits", "32", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "added 15" in out and "unreadable 1" in out and "broken.jpg" in out
+    assert main(["index", str(photos), "--collection", c, "-q"]) == 0
+    assert "already present 15" in capsys.readouterr().out
+
+    assert main(["info", c, "--json"]) == 0
+    info = _json(capsys)
+    assert info["images"] == 15 and info["n_bits"] == 32 and set(info["classes"]) == {"airplanes", "Faces_easy", "Motorbikes"}
+
+    query = next((photos / "Motorbikes").iterdir())
+    assert main(["search", c, str(query), "-k", "5", "--rerank", "chi2", "--json"]) == 0
+    result = _json(capsys)
+    assert len(result["hits"]) == 5 and result["hits"][0]["label"] == "Motorbikes" and result["mode"] == "rerank:chi2"
+    assert main(["search", c, "--id", "2", "-k", "3", "--json"]) == 0
+    assert 2 not in [hit["id"] for hit in _json(capsys)["hits"]]
+    assert main(["search", c, "--random", "--seed", "1", "--radius", "10"]) == 0
+    assert "radius" in capsys.readouterr().out
+    assert main(["classify", c, str(query), "-k", "4"]) == 0
+    assert capsys.readouterr().out.startswith("predicted: Motorbikes")
+
+    assert main(["remove", c, "1", "2"]) == 0
+    assert "13 images left" in capsys.readouterr().out
+    assert main(["check", c]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("ok")
+
+
+def test_cli_errors(tmp_path, photos, capsys):
+    c = str(tmp_path / "C")
+    model = tmp_path / "model"
+    model.mkdir()
+    assert main(["index", str(photos), "--collection", c, "--model", str(model)]) == 2
+    assert "not available yet" in capsys.readouterr().err
+    assert main(["search", str(tmp_path / "nothing"), "--id", "1"]) == 2
+    assert "not a hashseek collection" in capsys.readouterr().err
+
+    assert main(["index", str(photos / "airplanes"), "--collection", c, "-q"]) == 0
+    assert main(["index", str(photos), "--collection", c, "--bits", "32"]) == 2
+    assert "drop --bits" in capsys.readouterr().err
+    assert main(["search", c]) == 2
+    assert main(["search", c, "--id", "99"]) == 2
+    (tmp_path / "C" / "features.f16").write_bytes(b"")   # damage: every feature row gone
+    assert main(["check", c]) == 1
+    assert "PROBLEM" in capsys.readouterr().out
