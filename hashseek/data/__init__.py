@@ -1,0 +1,10 @@
+"""Images in: datasets from folders and archives, robust decoding, protocols, augmentation."""
+from hashseek.data.augment import SeedAugment, augment_copy, expand_offline
+from hashseek.data.datasets import ArchiveDataset, FolderDataset, ImageDataset, open_images
+from hashseek.data.images import ImageDecodeError, load_image
+from hashseek.data.named import NAMED_DATASETS, load_dataset
+from hashseek.data.protocols import PROTOCOLS, Protocol, get_protocol, make_protocol
+
+__all__ = ["ArchiveDataset", "FolderDataset", "ImageDataset", "ImageDecodeError", "NAMED_DATASETS", "PROTOCOLS",
+           "Protocol", "SeedAugment", "augment_copy", "expand_offline", "get_protocol", "load_dataset",
+           "load_image", "make_protocol", "open_images"]

@@ -119,7 +119,9 @@ class Trainer:
             stage_loss = create_loss("ce", cfg.bits, n_classes) if stage.classification_only else loss_fn
             self._train_mode(model)
             losses = []
-            for inputs, y in batches.epoch(epoch):
+            steps = tqdm(batches.epoch(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
+                         disable=not self.progress or cfg.mode == "frozen")
+            for inputs, y in steps:
                 if isinstance(model.head, TanhHead):
                     model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
                 out = model.head(inputs) if cfg.mode == "frozen" else model(inputs)
