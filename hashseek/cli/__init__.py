@@ -5,9 +5,9 @@ import argparse
 import logging
 import sys
 
-from hashseek.cli import collection, data, evaluate, train
+from hashseek.cli import collection, data, evaluate, serve, train
 
-COMMAND_GROUPS = [data, train, collection, evaluate]
+COMMAND_GROUPS = [data, train, collection, evaluate, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+from hashseek.service.app import create_app  # noqa: F401

@@ -1,0 +1,102 @@
+"""Image bytes for HTTP: originals found through the collection's metadata, cached thumbnails, uploads.
+
+No request path ever names a file: a route receives an integer id, the collection's
+SQLite row says where the bytes live (a stored upload under ``images/``, a file, or an
+archive member), and thumbnails are cached under ``thumbnails/<id>.jpg`` (ids are never
+reused, so a cached thumbnail can never show another image).
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+from hashseek.data.datasets import ArchiveDataset
+from hashseek.data.images import ImageDecodeError, load_image
+from hashseek.search.collection import IMAGES_DIR, Record
+
+THUMBNAILS_DIR = "thumbnails"
+THUMBNAIL_SIZE = 256      # longest side, px: sharp in a ~160 px tile on a high-density screen
+THUMBNAIL_QUALITY = 85
+
+
+class ImageUnavailable(LookupError):
+    """The record's bytes are gone (moved archive, deleted file) or were never kept."""
+
+
+_archives: dict[str, ArchiveDataset] = {}
+_archives_lock = threading.Lock()
+
+
+def _archive(path: str) -> ArchiveDataset:
+    """Opening an archive scans all its members (seconds for Caltech101), so it happens once, under a
+    lock that the page's concurrent thumbnail requests wait on; every later read is one ``pread``."""
+    with _archives_lock:
+        if path not in _archives:
+            _archives[path] = ArchiveDataset(path)
+        return _archives[path]
+
+
+def original_bytes(collection_dir: Path, record: Record) -> bytes:
+    """The bytes of a library image, read where its metadata says it is."""
+    try:
+        if record.stored is not None:
+            images = (collection_dir / IMAGES_DIR).resolve()
+            path = (images / record.stored).resolve()
+            if path.parent != images:  # stored names are content hashes; anything else is not ours to serve
+                raise ImageUnavailable(f"image {record.id} has an invalid stored name")
+            return path.read_bytes()
+        archive, member_sep, member = record.source.partition("::")
+        if member_sep:
+            return _archive(archive).read_bytes(member)
+        return Path(record.source).read_bytes()
+    except (OSError, KeyError) as err:
+        raise ImageUnavailable(f"the file of image {record.id} cannot be read ({err})") from err
+
+
+def media_type(data: bytes) -> str:
+    """The MIME type Pillow recognises in the bytes, never one taken from a client-given file name."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return Image.MIME.get(image.format or "", "application/octet-stream")
+    except (OSError, ValueError):
+        return "application/octet-stream"
+
+
+def thumbnail(collection_dir: Path, record: Record, max_pixels: int) -> Path:
+    """The cached JPEG thumbnail of a library image, made on first request."""
+    target = collection_dir / THUMBNAILS_DIR / f"{record.id}.jpg"
+    if target.is_file():
+        return target
+    try:
+        image = load_image(original_bytes(collection_dir, record), draft_size=THUMBNAIL_SIZE, max_pixels=max_pixels)
+    except ImageDecodeError as err:
+        raise ImageUnavailable(f"image {record.id} cannot be decoded: {err.reason}") from err
+    image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BICUBIC)
+    target.parent.mkdir(exist_ok=True)
+    # A private temporary name: two requests for the same thumbnail may race, the last replace wins.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            image.save(out, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def forget_thumbnail(collection_dir: Path, image_id: int) -> None:
+    (collection_dir / THUMBNAILS_DIR / f"{image_id}.jpg").unlink(missing_ok=True)
+
+
+def decode_upload(data: bytes, name: str, input_size: int, max_pixels: int) -> Image.Image:
+    """Decode an uploaded image the way the collection's preprocessing would, under the service's
+    pixel limit (checked from the header, so a decompression bomb costs nothing)."""
+    try:
+        return load_image(data, draft_size=input_size, max_pixels=max_pixels)
+    except ImageDecodeError as err:
+        raise ImageDecodeError(name, err.reason) from None

@@ -1,0 +1,269 @@
+"""The REST API against a real uvicorn server on 127.0.0.1, with real Caltech101 photos and a bad-input corpus."""
+from __future__ import annotations
+
+import http.client
+import io
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from PIL import Image
+
+from hashseek.cli import main
+from hashseek.search.collection import Collection
+from hashseek.service import create_app
+from hashseek.service.app import MAX_UPLOAD_BYTES
+from hashseek.service.media import THUMBNAIL_SIZE
+
+C = "/api/collections/caltech"
+
+
+def _healthy(client: httpx.Client) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok", "collections": {"caltech": 50}}
+
+
+def test_collections_info_and_paged_library(client, caltech_slice):
+    _healthy(client)
+    [summary] = client.get("/api/collections").json()
+    assert summary == {"name": "caltech", "images": 50, "n_bits": 64, "writable": True, "needs_api_key": False}
+    info = client.get(C).json()
+    assert info["classes"] == {c: 10 for c in ("Faces_easy", "Motorbikes", "airplanes", "sunflower", "watch")}
+    assert "path" not in info and info["hasher"]["fitted"]
+
+    first = client.get(f"{C}/images", params={"offset": 0, "limit": 20}).json()
+    last = client.get(f"{C}/images", params={"offset": 40, "limit": 20}).json()
+    assert [len(first["items"]), first["has_more"], len(last["items"]), last["has_more"]] == [20, True, 10, False]
+    assert [item["name"] for item in first["items"]] == caltech_slice[1][:20]   # insertion order
+    watches = client.get(f"{C}/images", params={"label": "watch", "limit": 500}).json()["items"]
+    assert len(watches) == 10 and {item["label"] for item in watches} == {"watch"}
+    assert client.get(f"{C}/images", params={"limit": 501}).status_code == 422   # pages are bounded
+
+    item = first["items"][3]
+    assert client.get(f"{C}/images/{item['id']}").json() == item
+    original = client.get(item["image_url"])
+    assert original.content == caltech_slice[0].read_bytes(item["name"])
+    assert original.headers["content-type"] == "image/jpeg"
+
+
+def test_thumbnails_are_bounded_jpegs_cached_in_the_collection(served_path, client):
+    url = f"{C}/images/7/thumbnail"
+    response = client.get(url)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    thumb = Image.open(io.BytesIO(response.content))
+    assert thumb.format == "JPEG" and max(thumb.size) == THUMBNAIL_SIZE
+    assert client.get(url).content == response.content              # the second one comes from the cache
+    assert (served_path / "thumbnails" / "7.jpg").read_bytes() == response.content
+
+
+def test_search_by_library_id(client):
+    plain = client.get(f"{C}/images/12/similar", params={"k": 9}).json()
+    assert plain["query"] == {"id": 12} and plain["mode"] == "knn" and plain["took_ms"] > 0
+    hits = plain["hits"]
+    assert len(hits) == 9 and 12 not in [h["id"] for h in hits]            # the query leaves itself out
+    assert [h["hamming"] for h in hits] == sorted(h["hamming"] for h in hits)
+    assert all(h["distance"] is None for h in hits)
+    assert hits[0]["thumbnail_url"] == f"{C}/images/{hits[0]['id']}/thumbnail"
+    assert sum(h["label"] == "Faces_easy" for h in hits) >= 7               # id 12 is a face
+
+    reranked = client.get(f"{C}/images/12/similar", params={"k": 9, "rerank": "chi2", "candidates": 30}).json()
+    distances = [h["distance"] for h in reranked["hits"]]
+    assert reranked["mode"] == "rerank:chi2" and reranked["n_candidates"] == 30 and distances == sorted(distances)
+    assert set(reranked["timings_ms"]) >= {"coarse", "rerank", "total"}
+
+    ball = client.get(f"{C}/images/12/similar", params={"k": 50, "radius": 20}).json()
+    assert ball["mode"] == "radius" and all(h["hamming"] <= 20 for h in ball["hits"])
+
+
+def test_random_search_is_reproducible(client):
+    drawn = client.get(f"{C}/search/random", params={"k": 5}).json()
+    seed = drawn["query"]["random"]
+    again = client.get(f"{C}/search/random", params={"k": 5, "seed": seed}).json()
+    assert again["query"] == drawn["query"] and [h["id"] for h in again["hits"]] == [h["id"] for h in drawn["hits"]]
+    assert drawn["query"]["id"] not in [h["id"] for h in drawn["hits"]]
+
+
+def test_search_and_classify_an_upload(client, photo):
+    name, data = photo
+    files = {"file": ("bike.jpg", data, "image/jpeg")}
+    found = client.post(f"{C}/search", files=files, params={"k": 10, "rerank": "chi2"}).json()
+    assert found["query"] == {"upload": "bike.jpg"} and found["hits"][0]["label"] == "Motorbikes"
+    assert found["timings_ms"]["decode"] > 0 and found["took_ms"] >= found["timings_ms"]["encode"]
+    voted = client.post(f"{C}/classify", files=files, params={"k": 8}).json()
+    assert voted["label"] == "Motorbikes" and len(voted["neighbours"]["hits"]) == 8
+    assert list(voted["distribution"])[0] == "Motorbikes" and sum(voted["distribution"].values()) == pytest.approx(1)
+
+
+def test_odd_images_are_searched(client, odd_images):
+    for name, data in odd_images.items():
+        response = client.post(f"{C}/search", files={"file": (name, data)}, params={"k": 3})
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["hits"][0]["label"] == "Motorbikes", name
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's, before ours refuses
+def test_bad_uploads_get_a_clear_4xx_and_the_server_stays_up(client, broken_images):
+    for name, data in broken_images.items():
+        for route in ("search", "classify"):
+            response = client.post(f"{C}/{route}", files={"file": (name, data)})
+            assert response.status_code == 422, (name, response.status_code, response.text)
+            detail = response.json()["detail"]
+            assert name in detail and "cannot load image" in detail, detail
+            _healthy(client)
+    assert "max_pixels" in client.post(f"{C}/search", files={"file": ("b.png", broken_images["bomb.png"])}).text
+
+    too_big = client.post(f"{C}/search", files={"file": ("big.jpg", b"\xff" * (MAX_UPLOAD_BYTES + 1))})
+    assert too_big.status_code == 413
+    _healthy(client)
+
+    def streamed():   # chunked, no Content-Length: refused once the counted bytes pass the limit
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+        for _ in range(MAX_UPLOAD_BYTES // 2**20 + 2):
+            yield b"\xff" * 2**20
+        yield b"\r\n--x--\r\n"
+    chunked = client.post(f"{C}/search", content=streamed(),
+                          headers={"content-type": "multipart/form-data; boundary=x"})
+    assert chunked.status_code == 413
+    _healthy(client)
+    assert client.post(f"{C}/search").status_code == 422                   # no file at all
+    _healthy(client)
+
+
+def test_bad_parameters_and_unknown_things(client):
+    for url, params, status in [
+        (f"{C}/images/1/similar", {"k": 0}, 422),
+        (f"{C}/images/1/similar", {"rerank": "hamming"}, 422),
+        (f"{C}/images/1/similar", {"radius": -1}, 422),
+        (f"{C}/images/99999/similar", {}, 404),
+        (f"{C}/images/99999/thumbnail", {}, 404),
+        (f"{C}/images/{2**63}", {}, 422),                                 # beyond SQLite's integers
+        (f"{C}/images/-1/file", {}, 422),
+        ("/api/collections/nope/images", {}, 404),
+    ]:
+        response = client.get(url, params=params)
+        assert response.status_code == status, (url, params, response.text)
+        assert "detail" in response.json()
+    _healthy(client)
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../../../../etc/passwd",
+    "/static/%2e%2e/%2e%2e/app.py",
+    "/static/..%2f..%2fapp.py",
+    "/static//etc/passwd",
+    f"{C}/images/../../../../etc/passwd/file",
+    f"{C}/images/%2Fetc%2Fpasswd/file",
+    f"{C}/images/..%2F..%2Fmeta.sqlite/file",
+    f"{C}/images/1%2F..%2F..%2Fmeta.sqlite/thumbnail",
+    "/api/collections/..%2F..%2Fetc/images/1/file",
+    "/api/collections/%2Fetc/images/1/file",
+])
+def test_no_request_path_reaches_a_file(server, path):
+    """Sent byte for byte (http.client does not normalise ``..``)."""
+    connection = http.client.HTTPConnection(urlsplit(server).netloc, timeout=30)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    assert response.status in (404, 422), (path, response.status)
+    assert b"root:" not in body and b"SQLite format" not in body and b"import" not in body
+
+
+def test_writes_on_loopback_add_search_and_remove(serve_app, collection_copy, photo, broken_images):
+    """Served from a Collection the caller opened (and keeps open after the server stops)."""
+    name, data = photo
+    collection = Collection.open(collection_copy())
+    with serve_app(create_app({"caltech": collection})) as url, httpx.Client(base_url=url, timeout=60) as client:
+        added = client.post(f"{C}/images", files=[("files", ("new-bike.jpg", data, "image/jpeg"))],
+                            data={"label": "Motorbikes"})
+        assert added.status_code == 201, added.text
+        body = added.json()
+        assert body["images"] == 51 and len(body["ids"]) == 1 and body["failed"] == []
+        new_id = body["ids"][0]
+        assert client.get(f"{C}/images/{new_id}").json()["label"] == "Motorbikes"
+        assert client.get(f"{C}/images/{new_id}/file").content == data              # the stored copy
+        found = client.post(f"{C}/search", files={"file": ("q.jpg", data)}, params={"k": 1}).json()
+        assert found["hits"][0]["id"] == new_id and found["hits"][0]["hamming"] == 0
+        assert client.get(f"{C}/images/{new_id}/thumbnail").status_code == 200
+
+        again = client.post(f"{C}/images", files=[("files", ("same.jpg", data))]).json()
+        assert again["skipped"] == 1 and again["ids"] == []
+        mixed = client.post(f"{C}/images", files=[("files", ("ok.jpg", data)),
+                                                  ("files", ("bad.jpg", broken_images["truncated.jpg"]))])
+        assert mixed.status_code == 422 and "bad.jpg" in mixed.json()["detail"]
+
+        # a page of another site may not write, nor reach the server under another name (DNS rebinding)
+        assert client.delete(f"{C}/images/{new_id}", headers={"Origin": "http://evil.example"}).status_code == 403
+        assert client.get(f"{C}/images/{new_id}", headers={"Host": "evil.example"}).status_code == 400
+        assert client.get(f"{C}/images/{new_id}", headers={"Origin": url}).status_code == 200
+
+        removed = client.delete(f"{C}/images/{new_id}", headers={"Origin": url})
+        assert removed.json() == {"removed": 1, "images": 50}
+        for path in (f"{C}/images/{new_id}", f"{C}/images/{new_id}/thumbnail", f"{C}/images/{new_id}/file"):
+            assert client.get(path).status_code == 404, path
+        assert client.delete(f"{C}/images/{new_id}").status_code == 404
+        assert new_id not in [h["id"] for h in client.get(f"{C}/images/1/similar", params={"k": 50}).json()["hits"]]
+    assert len(collection) == 50 and collection.check().ok
+    collection.close()
+
+
+@pytest.mark.parametrize("api_key, host, key_sent, status", [
+    ("s3cret", "127.0.0.1", None, 401),
+    ("s3cret", "127.0.0.1", "wrong", 401),
+    ("s3cret", "127.0.0.1", "s3cret", 200),
+    (None, "0.0.0.0", None, 403),
+    (None, "192.168.1.20", "anything", 403),
+    ("s3cret", "0.0.0.0", "s3cret", 200),
+])
+def test_writes_need_the_key_off_loopback_or_when_set(serve_app, collection_copy, api_key, host, key_sent, status):
+    """``host`` is the address the CLI says it binds; the test server itself listens on loopback."""
+    headers = {} if key_sent is None else {"X-API-Key": key_sent}
+    with serve_app(create_app(collection_copy(), api_key, host=host)) as url, httpx.Client(base_url=url) as client:
+        response = client.delete(f"{C}/images/5", headers=headers)
+        assert response.status_code == status, response.text
+        assert client.get("/health").json()["collections"]["caltech"] == (49 if status == 200 else 50)
+        assert client.get(f"{C}/images/5/similar").status_code == (404 if status == 200 else 200)  # reads are open
+
+
+def test_openapi_docs_are_served_offline(client):
+    page = client.get("/docs").text
+    assert "swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/collections/{name}/images/{image_id}/similar", "/api/collections/{name}/classify",
+            "/api/collections/{name}/search", "/api/collections/{name}/search/random"} <= set(paths)
+
+
+def test_cli_serves_collections(collection_copy):
+    """``hashseek serve`` in its own process, as a user starts it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = "import sys; from hashseek.cli import main; sys.exit(main())"
+    process = subprocess.Popen([sys.executable, "-c", command, "serve", str(collection_copy()), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok", "collections": {"caltech": 50}}
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert f"serving caltech at http://127.0.0.1:{port}/" in output
+
+
+def test_cli_refuses_two_collections_of_one_name(collection_copy, tmp_path, capsys):
+    other = tmp_path / "elsewhere" / "caltech"
+    other.mkdir(parents=True)
+    assert main(["serve", str(collection_copy()), str(other)]) == 2
+    assert "repeat" in capsys.readouterr().err
