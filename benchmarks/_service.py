@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from collection_speed import build  # noqa: E402
 
 from hashseek.data.named import load_dataset  # noqa: E402
-from hashseek.search.collection import COLLECTION_JSON, Collection, _Pending  # noqa: E402
+from hashseek.search.collection import COLLECTION_JSON, Collection  # noqa: E402
 
 SYNTHETIC_LABEL = "synthetic"
 
@@ -34,9 +34,9 @@ def synthetic_collection(source: Path, path: Path, size: int, seed: int = 0) -> 
 
     Each synthetic feature is a real one plus Gaussian noise (0.5 x the per-dimension spread,
     clipped at 0 like the pooled ReLU features), hashed by the collection's own fitted hasher,
-    so codes and re-rank distances are spread like real ones. There is no public call that adds
-    precomputed features, so the rows go through ``Collection._commit_batch``, the step every
-    ``add_*`` ends in: features appended and fsynced, then one SQLite transaction per block.
+    so codes and re-rank distances are spread like real ones. They enter through
+    ``Collection.add_features``, the step every ``add_*`` ends in: features appended and
+    fsynced, then one SQLite transaction per block.
     Synthetic rows have no image file (their thumbnails answer 404) and the label ``synthetic``.
     """
     if (path / COLLECTION_JSON).is_file():
@@ -55,9 +55,8 @@ def synthetic_collection(source: Path, path: Path, size: int, seed: int = 0) -> 
             features = np.maximum(base + 0.5 * spread * rng.standard_normal(base.shape, np.float32), 0)
             features = features.astype(np.float16)
             codes = collection.image_hasher.codes_from_features(features)
-            items = [_Pending(f"synthetic:{start + i}", f"synthetic/{start + i:06d}", SYNTHETIC_LABEL, bytes)
-                     for i in range(n)]
-            collection._commit_batch(items, features, codes)
+            collection.add_features(features, codes, [f"synthetic:{start + i}" for i in range(n)],
+                                    [f"synthetic/{start + i:06d}" for i in range(n)], [SYNTHETIC_LABEL] * n)
         assert len(collection) == size
     tmp.rename(path)
     return path

@@ -8,7 +8,7 @@ from hashseek.index.base import (INDEXES, MISSING_DISTANCE, BinaryIndex, create_
                                  storage_bytes)
 
 # Each backend registers itself on import.
-from hashseek.index import numpy_index, faiss_index  # noqa: E402,F401
+from hashseek.index import numpy_index, faiss_index, milvus_index  # noqa: E402,F401
 from hashseek.index.faiss_index import FlatIndex, HashIndex, IVFIndex, MultiHashIndex, omp_threads  # noqa: E402
 from hashseek.index.numpy_index import NumpyIndex  # noqa: E402
 

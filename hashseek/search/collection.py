@@ -230,6 +230,7 @@ class Collection:
         self._index_generation = -1
         self._lib_ids = np.empty(0, np.int64)     # library ids, ascending, and their feature rows
         self._lib_rows = np.empty(0, np.int64)
+        self._archives: dict[str, ImageDataset] = {}   # archives holding library images, opened on demand
         self._recover()
 
     # ------------------------------------------------------------------ life cycle
@@ -341,6 +342,36 @@ class Collection:
             source = f"upload:{hashlib.sha256(data).hexdigest()}"
             pending.append(_Pending(source, name, label, partial(bytes, data), data if store else None))
         return self._add(pending, progress, on_batch)
+
+    def add_features(self, features: np.ndarray, codes: np.ndarray, sources: Sequence[str],
+                     names: Sequence[str], labels: Sequence[str | None]) -> list[int]:
+        """Rows whose features and packed codes were computed elsewhere (imports, synthetic scale tests).
+
+        They have no image file to show; ``sources`` must be new unique keys. One atomic batch.
+        """
+        self._require_open()
+        features, codes = np.asarray(features, np.float16), np.asarray(codes, np.uint8)
+        if not len(features) == len(codes) == len(sources) == len(names) == len(labels):
+            raise ValueError("features, codes, sources, names and labels must have the same length")
+        if features.shape[1:] != (self._features.dim,) or codes.shape[1:] != (-(-self.n_bits // 8),):
+            raise ValueError(f"expected ({self._features.dim},) features and {-(-self.n_bits // 8)}-byte codes, "
+                             f"got {features.shape[1:]} and {codes.shape[1:]}")
+        items = [_Pending(source, name, label, bytes) for source, name, label in zip(sources, names, labels)]
+        return self._commit_batch(items, features, codes)
+
+    def image_bytes(self, image: int | Record) -> bytes:
+        """The bytes of a library image, read where its metadata says it is (never from a request path).
+
+        Given a ``Record`` it touches no SQLite, so it may run beside other calls.
+        """
+        record = image if isinstance(image, Record) else self.get(image)
+        if record.stored is not None:
+            return (self.path / IMAGES_DIR / record.stored).read_bytes()
+        where, separator, member = record.source.partition("::")
+        if separator:
+            archive = self._archives.get(where) or self._archives.setdefault(where, open_images(where))
+            return archive.read_bytes(member)
+        return Path(record.source).read_bytes()
 
     def _add(self, pending: list[_Pending], progress: bool,
              on_batch: Callable[[list[str]], None] | None) -> AddReport:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-import threading
 from pathlib import Path
 
 from PIL import Image
 
-from hashseek.data.datasets import ArchiveDataset
 from hashseek.data.images import ImageDecodeError, load_image
-from hashseek.search.collection import IMAGES_DIR, Record
+from hashseek.search.collection import Collection, Record
 
 THUMBNAILS_DIR = "thumbnails"
 THUMBNAIL_SIZE = 256      # longest side, px: sharp in a ~160 px tile on a high-density screen
@@ -28,32 +26,10 @@ class ImageUnavailable(LookupError):
     """The record's bytes are gone (moved archive, deleted file) or were never kept."""
 
 
-_archives: dict[str, ArchiveDataset] = {}
-_archives_lock = threading.Lock()
-
-
-def _archive(path: str) -> ArchiveDataset:
-    """Opening an archive scans all its members (seconds for Caltech101), so it happens once, under a
-    lock that the page's concurrent thumbnail requests wait on; every later read is one ``pread``."""
-    with _archives_lock:
-        if path not in _archives:
-            _archives[path] = ArchiveDataset(path)
-        return _archives[path]
-
-
-def original_bytes(collection_dir: Path, record: Record) -> bytes:
+def original_bytes(collection: Collection, record: Record) -> bytes:
     """The bytes of a library image, read where its metadata says it is."""
     try:
-        if record.stored is not None:
-            images = (collection_dir / IMAGES_DIR).resolve()
-            path = (images / record.stored).resolve()
-            if path.parent != images:  # stored names are content hashes; anything else is not ours to serve
-                raise ImageUnavailable(f"image {record.id} has an invalid stored name")
-            return path.read_bytes()
-        archive, member_sep, member = record.source.partition("::")
-        if member_sep:
-            return _archive(archive).read_bytes(member)
-        return Path(record.source).read_bytes()
+        return collection.image_bytes(record)
     except (OSError, KeyError) as err:
         raise ImageUnavailable(f"the file of image {record.id} cannot be read ({err})") from err
 
@@ -67,13 +43,13 @@ def media_type(data: bytes) -> str:
         return "application/octet-stream"
 
 
-def thumbnail(collection_dir: Path, record: Record, max_pixels: int) -> Path:
+def thumbnail(collection: Collection, record: Record, max_pixels: int) -> Path:
     """The cached JPEG thumbnail of a library image, made on first request."""
-    target = collection_dir / THUMBNAILS_DIR / f"{record.id}.jpg"
+    target = collection.path / THUMBNAILS_DIR / f"{record.id}.jpg"
     if target.is_file():
         return target
     try:
-        image = load_image(original_bytes(collection_dir, record), draft_size=THUMBNAIL_SIZE, max_pixels=max_pixels)
+        image = load_image(original_bytes(collection, record), draft_size=THUMBNAIL_SIZE, max_pixels=max_pixels)
     except ImageDecodeError as err:
         raise ImageUnavailable(f"image {record.id} cannot be decoded: {err.reason}") from err
     image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BICUBIC)

@@ -89,7 +89,7 @@ async def get_image(library: LibraryDep, image_id: ImageId) -> ImageOut:
 async def get_thumbnail(request: Request, library: LibraryDep, image_id: ImageId) -> FileResponse:
     """A JPEG of at most 256 px a side, made on first request and cached in the collection."""
     record = await _library_record(library, image_id)
-    path = await run_in_threadpool(thumbnail, library.path, record, request.app.state.max_pixels)
+    path = await run_in_threadpool(thumbnail, library.collection, record, request.app.state.max_pixels)
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
 
@@ -98,7 +98,7 @@ async def get_thumbnail(request: Request, library: LibraryDep, image_id: ImageId
 async def get_image_file(library: LibraryDep, image_id: ImageId) -> Response:
     """The original bytes, typed by what they are (not by their name)."""
     record = await _library_record(library, image_id)
-    data = await run_in_threadpool(original_bytes, library.path, record)
+    data = await run_in_threadpool(original_bytes, library.collection, record)
     return Response(data, media_type=media_type(data), headers={"X-Content-Type-Options": "nosniff"})
 
 

@@ -1,0 +1,450 @@
+"""Milvus backend ``milvus``: the codes live in a Milvus collection, so the index can outgrow one machine.
+
+``create_index("milvus", n_bits, uri=..., collection_name="hashseek")`` makes a collection of
+``id`` (INT64 primary key), ``code`` (BINARY_VECTOR of ``8 * ceil(n_bits/8)`` bits, HAMMING),
+``seq`` (INT64 insertion number), ``label`` and ``name`` (VARCHAR, ``""`` when absent).
+``uri`` is a server (``http://host:19530``, Zilliz Cloud) or a milvus-lite file (``*.db``,
+one process per file); the token comes from ``token=`` or ``HASHSEEK_MILVUS_TOKEN`` and is
+never saved. ``save`` flushes and writes the sidecar; ``load_index`` reconnects.
+
+Tie rule. Milvus orders equal distances arbitrarily, so every hit carries its ``seq`` and
+results are sorted here by (distance, seq). A query asks for ``2k`` hits; only when the
+k-th distance still ties the last hit (the tie group may go on) is it asked again for 4x
+more, up to Milvus's cap of 16384 hits per query. Past the cap, the missing distance levels
+are gathered by range searches over halves of the seq range until none is cut, which is
+exact whatever the tie group's size (many round trips: short codes on big collections).
+
+Range search. For HAMMING Milvus keeps ``range_filter <= d < radius`` (checked on milvus-lite
+2.5.1); ours is inclusive, so it asks for ``radius + 1``. It works on binary vectors in
+milvus-lite 2.5.1, so no emulation is needed.
+
+One writer. The ids are mirrored here (insertion order) for duplicate checks and ``ids()``;
+Milvus does not refuse a duplicate primary key, so only one process may add to or remove
+from a collection. Readers that ``load_index`` later see its state at that time.
+The collection uses Strong consistency: a search sees every add and remove before it.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import re
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import numpy as np
+
+from hashseek.index.base import INDEXES, MISSING_DISTANCE, BinaryIndex
+
+TOKEN_ENV = "HASHSEEK_MILVUS_TOKEN"
+INSTALL_HINT = "pip install 'hashseek[milvus]'"
+MAX_HITS = 16384  # Milvus refuses a larger limit (top-k) per query, for search and query alike
+INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
+LABEL_BYTES = 1024
+NAME_BYTES = 4096
+_BATCH = 10_000  # rows per insert / ids per delete request
+_RESULTS_PER_CALL = 1 << 18  # hits per search call (queries x limit), bounds each response
+_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+_PKG_RESOURCES_WARNING = "pkg_resources is deprecated"  # emitted by milvus-lite 2.5.1 on import
+
+_LITE_USERS: dict[str, int] = {}  # open indexes per milvus-lite file in this process
+
+Hits = tuple[np.ndarray, np.ndarray, np.ndarray]  # distances int32, ids int64, seqs int64
+
+
+def _pymilvus() -> Any:
+    """Import pymilvus on first use: hashseek works without it unless this backend is chosen."""
+    try:
+        import pymilvus
+    except ImportError as err:
+        raise ImportError(f"the 'milvus' index needs pymilvus (and milvus-lite for .db files): "
+                          f"{INSTALL_HINT}") from err
+    return pymilvus
+
+
+def is_lite(uri: str) -> bool:
+    """pymilvus runs milvus-lite, in-process, for a URI naming a ``.db`` file."""
+    return uri.endswith(".db")
+
+
+def _connect(uri: str, token: str | None) -> Any:
+    pymilvus = _pymilvus()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PKG_RESOURCES_WARNING)
+            return pymilvus.MilvusClient(uri=uri, token=token or "")
+    except pymilvus.exceptions.ConnectionConfigException as err:
+        if not is_lite(uri):
+            raise
+        if importlib.util.find_spec("milvus_lite") is None:
+            reason = f"milvus-lite is not installed: {INSTALL_HINT}"
+        elif importlib.util.find_spec("pkg_resources") is None:
+            reason = "milvus-lite 2.5.1 imports pkg_resources, gone from setuptools 82: pip install 'setuptools<82'"
+        else:
+            reason = "milvus-lite opens a file from one process at a time; is another process using it?"
+        raise RuntimeError(f"cannot open the milvus-lite file {uri}: {reason}") from err
+
+
+@contextmanager
+def _quiet_pymilvus() -> Iterator[None]:
+    """Hide pymilvus's ERROR log and traceback for a call whose failure is expected and handled."""
+    logger = logging.getLogger("pymilvus")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_label(label: str) -> str:
+    """Labels end up inside filter expressions, which have no escape for line breaks or other controls."""
+    if not isinstance(label, str):
+        raise ValueError(f"labels must be strings or None, got {type(label).__name__}")
+    if any(ord(c) < 32 for c in label):
+        raise ValueError(f"label {label!r} contains a control character, which a Milvus filter cannot express")
+    if len(label.encode()) > LABEL_BYTES:
+        raise ValueError(f"label longer than {LABEL_BYTES} bytes: {label[:40]!r}...")
+    return label
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"names must be strings or None, got {type(name).__name__}")
+    if len(name.encode()) > NAME_BYTES:
+        raise ValueError(f"name longer than {NAME_BYTES} bytes: {name[:40]!r}...")
+    return name
+
+
+def label_filter(label: str) -> str:
+    """Milvus filter keeping one label: a double-quoted literal with backslash and quote escaped."""
+    if _check_label(label) == "":
+        raise ValueError("label must be non-empty ('' marks unlabelled items)")
+    literal = label.replace("\\", "\\\\").replace('"', '\\"')
+    return f'label == "{literal}"'
+
+
+def _column(values: Sequence[str | None] | None, n: int, what: str, check: Callable[[str], str]) -> list[str]:
+    if values is None:
+        return [""] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"got {n} codes but {len(values)} {what}")
+    return ["" if v is None else check(v) for v in values]
+
+
+def _concat(parts: list[Hits]) -> Hits:
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))  # type: ignore[return-value]
+
+
+def _cut(distances: np.ndarray, k: int, fetch: int) -> bool:
+    """A full list whose k-th distance ties its last (or that is shorter than k): more may tie."""
+    if len(distances) < fetch:
+        return False
+    return fetch < k or np.partition(distances, k - 1)[k - 1] == distances.max()
+
+
+@INDEXES.register("milvus")
+class MilvusIndex(BinaryIndex):
+    """Binary codes in a Milvus collection, searched by Milvus with hashseek's tie rule.
+
+    ``if_exists`` says what to do when the collection is already there: ``"error"`` (the
+    default, so a mistyped name cannot wipe a cluster's data), ``"drop"`` (start empty, as
+    a rebuild wants) or ``"attach"`` (adopt it, as ``load`` does). ``index_type`` is
+    ``BIN_FLAT`` (exact) or ``BIN_IVF_FLAT`` (``nlist`` lists, ``nprobe`` scanned per query,
+    approximate); milvus-lite builds only BIN_FLAT and falls back to it with a warning.
+    """
+
+    kind = "milvus"
+
+    def __init__(self, n_bits: int, uri: str, token: str | None = None, collection_name: str = "hashseek",
+                 index_type: str = "BIN_FLAT", nlist: int = 1024, nprobe: int = 16,
+                 if_exists: Literal["error", "drop", "attach"] = "error"):
+        super().__init__(n_bits)
+        self.storage_bytes = self.n_bytes  # Milvus takes any multiple of 8 bits: pad only a partial byte
+        uri = str(uri) if isinstance(uri, (str, Path)) else ""
+        if not (is_lite(uri) or uri.startswith(("http://", "https://", "tcp://", "unix:"))):
+            raise ValueError(f"uri must be a Milvus server (http[s]://host:19530, tcp://, unix:) or a milvus-lite "
+                             f"file ending in .db, got {uri!r}")
+        if not isinstance(collection_name, str) or not _COLLECTION_NAME.fullmatch(collection_name):
+            raise ValueError(f"collection_name must be letters, digits and _ (not first), "
+                             f"at most 255, got {collection_name!r}")
+        if index_type not in INDEX_TYPES:
+            raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
+        if not (isinstance(nlist, int) and 1 <= nlist <= 65536 and isinstance(nprobe, int) and nprobe >= 1):
+            raise ValueError(f"need 1 <= nlist <= 65536 and nprobe >= 1, got {nlist!r}, {nprobe!r}")
+        if if_exists not in ("error", "drop", "attach"):
+            raise ValueError(f"if_exists must be 'error', 'drop' or 'attach', got {if_exists!r}")
+        if is_lite(uri):  # absolute, so a saved sidecar reconnects from any working directory
+            path = Path(uri).expanduser().resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            uri = str(path)
+        self.uri, self.collection_name = uri, collection_name
+        self.index_type, self.nlist, self.nprobe = index_type, nlist, nprobe
+        self._ids = np.empty(0, dtype=np.int64)  # insertion order, as ``seq`` ranks them
+        self._next_seq = 0
+        self._metadata: tuple[Sequence[str | None] | None, Sequence[str | None] | None] = (None, None)
+        self._client: Any = _connect(uri, token if token is not None else os.environ.get(TOKEN_ENV))
+        if is_lite(uri):
+            _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
+        try:
+            exists = self.client.has_collection(collection_name)
+            if exists and if_exists == "error":
+                raise ValueError(f"Milvus collection {collection_name!r} already exists at {uri}: "
+                                 f"load_index(path) reopens a saved index, if_exists='drop' replaces it")
+            if if_exists == "attach":
+                if not exists:
+                    raise ValueError(f"no Milvus collection {collection_name!r} at {uri}")
+                self._attach()
+            else:
+                if exists:
+                    self.client.drop_collection(collection_name)
+                self._create()
+        except BaseException:
+            self.close()
+            raise
+        self.exact = self.index_type == "BIN_FLAT"
+
+    # ----------------------------------------------------------------- public API
+    def __len__(self) -> int:
+        """Rows in the collection, counted by Milvus."""
+        rows = self.client.query(self.collection_name, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def add(self, codes: np.ndarray, ids: np.ndarray, labels: Sequence[str | None] | None = None,
+            names: Sequence[str | None] | None = None) -> None:
+        """Store codes under new ids, with optional ``labels`` (for ``search(label=...)``) and ``names``."""
+        self._metadata = (labels, names)
+        try:
+            super().add(codes, ids)
+        finally:
+            self._metadata = (None, None)
+
+    def search(self, codes: np.ndarray, k: int, label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest by (Hamming distance, insertion order); ``label`` keeps only items added with it."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        where = "" if label is None else label_filter(label)
+        queries = self._prepare_codes(codes, "queries")
+        if len(queries) == 0:
+            return np.empty((0, k), np.int32), np.empty((0, k), np.int64)
+        return self._search_where(queries, int(k), where)
+
+    def ids(self) -> np.ndarray:
+        return self._ids.copy()
+
+    def params(self) -> dict[str, Any]:
+        return {"uri": self.uri, "collection_name": self.collection_name, "index_type": self.index_type,
+                "nlist": self.nlist, "nprobe": self.nprobe}
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> "MilvusIndex":
+        """Reconnect to the collection a saved index names; pass ``token=`` or set ``HASHSEEK_MILVUS_TOKEN``."""
+        return super().load(path, **{**overrides, "if_exists": "attach"})  # type: ignore[return-value]
+
+    @property
+    def client(self) -> Any:
+        """The ``pymilvus.MilvusClient``, for what hashseek does not wrap (e.g. reading ``name``)."""
+        if self._client is None:
+            raise ValueError(f"the Milvus index on {self.collection_name!r} is closed")
+        return self._client
+
+    def close(self) -> None:
+        """Release the connection; closing the last index on a milvus-lite file stops its embedded
+        server, which otherwise keeps the file locked against other processes until this one exits."""
+        if self._client is None:
+            return
+        self._client.close()
+        self._client = None
+        if is_lite(self.uri):
+            _LITE_USERS[self.uri] -= 1
+            if not _LITE_USERS[self.uri]:
+                del _LITE_USERS[self.uri]
+                from milvus_lite.server_manager import server_manager_instance
+                server_manager_instance.release_server(self.uri)
+
+    # ---------------------------------------------------------- collection set-up
+    def _create(self) -> None:
+        pymilvus = _pymilvus()
+        types = pymilvus.DataType
+        schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                                     description=f"hashseek {self.n_bits}-bit codes")
+        schema.add_field("id", types.INT64, is_primary=True)
+        schema.add_field("code", types.BINARY_VECTOR, dim=8 * self.n_bytes)
+        schema.add_field("seq", types.INT64)
+        schema.add_field("label", types.VARCHAR, max_length=LABEL_BYTES)
+        schema.add_field("name", types.VARCHAR, max_length=NAME_BYTES)
+        self.client.create_collection(self.collection_name, schema=schema, consistency_level="Strong")
+        try:
+            with _quiet_pymilvus():
+                self.client.create_index(self.collection_name, self._index_params())
+        except pymilvus.exceptions.MilvusException as err:
+            if self.index_type == "BIN_FLAT" or not is_lite(self.uri):
+                raise
+            warnings.warn(f"milvus-lite cannot build {self.index_type} ({err.message}); using BIN_FLAT, an exact "
+                          f"scan. A Milvus server (standalone or distributed) builds {self.index_type}.",
+                          RuntimeWarning, stacklevel=4)
+            self.index_type = "BIN_FLAT"
+            self.client.create_index(self.collection_name, self._index_params())
+        self.client.load_collection(self.collection_name)
+
+    def _index_params(self) -> Any:
+        params = self.client.prepare_index_params()
+        params.add_index(field_name="code", index_type=self.index_type, metric_type="HAMMING",
+                         params={"nlist": self.nlist} if self.index_type == "BIN_IVF_FLAT" else {})
+        return params
+
+    def _attach(self) -> None:
+        """Adopt an existing collection after checking it holds codes of this length, and mirror its ids."""
+        description = self.client.describe_collection(self.collection_name)
+        fields = {f["name"]: f for f in description["fields"]}
+        dim = int(fields.get("code", {}).get("params", {}).get("dim", -1))
+        if set(fields) != {"id", "code", "seq", "label", "name"} or dim != 8 * self.n_bytes:
+            raise ValueError(f"Milvus collection {self.collection_name!r} at {self.uri} is not a hashseek index of "
+                             f"{self.n_bits}-bit codes (fields {sorted(fields)}, code dim {dim})")
+        info = self.client.describe_index(self.collection_name, "code")
+        self.index_type = info.get("index_type", self.index_type)
+        self.nlist = int(info.get("nlist", self.nlist))
+        self.client.load_collection(self.collection_name)
+        ids, seqs = [], []
+        with _quiet_pymilvus():  # milvus-lite has no MVCC timestamp for iterators; pymilvus warns and copes
+            iterator = self.client.query_iterator(self.collection_name, batch_size=MAX_HITS, output_fields=["seq"])
+        while batch := iterator.next():
+            ids += [row["id"] for row in batch]
+            seqs += [row["seq"] for row in batch]
+        iterator.close()
+        ids, seqs = np.array(ids, dtype=np.int64), np.array(seqs, dtype=np.int64)
+        self._ids = ids[np.argsort(seqs, kind="stable")]
+        self._next_seq = int(seqs.max()) + 1 if len(seqs) else 0
+        self._sorted_ids = np.sort(ids)
+
+    # ---------------------------------------------------------- backend hooks
+    def _add(self, codes: np.ndarray, ids: np.ndarray) -> None:
+        n = len(ids)
+        labels = _column(self._metadata[0], n, "labels", _check_label)
+        names = _column(self._metadata[1], n, "names", _check_name)
+        raw, width = codes.tobytes(), self.n_bytes
+        seqs = range(self._next_seq, self._next_seq + n)
+        id_list = ids.tolist()
+        try:
+            for start in range(0, n, _BATCH):
+                rows = [{"id": id_list[j], "code": raw[j * width:(j + 1) * width], "seq": seqs[j],
+                         "label": labels[j], "name": names[j]} for j in range(start, min(start + _BATCH, n))]
+                self.client.insert(self.collection_name, rows)
+        except BaseException:
+            self._delete(ids)  # undo the batches that went in, so Milvus and the id mirror agree
+            raise
+        self._next_seq += n
+        self._ids = np.concatenate([self._ids, ids])
+
+    def _remove(self, ids: np.ndarray) -> None:
+        self._delete(ids)
+        self._ids = self._ids[~np.isin(self._ids, ids)]
+
+    def _delete(self, ids: np.ndarray) -> None:
+        for start in range(0, len(ids), _BATCH):
+            self.client.delete(self.collection_name, ids=ids[start:start + _BATCH].tolist())
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search_where(queries, k, "")
+
+    def _range_search(self, queries: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for query, hits in zip(queries, self._hits(queries, MAX_HITS, "", (0, radius))):
+            if len(hits[0]) == MAX_HITS:  # cut at Milvus's cap
+                hits = self._collect(query, 0, radius, "", overflows=True)
+            order = np.lexsort((hits[2], hits[0]))
+            out.append((hits[0][order], hits[1][order]))
+        return out
+
+    def _save(self, path: Path) -> None:
+        self.client.flush(self.collection_name)
+        path.write_text(f"hashseek 'milvus' index: the codes are in Milvus collection {self.collection_name!r} at "
+                        f"{self.uri}; the .json sidecar says how to reconnect.\n")
+
+    def _load(self, path: Path, meta: dict[str, Any]) -> None:
+        if meta["count"] != len(self._ids):
+            warnings.warn(f"{path} was saved with {meta['count']} items; Milvus collection "
+                          f"{self.collection_name!r} now holds {len(self._ids)}", RuntimeWarning, stacklevel=3)
+
+    def _versions(self) -> dict[str, str]:
+        versions = {**super()._versions(), "pymilvus": _pymilvus().__version__}
+        if is_lite(self.uri):  # a server's own version is the cluster operator's record
+            versions["milvus-lite"] = importlib.metadata.version("milvus-lite")
+        return versions
+
+    # ---------------------------------------------------------- searching
+    def _search_params(self, distances: tuple[int, int] | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"nprobe": self.nprobe} if self.index_type == "BIN_IVF_FLAT" else {}
+        if distances is not None:  # Milvus keeps range_filter <= d < radius
+            params.update(range_filter=distances[0], radius=distances[1] + 1)
+        return {"metric_type": "HAMMING", "params": params}
+
+    def _hits(self, queries: np.ndarray, limit: int, where: str,
+              distances: tuple[int, int] | None = None) -> list[Hits]:
+        """Each query's hits (distance, id, seq), up to ``limit``, within ``distances`` (inclusive) if given."""
+        out: list[Hits] = []
+        step = max(1, _RESULTS_PER_CALL // limit)
+        for start in range(0, len(queries), step):
+            results = self.client.search(
+                self.collection_name, data=[q.tobytes() for q in queries[start:start + step]], anns_field="code",
+                limit=limit, filter=where, output_fields=["seq"], search_params=self._search_params(distances))
+            for hits in results:
+                out.append((np.rint(np.asarray(hits.distances, dtype=np.float64)).astype(np.int32),
+                            np.asarray(hits.ids, dtype=np.int64),
+                            np.array([hit["entity"]["seq"] for hit in hits], dtype=np.int64)))
+        return out
+
+    def _search_where(self, queries: np.ndarray, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+        fetch = min(2 * k, MAX_HITS)
+        hits = self._hits(queries, fetch, where)
+        todo = [i for i, h in enumerate(hits) if _cut(h[0], k, fetch)]
+        while todo and fetch < MAX_HITS:
+            fetch = min(4 * fetch, MAX_HITS)
+            for i, h in zip(todo, self._hits(queries[todo], fetch, where)):
+                hits[i] = h
+            todo = [i for i in todo if _cut(hits[i][0], k, fetch)]
+        for i in todo:
+            hits[i] = self._complete(queries[i], hits[i], k, where)
+        distances = np.full((len(queries), k), MISSING_DISTANCE, dtype=np.int32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        for i, (d, found, seq) in enumerate(hits):
+            order = np.lexsort((seq, d))[:k]
+            distances[i, :len(order)], ids[i, :len(order)] = d[order], found[order]
+        return distances, ids
+
+    def _complete(self, query: np.ndarray, hits: Hits, k: int, where: str) -> Hits:
+        """Past the cap: keep the hits closer than the last distance (all there), then gather whole levels."""
+        last = int(hits[0].max())
+        closer = hits[0] < last
+        parts = [(hits[0][closer], hits[1][closer], hits[2][closer])]
+        found = int(closer.sum())
+        for level in range(last, 8 * self.n_bytes + 1):
+            if found >= k:
+                break
+            parts.append(self._collect(query, level, level, where, overflows=found == 0 and level == last))
+            found += len(parts[-1][0])
+        return _concat(parts)
+
+    def _collect(self, query: np.ndarray, low: int, high: int, where: str, overflows: bool = False) -> Hits:
+        """Every item at distance ``low..high``: range searches over halves of the seq range until none is
+        cut. ``overflows``: a search just returned a full list of them, so start from the halves."""
+        middle = self._next_seq // 2
+        windows = [(middle, self._next_seq), (0, middle)] if overflows else [(0, self._next_seq)]
+        parts: list[Hits] = []
+        while windows:
+            first, end = windows.pop()
+            window = f"seq >= {first} and seq < {end}" + (f" and ({where})" if where else "")
+            hits = self._hits(query[None], MAX_HITS, window, (low, high))[0]
+            if len(hits[0]) < MAX_HITS:
+                parts.append(hits)
+            else:
+                middle = (first + end) // 2
+                windows += [(middle, end), (first, middle)]
+        return _concat(parts)
+
+
+__all__ = ["INSTALL_HINT", "MAX_HITS", "TOKEN_ENV", "MilvusIndex", "is_lite", "label_filter"]

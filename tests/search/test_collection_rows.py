@@ -1,0 +1,21 @@
+"""Rows added from precomputed features, and reading a library image's bytes back."""
+import numpy as np
+import pytest
+
+from hashseek.search import Collection
+
+
+def test_add_features_and_image_bytes(caltech_slice, tmp_path):
+    dataset, ids = caltech_slice
+    with Collection.create(tmp_path / "C", n_bits=32) as c:
+        added = c.add_dataset(dataset, ids[:20], progress=False).ids
+        assert c.image_bytes(added[3]) == dataset.read_bytes(ids[3])
+        feats = c.features_of(added[:2])
+        codes = c.image_hasher.codes_from_features(feats)
+        new = c.add_features(feats, codes, ["copy:a", "copy:b"], ["a", "b"], ["copies", "copies"])
+        assert len(c) == 22
+        hits = c.search(new[0], k=1, exclude_self=True).hits
+        assert hits[0].id == added[0] and hits[0].hamming == 0      # the original shares the code
+        with pytest.raises(ValueError, match="same length"):
+            c.add_features(feats, codes, ["x"], ["x"], [None])
+        assert c.check().ok
