@@ -2,25 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numpy
-    import torch
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": numpy.__version__, "gpu": None}
+from hashseek.eval.cost import machine  # noqa: F401  (re-exported for the scripts)
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
