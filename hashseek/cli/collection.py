@@ -15,7 +15,10 @@ def cmd_index(args) -> int:
     if not args.source.exists():
         raise FileNotFoundError(f"no such folder or archive: {args.source}")
     if (args.collection / COLLECTION_JSON).is_file():
-        given = [f"--{key}" for key in _DEFAULTS if getattr(args, key) is not None] + (["--model"] if args.model else [])
+        given = [f"--{'backend' if key == 'index' else key}" for key in _DEFAULTS if getattr(args, key) is not None]
+        given += ["--model"] if args.model else []
+        given += [flag for flag, value in (("--milvus-uri", args.milvus_uri),
+                                           ("--milvus-collection", args.milvus_collection)) if value]
         if given:
             raise ValueError(f"{args.collection} exists and keeps the settings it was made with; "
                              f"drop {' '.join(given)} (see `hashseek info`)")
@@ -30,13 +33,25 @@ def cmd_index(args) -> int:
         settings = {key: getattr(args, key) or default for key, default in _DEFAULTS.items()}
         collection = Collection.create(args.collection, image_hasher, n_bits=settings["bits"],
                                        backbone=settings["backbone"], index=settings["index"],
-                                       hasher=settings["hasher"], batch_size=args.batch_size)
+                                       hasher=settings["hasher"], batch_size=args.batch_size,
+                                       index_options=_index_options(args, settings["index"]))
     with collection:
         report = collection.add_folder(args.source, progress=not args.quiet)
         print(f"{args.collection}: {report}; {len(collection)} images in the collection")
         for source, reason in report.failed[:10]:
             print(f"  unreadable: {source}: {reason}")
     return 0
+
+
+def _index_options(args, backend: str) -> dict | None:
+    """--milvus-uri / --milvus-collection for ``--backend milvus``; refused with any other backend."""
+    if backend != "milvus":
+        if args.milvus_uri or args.milvus_collection:
+            raise ValueError("--milvus-uri and --milvus-collection go with --backend milvus")
+        return None
+    if not args.milvus_uri:
+        raise ValueError("--backend milvus needs --milvus-uri (http://host:19530, or a milvus-lite file.db)")
+    return {"uri": args.milvus_uri, **({"collection_name": args.milvus_collection} if args.milvus_collection else {})}
 
 
 def _add_search_args(p: argparse.ArgumentParser, k: int) -> None:
@@ -120,6 +135,8 @@ def cmd_info(args) -> int:
           f"not yet searchable), {len(info['classes'])} classes, {info['unlabelled']} unlabelled")
     print(f"  codes {info['n_bits']} bits from {hasher.get('type')} {hasher.get('backbone', '')} "
           f"{hasher.get('hasher', {}).get('name', '')}, index {info['index']}, features {info['feature_dim']}-d")
+    if info.get("index_options"):
+        print("  index options: " + ", ".join(f"{k}={v}" for k, v in info["index_options"].items()))
     per_image = info["bytes_on_disk"] / max(info["images"], 1)
     print(f"  {info['bytes_on_disk'] / 1e6:.1f} MB on disk ({per_image:.0f} bytes per image), created {info['created']}")
     return 0
@@ -142,7 +159,14 @@ def register(sub) -> None:
     p.add_argument("--bits", type=int, help=f"code length of a new collection (default {_DEFAULTS['bits']})")
     p.add_argument("--backbone", help=f"pretrained backbone of a new collection (default {_DEFAULTS['backbone']})")
     p.add_argument("--hasher", help=f"shallow hasher of a new collection (default {_DEFAULTS['hasher']})")
-    p.add_argument("--index", help="index kind of a new collection: flat, hash, multihash, ivf (default flat)")
+    p.add_argument("--backend", "--index", dest="index", metavar="BACKEND",
+                   help="index backend of a new collection: flat, hash, multihash, ivf (FAISS, in the collection "
+                        "directory) or milvus (codes in a Milvus collection; needs --milvus-uri) (default flat)")
+    p.add_argument("--milvus-uri", metavar="URI",
+                   help="--backend milvus: http[s]://host:19530, or a milvus-lite file.db (stored absolute); "
+                        "the token comes from HASHSEEK_MILVUS_TOKEN and is never stored")
+    p.add_argument("--milvus-collection", metavar="NAME",
+                   help="--backend milvus: Milvus collection name (default: the directory name + a random suffix)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)

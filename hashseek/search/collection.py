@@ -7,7 +7,10 @@ Layout::
       hasher/            the saved ImageHasher (hasher.json names its type)
       meta.sqlite        one row per image: the journal and the truth
       features.f16       float16 features for re-ranking, one row per image, append-only
-      index.faiss        the binary index of the codes (+ its .json sidecar): a cache
+      index.faiss        the binary index of the codes (+ its .json sidecar): a cache. With the
+                         ``milvus`` backend the codes live in a Milvus collection that
+                         collection.json names (``index_options``), and this file only says how to
+                         reconnect; the rest of the directory stays here
       index.state.json   which meta.sqlite state the index file reflects
       images/            stored copies of uploaded images, named by content hash
 
@@ -30,8 +33,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -214,6 +219,7 @@ class Collection:
         self.config = config
         self.n_bits = int(config["n_bits"])
         self.index_kind = config["index"]
+        self.index_options = dict(config.get("index_options") or {})
         self.batch_size, self.workers = batch_size, workers
         self._lock = open(path / _LOCK_FILE, "a")
         try:
@@ -237,19 +243,27 @@ class Collection:
     @classmethod
     def create(cls, path: str | Path, image_hasher: ImageHasher | None = None, n_bits: int = 64,
                backbone: str = "efficientnet_lite0", index: str = "flat", hasher: str = "itq", seed: int = 0,
-               **kwargs) -> "Collection":
+               index_options: dict | None = None, **kwargs) -> "Collection":
         """A new empty collection. Without ``image_hasher``, codes come from a pretrained ``backbone``
-        and a ``hasher`` (ITQ) of ``n_bits`` fitted on the first images added (zero training)."""
+        and a ``hasher`` (ITQ) of ``n_bits`` fitted on the first images added (zero training).
+
+        ``index`` is the backend of the codes: a FAISS kind (``flat``, ``hash``, ``multihash``,
+        ``ivf``) or ``milvus`` with ``index_options={"uri": ..., "collection_name": ...}``
+        (optional: ``index_type``, ``nlist``, ``nprobe``). The options are stored in
+        ``collection.json``; a Milvus token is not: it comes from ``HASHSEEK_MILVUS_TOKEN``.
+        """
         path = Path(path).expanduser()
         if (path / COLLECTION_JSON).exists():
             raise FileExistsError(f"{path} already holds a collection; use Collection.open")
         image_hasher = image_hasher or FeatureHasher(backbone, n_bits, method=hasher, seed=seed)
-        create_index(index, image_hasher.n_bits)  # fail early on an unknown kind
+        index_options = _checked_index_options(index, image_hasher.n_bits, path, index_options)  # fail early
         path.mkdir(parents=True, exist_ok=True)
         (path / IMAGES_DIR).mkdir(exist_ok=True)
         image_hasher.save(path / HASHER_DIR)
         config = {"format": "hashseek-collection", "version": FORMAT_VERSION, "n_bits": image_hasher.n_bits,
-                  "feature_dim": image_hasher.feature_dim, "index": index, "made_with": image_hasher.describe(),
+                  "feature_dim": image_hasher.feature_dim, "index": index,
+                  **({"index_options": index_options} if index_options else {}),
+                  "made_with": image_hasher.describe(),
                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "hashseek": hashseek.__version__}
         with atomic_path(path / COLLECTION_JSON) as tmp:  # written last: its presence marks a whole collection
@@ -272,7 +286,10 @@ class Collection:
         """Write the index cache back and release the collection."""
         if self._db is None:
             return
-        self.checkpoint()
+        try:
+            self.checkpoint()
+        finally:
+            self._close_index()
         self._db.close()
         self._db = None
         self._features.close()
@@ -546,7 +563,8 @@ class Collection:
         return {"path": str(self.path), "images": len(self), "removed": removed or 0,
                 "not_searchable": unsearchable or 0, "unlabelled": unlabelled, "classes": classes,
                 "n_bits": self.n_bits, "feature_dim": self._features.dim, "index": self.index_kind,
-                "bytes_on_disk": disk, "hasher": self.image_hasher.describe(), "created": self.config["created"]}
+                "index_options": self.index_options, "bytes_on_disk": disk, "hasher": self.image_hasher.describe(),
+                "created": self.config["created"]}
 
     # ------------------------------------------------------------------ search
     def search(self, query: Query, k: int = 20, *, rerank: str | None = None,
@@ -714,10 +732,15 @@ class Collection:
         self._lib_ids, self._lib_rows = rows[:, 0].copy(), rows[:, 1].copy()
         if self._read_index_state() == self._index_state():
             try:
-                self._index = load_index(self.path / INDEX_FILE, **_index_options(self.index_kind))
+                self._index = load_index(self.path / INDEX_FILE, **self._index_options())
+                ids = self._index.ids()  # a live backend (Milvus) may have changed behind the saved state
+                saved = self._read_index_state()
+                if len(ids) != saved["count"] or (len(ids) and ids.max() != saved["max_id"]):
+                    raise ValueError(f"the index holds {len(ids)} ids, not the saved state's")
                 self._index_generation = self._generation
             except (OSError, ValueError, RuntimeError, KeyError) as err:
                 log.warning("%s: rebuilding the unreadable index (%s)", self.path, err)
+                self._close_index()
                 (self.path / INDEX_STATE).unlink()
 
     def _searchable_index(self) -> BinaryIndex:
@@ -726,12 +749,39 @@ class Collection:
         if self._index is None or self._index_generation != self._generation:
             rows = self._db.execute("SELECT id, code FROM images WHERE in_library AND code IS NOT NULL ORDER BY id")
             rows = rows.fetchall()
-            index = create_index(self.index_kind, self.n_bits, **_index_options(self.index_kind))
+            self._close_index()  # milvus-lite: one live client per collection; a server: drop, then refill
+            index = self._new_index()
             if rows:
                 codes = np.frombuffer(b"".join(r[1] for r in rows), np.uint8).reshape(len(rows), -1)
                 index.add(codes, np.array([r[0] for r in rows], dtype=np.int64))
             self._index, self._index_generation = index, self._generation
         return self._index
+
+    def _index_options(self) -> dict:
+        """The stored options of the backend, plus one FAISS thread for FAISS kinds (see ``_index_options``)."""
+        return {**self.index_options, **_index_options(self.index_kind)}
+
+    def _new_index(self) -> BinaryIndex:
+        """An empty index. Milvus: the first build refuses a collection name already taken (someone
+        else's data); later builds (rebuilds from SQLite) drop and recreate the collection."""
+        if not _is_milvus(self.index_kind):
+            return create_index(self.index_kind, self.n_bits, **self._index_options())
+        first = self._state("milvus_created") is None
+        if first:  # recorded before creating, so a crash right after creation still rebuilds with "drop"
+            self._db.execute("INSERT OR REPLACE INTO state VALUES ('milvus_created', '1')")
+        try:
+            return create_index(self.index_kind, self.n_bits, **self._index_options(),
+                                if_exists="error" if first else "drop")
+        except ValueError:
+            if first:
+                self._db.execute("DELETE FROM state WHERE key = 'milvus_created'")
+            raise
+
+    def _close_index(self) -> None:
+        """Release the index (a Milvus connection; milvus-lite then frees its file)."""
+        index, self._index, self._index_generation = self._index, None, -1
+        if index is not None and hasattr(index, "close"):
+            index.close()
 
     def _library_added(self, ids: np.ndarray, rows: np.ndarray, codes: np.ndarray | None) -> None:
         """Follow a committed insert in memory; the index only when it was current (else it is rebuilt)."""
@@ -766,7 +816,10 @@ class Collection:
     def _index_state(self) -> dict:
         count, top = self._db.execute(
             "SELECT COUNT(*), MAX(id) FROM images WHERE in_library AND code IS NOT NULL").fetchone()
-        return {"generation": self._generation, "count": count, "max_id": top, "kind": self.index_kind}
+        state = {"generation": self._generation, "count": count, "max_id": top, "kind": self.index_kind}
+        if self.index_options:  # another Milvus collection named in collection.json: rebuild there
+            state["options"] = self.index_options
+        return state
 
     def _read_index_state(self) -> dict | None:
         try:
@@ -795,6 +848,49 @@ def _index_options(kind: str) -> dict:
     """One FAISS thread: a query is scanned by one thread anyway, and idle OpenMP threads spinning
     beside the other work of a busy machine made a 8,677-code scan 30x slower."""
     return {"threads": 1} if issubclass(INDEXES.get(kind), FaissBinaryIndex) else {}
+
+
+def _is_milvus(kind: str) -> bool:
+    return kind == "milvus"
+
+
+def _checked_index_options(kind: str, n_bits: int, path: Path, options: dict | None) -> dict:
+    """The options to store for a new collection's index, checked without touching any server."""
+    options = dict(options or {})
+    if "token" in options:
+        raise ValueError("a Milvus token is never stored: set HASHSEEK_MILVUS_TOKEN instead")
+    if "if_exists" in options:
+        raise ValueError("if_exists is chosen by the collection (it rebuilds its index from SQLite)")
+    if not _is_milvus(kind):
+        create_index(kind, n_bits, **options)  # fail early on an unknown kind or option (in memory)
+        return options
+    import inspect
+
+    from hashseek.index import milvus_index
+
+    milvus_index._pymilvus()  # fail early when pymilvus is missing
+    uri = options.get("uri")
+    if uri is None:
+        raise ValueError("the milvus index needs a uri: http://host:19530 or a milvus-lite file.db")
+    uri = str(uri)
+    if milvus_index.is_lite(uri):
+        uri = str(Path(uri).expanduser().resolve())  # absolute: the collection opens from any directory
+    options["uri"] = uri
+    if options.get("collection_name") is None:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", path.resolve().name)[:200]
+        if not base or base[0].isdigit():
+            base = "c_" + base
+        options["collection_name"] = f"{base}_{uuid.uuid4().hex[:8]}"
+    inspect.signature(milvus_index.MilvusIndex).bind(n_bits, **options)  # unknown keywords raise TypeError
+    name, index_type = options["collection_name"], options.get("index_type", "BIN_FLAT")
+    if not (milvus_index.is_lite(uri) or uri.startswith(("http://", "https://", "tcp://", "unix:"))):
+        raise ValueError(f"uri must be a Milvus server (http[s]://host:19530, tcp://, unix:) or a milvus-lite "
+                         f"file ending in .db, got {uri!r}")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", name):
+        raise ValueError(f"collection_name must be letters, digits and _ (not first), at most 255, got {name!r}")
+    if index_type not in milvus_index.INDEX_TYPES:
+        raise ValueError(f"index_type must be one of {milvus_index.INDEX_TYPES}, got {index_type!r}")
+    return options
 
 
 def _source_of(dataset: ImageDataset, image_id: str) -> str:

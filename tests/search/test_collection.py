@@ -198,8 +198,8 @@ def test_feature_hasher_round_trip(library, tmp_path):
     assert len(np.unique(hasher.fit_sample(10))) == 4
 
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "hasher.json").write_text('{"type": "hash_model"}')
-    with pytest.raises(ValueError, match="'hash_model' is not available"):
+    (tmp_path / "other" / "hasher.json").write_text('{"type": "someone_elses_model"}')
+    with pytest.raises(ValueError, match="'someone_elses_model' is not available"):
         load_image_hasher(tmp_path / "other")
 
 
