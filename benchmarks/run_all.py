@@ -1,0 +1,141 @@
+"""Regenerate ``docs/results.md``, its plots and per-protocol JSON: every method x protocol x code length.
+
+Every run goes through ``hashseek.eval.runner.run_method``, whose per-run JSON cache makes the
+command resumable: stop it at any point and the same command continues where it stopped (and
+rebuilds the page from the cached runs in seconds once all are done). The page is rewritten
+every two minutes during a run, so a long run shows its results as they come.
+
+    python benchmarks/run_all.py --quick                       # minutes: cars-bmw13, 2 lengths, 5 epochs
+    python benchmarks/run_all.py                               # everything (CIFAR-10 takes hours on CPU)
+    python benchmarks/run_all.py --protocols caltech101 cars-bmw13 --methods-for caltech101=gap+hashnet,itq,float
+    python benchmarks/run_all.py --epochs 20 --epochs-for spp_pmt+multitask=4   # fewer epochs for a slow head
+
+Runs go from cheap to costly over all protocols (float and shallow first, then the deep heads by
+their training cost), so a stopped run leaves whole tables rather than one finished protocol.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine  # noqa: E402
+from quoted import QUOTED  # noqa: E402
+
+from hashseek.eval.report import reference_length, write_results_page  # noqa: E402
+from hashseek.eval.runner import ALL_METHODS, MethodSpec, run_method  # noqa: E402
+
+PROTOCOLS = ("caltech101", "cars-bmw13", "cars-bmw13-unseen", "cifar10")
+# Training cost of a head on frozen maps, measured on this CPU (seconds per epoch on Caltech101's
+# 2,959 training images): latent 8, gap 10, fc 22, bilinear 67, spp_pmt 215.
+HEAD_COST = ("latent", "gap", "fc", "bilinear", "spp_pmt")
+BITS = (16, 32, 48, 64)
+PAGE_EVERY_S = 120  # rewrite the page during a long run at most this often
+QUICK = {"protocols": ("cars-bmw13",), "bits": (16, 32), "epochs": 5,
+         "methods": ("gap+hashnet", "bilinear+hashnet", "lsh", "itq", "sdh", "float")}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help=f"minutes: {', '.join(QUICK['protocols'])}, bits {QUICK['bits']}, {QUICK['epochs']} epochs, "
+                         f"methods {', '.join(QUICK['methods'])}; writes build/results-quick/ unless --out is given")
+    ap.add_argument("--protocols", nargs="+", choices=PROTOCOLS)
+    ap.add_argument("--bits", nargs="+", type=int)
+    ap.add_argument("--methods", nargs="+", help=f"default: all of {', '.join(ALL_METHODS)}")
+    ap.add_argument("--methods-for", action="append", default=[], metavar="PROTOCOL=M1,M2",
+                    help="restrict one protocol to some methods (e.g. cifar10=gap+csq,float); repeatable")
+    ap.add_argument("--epochs", type=int, help="deep methods' training epochs (default 40, quick 5)")
+    ap.add_argument("--epochs-for", action="append", default=[], metavar="METHOD=N",
+                    help="epochs for one deep method, overriding --epochs (e.g. spp_pmt+multitask=4); repeatable")
+    ap.add_argument("--mode", default="frozen", choices=["frozen", "finetune"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, help="the Markdown page (default docs/results.md); plots go to its stem folder")
+    ap.add_argument("--cache", type=Path, help="per-run JSON cache (default $HASHSEEK_CACHE/results)")
+    ap.add_argument("--no-timing", action="store_true", help="skip the forward-time measurements")
+    args = ap.parse_args(argv)
+    preset = QUICK if args.quick else {"protocols": PROTOCOLS, "bits": BITS, "epochs": 40, "methods": ALL_METHODS}
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        args.out = Path("build/results-quick/results.md") if args.quick else Path("docs/results.md")
+    args.per_protocol = {}
+    for item in args.methods_for:
+        protocol, _, methods = item.partition("=")
+        if protocol not in args.protocols or not methods:
+            raise SystemExit(f"--methods-for {item!r}: expected PROTOCOL=M1,M2 with PROTOCOL among --protocols")
+        args.per_protocol[protocol] = methods.split(",")
+    args.method_epochs = {}
+    for item in args.epochs_for:
+        method, _, epochs = item.partition("=")
+        if "+" not in method or not epochs.isdigit():
+            raise SystemExit(f"--epochs-for {item!r}: expected HEAD+LOSS=N")
+        args.method_epochs[method] = int(epochs)
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, MethodSpec, int | None]]:
+    """(protocol, method, bits) from cheap to costly: float, shallow, then deep heads by training cost;
+    protocols in the given order within each method."""
+    runs = []
+    for protocol in args.protocols:
+        for name in args.per_protocol.get(protocol, args.methods):
+            spec = MethodSpec.parse(name, epochs=args.method_epochs.get(name, args.epochs))
+            runs += [(protocol, spec, None)] if spec.kind == "float" else [(protocol, spec, b) for b in args.bits]
+    methods = list(dict.fromkeys(spec.name for _, spec, _ in runs))
+    protocols = list(args.protocols)
+
+    def cost(run: tuple[str, MethodSpec, int | None]) -> tuple:
+        protocol, spec, _ = run
+        tier = ("float", "shallow").index(spec.kind) if spec.kind != "deep" else \
+            2 + (HEAD_COST.index(spec.head) if spec.head in HEAD_COST else len(HEAD_COST))
+        return tier, methods.index(spec.name), protocols.index(protocol)
+
+    return sorted(runs, key=cost)  # stable: code lengths keep their order
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python benchmarks/run_all.py", *(shlex.quote(a) for a in given)])
+    runs = plan(args)
+    records, failures = [], []
+    timed_bits = (None, reference_length(args.bits))  # forward time hardly depends on the code length
+
+    def write_page() -> None:
+        write_results_page(records, QUOTED, args.out, command, machine(), args.protocols, args.bits)
+
+    last_write = time.monotonic()
+    bar = tqdm(runs, desc="runs", unit="run")
+    for protocol, spec, bits in bar:
+        bar.set_postfix_str(f"{protocol} {spec.name} {bits or ''}")
+        try:
+            record = run_method(spec, protocol, bits, args.seed, args.mode, cache_dir=args.cache,
+                                timing=not args.no_timing and bits in timed_bits)
+        except Exception as err:  # one failed run must not lose the others; it is reported at the end
+            failures.append(f"{protocol} {spec.name} {bits}: {type(err).__name__}: {err}")
+            tqdm.write(f"FAILED {failures[-1]}")
+            continue
+        records.append(record)
+        f = record["figures"]
+        tqdm.write(f"{protocol:18s} {spec.name:18s} {str(bits or '-'):>3s}  mAP@all {f['map_all']:.4f}  "
+                   f"P@20 {f['precision_at_20']:.4f}  vote@8 {f['vote_accuracy_top8']:.4f}  "
+                   f"train {record['times']['train_seconds']:.1f} s{'  (cached)' if record['cached'] else ''}")
+        if time.monotonic() - last_write > PAGE_EVERY_S:
+            write_page()
+            last_write = time.monotonic()
+    write_page()
+    print(f"wrote {args.out} ({len(records)} runs)")
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

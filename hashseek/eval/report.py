@@ -1,0 +1,243 @@
+"""Runner records -> JSON, Markdown tables and PNG plots (``hashseek eval`` folders and ``docs/results.md``).
+
+Measured and quoted figures never share a table: every measured table refuses a record whose
+``source`` is not ``"measured"``, and quoted figures have their own table marked "quoted".
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from hashseek.eval import plots
+
+METRICS = {
+    "map_all": "mAP@all",
+    "precision_at_20": "P@20",
+    "vote_accuracy_top8": "top-8 vote accuracy",
+    "train_seconds": "training time (s)",
+}
+REFERENCE_BITS = 48
+
+
+def check_measured(records: Iterable[dict]) -> list[dict]:
+    """The records, or ValueError if any is not a measured one (quoted figures are kept apart)."""
+    records = list(records)
+    for r in records:
+        if r.get("source") != "measured":
+            raise ValueError(f"{r.get('source')!r} record for {r.get('method')!r} cannot enter a measured table")
+    return records
+
+
+def metric_value(record: dict, metric: str, part: str = "figures") -> float:
+    """A figure (``part`` = ``figures`` or ``unseen``) or the training time."""
+    return record["times"]["train_seconds"] if metric == "train_seconds" else record[part][metric]
+
+
+def _format(metric: str, value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f}" if metric == "train_seconds" else f"{value:.4f}"
+
+
+def _rows(records: list[dict]) -> list[tuple[str, str]]:
+    """(method, mode) pairs in first-seen order."""
+    return list(dict.fromkeys((r["method"], r["mode"]) for r in records))
+
+
+def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def metric_table(records: Iterable[dict], metric: str, bits: Sequence[int], part: str = "figures") -> str:
+    """Method | mode | one column per code length (the float baseline has no codes: its value fills every column)."""
+    records = [r for r in check_measured(records) if part in r]
+    cell = {(r["method"], r["mode"], r["bits"]): metric_value(r, metric, part) for r in records}
+    body = []
+    for method, mode in _rows(records):
+        if (method, mode, None) in cell:
+            values = [cell[(method, mode, None)]] * len(bits)
+            method = f"{method} (cosine, no codes)"
+        else:
+            values = [cell.get((method, mode, b)) for b in bits]
+        body.append([method, mode, *(_format(metric, v) for v in values)])
+    return _markdown(["method", "mode", *(f"{b} bits" if b else "value" for b in bits)], body)
+
+
+def cost_table(records: Iterable[dict], bits: int | None) -> str:
+    """Size and speed at one code length (plus the float baseline)."""
+    body = []
+    for r in check_measured(records):
+        if r["bits"] not in (bits, None):
+            continue
+        t, c = r["times"], r["costs"]
+        drop = t.get("time_drop_ratio")
+        body.append([r["method"], "—" if r["bits"] is None else str(r["bits"]), f"{c['parameters'] / 1e6:.2f} M",
+                     "—" if "checkpoint_bytes" not in c else f"{c['checkpoint_bytes'] / 1e6:.3f} MB",
+                     _ms(t.get("forward_ms_batch1")), _ms(t.get("forward_ms_batch32")),
+                     _ms(t.get("coarse_to_fine_ms_per_query")), _ms(t.get("linear_ms_per_query")),
+                     "—" if drop is None else f"{drop:.2f}"])
+    return _markdown(["method", "bits", "parameters", "checkpoint on disk", "forward ms/img (batch 1)",
+                      "forward ms/img (batch 32)", "coarse-to-fine ms/query", "linear float ms/query",
+                      "time drop 1 - t_hashed/t_linear"], body)
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def quoted_table(quoted: Iterable[dict]) -> str:
+    """Figures reported by the papers, each row marked quoted; never mixed with measured ones."""
+    body = []
+    for q in quoted:
+        if q.get("source") != "quoted":
+            raise ValueError(f"{q!r} is not a quoted figure")
+        body.append(["quoted", q["reference"], q["method"], q["metric"], str(q["bits"] or "—"), f"{q['value']:g}",
+                     q["setting"]])
+    return _markdown(["source", "reference", "method", "metric", "bits", "value", "their setting"], body)
+
+
+def protocol_table(records: Iterable[dict]) -> str:
+    """One row per protocol: dataset, split sizes, seed, backbone and the rules every figure follows."""
+    seen: dict[str, dict] = {}
+    for r in check_measured(records):
+        seen.setdefault(r["protocol"]["name"], r["protocol"])
+    body = []
+    for name, p in seen.items():
+        s = p["sizes"]
+        unseen = f" Unseen classes: {', '.join(p['unseen_classes'])}." if p["unseen_classes"] else ""
+        body.append([name, p["dataset"], str(s["query"]), str(s["database"]), str(s["train"]), str(p["seed"]),
+                     p["backbone"], " ".join(p["description"].split()) + unseen])
+    return _markdown(["protocol", "dataset", "queries", "database", "training", "seed", "backbone", "split"], body)
+
+
+def protocol_notes(records: Iterable[dict]) -> str:
+    first = check_measured(records)[0]["protocol"]
+    return (f"- Ties: {first['tie_rule']}.\n- {first['map_definition']}.\n"
+            "- P@20: mean share of relevant items in the first 20; top-8 vote accuracy: the majority class "
+            "of the 8 nearest database items (a class tie goes to the nearest member) equals the query's class.\n"
+            "- Relevant = same class. Hashed methods rank by Hamming distance, the float baseline by cosine.")
+
+
+def reference_bits(records: Sequence[dict]) -> int | None:
+    """48 bits when measured (the papers' usual length), else the longest code length present."""
+    return reference_length(r["bits"] for r in records)
+
+
+def reference_length(bits: Iterable[int | None]) -> int | None:
+    """48 when among ``bits``, else the longest; None when there is no code length."""
+    lengths = sorted({b for b in bits if b is not None})
+    if not lengths:
+        return None
+    return REFERENCE_BITS if REFERENCE_BITS in lengths else lengths[-1]
+
+
+def best_record(records: Sequence[dict], bits: int | None) -> dict:
+    """Highest mAP@all at ``bits`` (ties: first listed)."""
+    at = [r for r in records if r["bits"] == bits] or list(records)
+    return max(at, key=lambda r: r["figures"]["map_all"])
+
+
+def protocol_plots(records: Sequence[dict], folder: str | Path, protocol: str, prefix: str = "") -> dict[str, Path]:
+    """mAP vs bits, P-R and precision@k at the reference length, and the confusion matrix of the best run there."""
+    folder = Path(folder)
+    bits = reference_bits(records)
+    at_bits = [r for r in records if r["bits"] in (bits, None)]
+    out = {"map_vs_bits": plots.plot_map_vs_bits(records, folder / f"{prefix}map-vs-bits.png", protocol),
+           "precision_at_k": plots.plot_precision_curves(at_bits, folder / f"{prefix}precision-at-k-{bits}b.png",
+                                                         protocol, bits)}
+    if bits is not None:
+        out["pr_curve"] = plots.plot_pr_curves(at_bits, folder / f"{prefix}pr-{bits}b.png", protocol, bits)
+    best = best_record(records, bits)
+    name = best["method"].replace("+", "_")
+    out["confusion"] = plots.plot_confusion(best, folder / f"{prefix}confusion-{name}-{bits}b.png", protocol)
+    return out
+
+
+def write_json(path: str | Path, payload) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def _protocol_sections(records: list[dict], bits: Sequence[int], images: dict[str, Path],
+                       relative_to: Path) -> list[str]:
+    out = []
+    for metric, label in METRICS.items():
+        out += [f"**{label}**", "", metric_table(records, metric, bits), ""]
+    unseen = [r for r in records if "unseen" in r]
+    if unseen:
+        classes = ", ".join(unseen[0]["unseen"]["classes"])
+        out += [f"**Queries of the unseen classes only** ({classes}; database unchanged)", ""]
+        for metric in ("map_all", "precision_at_20", "vote_accuracy_top8"):
+            out += [f"*{METRICS[metric]}, unseen-class queries*", "", metric_table(unseen, metric, bits, "unseen"), ""]
+    ref = reference_bits(records)
+    out += [f"**Size and speed at {ref} bits** (timings on shared cores: indicative)", "", cost_table(records, ref), ""]
+    for key, path in images.items():
+        out += [f"![{key}]({path.relative_to(relative_to).as_posix()})", ""]
+    return out
+
+
+def write_report(records: Sequence[dict], out_dir: str | Path, title: str) -> dict[str, Path]:
+    """A ``hashseek eval`` folder: ``results.json`` (every figure), ``summary.md`` and the PNG plots."""
+    out_dir = Path(out_dir)
+    records = check_measured(records)
+    written = {"json": write_json(out_dir / "results.json", {"records": records})}
+    lines = [f"# {title}", "", protocol_table(records), "", protocol_notes(records), ""]
+    for protocol in dict.fromkeys(r["protocol"]["name"] for r in records):
+        rows = [r for r in records if r["protocol"]["name"] == protocol]
+        bits = sorted({r["bits"] for r in rows if r["bits"] is not None}) or [None]
+        images = protocol_plots(rows, out_dir, protocol, prefix=f"{protocol}-")
+        written.update({f"{protocol}-{k}": v for k, v in images.items()})
+        lines += [f"## {protocol}", ""] + _protocol_sections(rows, bits, images, out_dir)
+    written["markdown"] = out_dir / "summary.md"
+    written["markdown"].write_text("\n".join(lines))
+    return written
+
+
+def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: str | Path, command: str,
+                       machine: dict, protocols: Sequence[str], bits: Sequence[int]) -> Path:
+    """``docs/results.md``: the command, the machine, the protocol table, then per protocol the measured
+    tables and plots, and apart from them the quoted figures; plots and per-protocol JSON go beside it."""
+    page = Path(page)
+    folder = page.with_suffix("")
+    records = check_measured(records)
+    lines = ["# Results", "", "Regenerated by:", "", "```", command, "```", "",
+             f"Machine: {machine['cpu']}, {machine['cores']} cores (shared with other jobs), no GPU; "
+             f"Python {machine['python']}, torch {machine['torch']}, numpy {machine['numpy']}.", "",
+             "Every measured row states the mode that produced it (deep heads trained on frozen backbone maps "
+             "on CPU, shallow hashers fitted on frozen pooled features) and its training time. Rows marked "
+             "*quoted* are the papers' own figures, on their own data and backbones: they are listed for "
+             "orientation only and never mixed into the measured tables.", "", "## Protocols", ""]
+    lines += [protocol_table(records), "", protocol_notes(records), ""] if records else ["Nothing measured yet.", ""]
+    for protocol in protocols:
+        rows = [r for r in records if r["protocol"]["name"] == protocol]
+        cited = [q for q in quoted if q["protocol"] == protocol]
+        if not rows and not cited:
+            continue
+        lines += [f"## {protocol}", ""]
+        if rows:
+            images = protocol_plots(rows, folder, protocol, prefix=f"{protocol}-")
+            write_json(folder / f"{protocol}.json",
+                       {"command": command, "records": [_without_confusion(r) for r in rows]})
+            lines += _protocol_sections(rows, bits, images, page.parent)
+        else:
+            lines += ["Not measured in this run.", ""]
+        if cited:
+            lines += ["**Quoted from the papers (not measured here)**", "", quoted_table(cited), ""]
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("\n".join(lines))
+    return page
+
+
+def _without_confusion(record: dict) -> dict:
+    """Per-protocol JSON beside the page: every figure but the confusion matrices (in the run cache)."""
+    out = {**record, "figures": {k: v for k, v in record["figures"].items() if k != "confusion_matrix"}}
+    if "unseen" in record:
+        out["unseen"] = {k: v for k, v in record["unseen"].items() if k != "confusion_matrix"}
+    out.pop("classes", None)
+    out.pop("cached", None)
+    return out

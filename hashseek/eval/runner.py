@@ -1,0 +1,314 @@
+"""The protocol runner: one method x protocol x code length x seed -> every figure, cached as JSON.
+
+A method is a deep combination ``head+loss`` trained by the one trainer, a shallow hasher
+(``lsh``, ``pcah``, ``itq``, ``sdh``) fitted on the protocol's training images' pooled frozen
+features (``sdh`` with their labels), or ``float``: cosine on the pooled features, no codes.
+Each finished run is written to ``<cache>/<protocol>/seed<seed>-<split digest>/<key>.json`` before the next
+starts, so an interrupted benchmark resumes where it stopped; the key also names the
+training hyper-parameters and mode, so changing them never returns a stale result.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from hashseek.data.datasets import ImageDataset
+from hashseek.data.named import load_dataset
+from hashseek.data.protocols import Protocol, get_protocol
+from hashseek.eval.cost import (disk_bytes, forward_ms_per_image, hasher_parameter_count, machine,
+                                parameter_count, search_ms_per_query)
+from hashseek.eval.evaluate import encode_dataset
+from hashseek.eval.metrics import (confusion_matrix, f1_at_k, precision_recall_curve_hamming, recall_at_k,
+                                   topk_precision_curve, vote_classify)
+from hashseek.eval.retrieval import cosine_distances, retrieval_report
+from hashseek.hashers import create_hasher
+from hashseek.index.bits import hamming_distances
+from hashseek.models.features import BackboneEncoder, FeatureSet, extract_features
+from hashseek.models.hash_model import HashModel
+from hashseek.paths import cache_root
+
+DEEP_METHODS = ("fc+hashnet", "gap+hashnet", "bilinear+hashnet", "spp_pmt+multitask", "latent+ce",
+                "gap+csq", "gap+dpsh", "gap+dsh")
+SHALLOW_METHODS = ("lsh", "pcah", "itq", "sdh")
+FLOAT_METHOD = "float"
+ALL_METHODS = (*DEEP_METHODS, *SHALLOW_METHODS, FLOAT_METHOD)
+SUPERVISED_HASHERS = {"sdh"}
+
+TIE_RULE = "database order: a stable sort keeps items at equal distance in database order"
+MAP_DEFINITION = ("mAP@all: mean over all queries of AP over the whole ranked database "
+                  "(a query with no relevant item scores 0); mAP@R: Musgrave et al. 2020")
+PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
+RECALL_KS = (1, 10, 20, 100, 1000)
+VOTE_K = 8
+FORWARD_BATCHES = (1, 32)
+
+
+@dataclass
+class MethodSpec:
+    """What to run; the training fields matter for deep methods only."""
+
+    name: str
+    kind: str                      # deep | shallow | float
+    head: str | None = None
+    loss: str | None = None
+    hasher: str | None = None
+    backbone: str = "efficientnet_lite0"
+    epochs: int = 40
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    head_kwargs: dict = field(default_factory=dict)
+    loss_kwargs: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, name: str, **train) -> "MethodSpec":
+        """``head+loss`` -> deep, a hasher name -> shallow, ``float``/``cosine`` -> float baseline."""
+        if "+" in name:
+            head, loss = name.split("+", 1)
+            return cls(name, "deep", head=head, loss=loss, **train)
+        if name in ("float", "cosine"):
+            return cls(FLOAT_METHOD, "float", **_only_backbone(train))
+        if name in SHALLOW_METHODS:
+            return cls(name, "shallow", hasher=name, **_only_backbone(train))
+        raise ValueError(f"unknown method {name!r}: use head+loss (e.g. gap+hashnet), "
+                         f"one of {', '.join(SHALLOW_METHODS)}, or float")
+
+    def key(self, bits: int | None, mode: str) -> str:
+        """File stem of the cached result: readable name plus a digest of everything else that matters."""
+        settings = asdict(self) if self.kind == "deep" else {"backbone": self.backbone, "kind": self.kind}
+        digest = hashlib.sha256(json.dumps({**settings, "mode": mode}, sort_keys=True).encode()).hexdigest()[:10]
+        length = "" if self.kind == "float" else f"-{bits}b"
+        return f"{self.name.replace('+', '_')}{length}-{mode if self.kind == 'deep' else 'frozen'}-{digest}"
+
+    def mode_label(self, mode: str) -> str:
+        """How the row was produced, as the tables print it."""
+        return f"{mode}, {self.epochs} ep" if self.kind == "deep" else "frozen features"
+
+
+def _only_backbone(train: dict) -> dict:
+    return {"backbone": train["backbone"]} if "backbone" in train else {}
+
+
+def results_dir(cache_dir: str | Path | None = None) -> Path:
+    return Path(cache_dir) if cache_dir is not None else cache_root() / "results"
+
+
+def result_path(spec: MethodSpec, protocol: Protocol, bits: int | None, mode: str,
+                cache_dir: str | Path | None = None) -> Path:
+    """The split's own digest is part of the path: a custom split sharing a shipped one's name never collides."""
+    split = json.dumps([protocol.query, protocol.database, protocol.train, protocol.unseen_classes])
+    digest = hashlib.sha256(split.encode()).hexdigest()[:8]
+    return results_dir(cache_dir) / protocol.name / f"seed{protocol.seed}-{digest}" / f"{spec.key(bits, mode)}.json"
+
+
+def run_method(method_spec: MethodSpec | str, protocol_name: str | Protocol, bits: int | None, seed: int = 0,
+               mode: str = "frozen", *, cache_dir: str | Path | None = None, progress: bool = True,
+               timing: bool = True) -> dict:
+    """Every figure of one run; a cached result is returned as is (``record["cached"]`` tells which).
+
+    ``protocol_name`` may also be a ``Protocol`` (a custom split of a named dataset; its own seed
+    applies). ``timing=False`` skips the forward-time measurement (the slowest part of a short run).
+    """
+    spec = MethodSpec.parse(method_spec) if isinstance(method_spec, str) else method_spec
+    if spec.kind != "float" and bits is None:
+        raise ValueError(f"{spec.name} needs a code length (bits)")
+    bits = None if spec.kind == "float" else bits
+    protocol = protocol_name if isinstance(protocol_name, Protocol) else get_protocol(protocol_name, seed=seed)
+    path = result_path(spec, protocol, bits, mode, cache_dir)
+    if path.is_file():
+        return {**json.loads(path.read_text()), "cached": True}
+
+    started = time.perf_counter()
+    dataset = load_dataset(protocol.dataset)
+    protocol.check(dataset)
+    if spec.kind == "deep":
+        record = _run_deep(spec, dataset, protocol, bits, mode, protocol.seed, progress, timing)
+    else:
+        record = _run_on_pooled(spec, dataset, protocol, bits, protocol.seed, progress, timing)
+    record["seconds"] = time.perf_counter() - started
+    record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(record, indent=1, default=_jsonable, allow_nan=False))
+    tmp.replace(path)
+    return {**json.loads(path.read_text()), "cached": False}
+
+
+def evaluate_trained_model(model: HashModel, dataset: ImageDataset, protocol: Protocol, *,
+                           progress: bool = True, timing: bool = True) -> dict:
+    """Every figure of an already trained model (``hashseek eval --model``)."""
+    spec = MethodSpec(f"{model.config['head']}+{model.config.get('loss')}", "deep", head=model.config["head"],
+                      loss=model.config.get("loss"), backbone=model.config["backbone"])
+    train = model.config.get("train") or {}
+    spec = replace(spec, **{k: train[k] for k in ("epochs", "batch_size", "optimizer", "lr") if k in train})
+    return _evaluate_model(spec, model, dataset, protocol, model.config.get("mode", "frozen"),
+                           float(model.config.get("train_seconds", 0.0)), progress, timing)
+
+
+# -- the three kinds of method ---------------------------------------------------------------
+def _run_deep(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, bits: int, mode: str, seed: int,
+              progress: bool, timing: bool) -> dict:
+    from hashseek.train import TrainConfig, Trainer
+
+    config = TrainConfig(backbone=spec.backbone, head=spec.head, loss=spec.loss, bits=bits, mode=mode,
+                         epochs=spec.epochs, batch_size=spec.batch_size, optimizer=spec.optimizer, lr=spec.lr,
+                         head_kwargs=spec.head_kwargs, loss_kwargs=spec.loss_kwargs, seed=seed)
+    result = Trainer(config, progress=progress).fit(dataset, protocol.train, dataset_name=dataset.name,
+                                                    protocol=protocol.name)
+    record = _evaluate_model(spec, result.model, dataset, protocol, mode, result.seconds, progress, timing)
+    record["final_loss"] = result.history[-1]["loss"] if result.history else None
+    return record
+
+
+def _evaluate_model(spec: MethodSpec, model: HashModel, dataset: ImageDataset, protocol: Protocol, mode: str,
+                    train_seconds: float, progress: bool, timing: bool) -> dict:
+    needed = sorted(set(protocol.query) | set(protocol.database))
+    start = time.perf_counter()
+    ids, codes, feats = encode_dataset(model, dataset, needed, progress)
+    encode_seconds = time.perf_counter() - start
+    q, d = _rows(ids, protocol.query), _rows(ids, protocol.database)
+    labels = dataset.labels(ids)
+    costs = {"parameters": parameter_count(model), "head_parameters": parameter_count(model.head)}
+    with tempfile.TemporaryDirectory() as tmp:
+        costs["checkpoint_bytes"] = disk_bytes(model.save(tmp))
+    costs["checkpoint_holds"] = "head only (backbone bundled)" if mode == "frozen" else "backbone and head"
+    times = {"train_seconds": train_seconds, "encode_seconds": encode_seconds,
+             "encode_source": "cached backbone maps, head only" if mode == "frozen" else "images"}
+    if timing:
+        times.update(_forward_times(model.encode_arrays, model.input_size))
+    return _record(spec, protocol, dataset, model.n_bits, mode, codes[q], codes[d], feats[q], feats[d],
+                   labels[q], labels[d], times, costs)
+
+
+def _run_on_pooled(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, bits: int | None, seed: int,
+                   progress: bool, timing: bool) -> dict:
+    encoder = _pooled_encoder(spec.backbone)
+    needed = sorted(set(protocol.query) | set(protocol.database) | set(protocol.train))
+    pooled = extract_features(dataset, needed, encoder=encoder, progress=progress)
+    q, d, train = (_features(pooled, part) for part in (protocol.query, protocol.database, protocol.train))
+    costs = {"parameters": parameter_count(encoder.backbone)}
+    times = {"train_seconds": 0.0, "encode_seconds": 0.0, "encode_source": "cached pooled backbone features"}
+    if spec.kind == "float":
+        if timing:
+            times.update(_forward_times(encoder.encode_arrays, encoder.backbone.input_size))
+        return _record(spec, protocol, dataset, None, "frozen", None, None, q.features, d.features,
+                       q.labels, d.labels, times, costs)
+
+    hasher = create_hasher(spec.hasher, bits, seed=seed)
+    start = time.perf_counter()
+    hasher.fit(train.features.astype(np.float32), train.labels if spec.hasher in SUPERVISED_HASHERS else None)
+    times["train_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    q_codes, d_codes = hasher.transform(q.features), hasher.transform(d.features)
+    times["encode_seconds"] = time.perf_counter() - start
+    costs["hasher_parameters"] = hasher_parameter_count(hasher.state_dict())
+    costs["parameters"] += costs["hasher_parameters"]
+    with tempfile.TemporaryDirectory() as tmp:
+        hasher.save(Path(tmp) / "hasher.npz")
+        costs["checkpoint_bytes"] = disk_bytes(Path(tmp) / "hasher.npz")
+    costs["checkpoint_holds"] = "hasher only (backbone bundled)"
+    if timing:
+        times.update(_forward_times(lambda x: hasher.transform(encoder.encode_arrays(x)),
+                                    encoder.backbone.input_size))
+    return _record(spec, protocol, dataset, bits, "frozen", q_codes, d_codes, q.features, d.features,
+                   q.labels, d.labels, times, costs)
+
+
+# -- figures -----------------------------------------------------------------------------------
+def retrieval_figures(distances: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray, n_classes: int,
+                      n_bits: int | None = None) -> dict:
+    """Every retrieval figure of one distance matrix; ``n_bits`` marks Hamming distances (adds the P-R curve)."""
+    nd = distances.shape[1]
+    figures = retrieval_report(distances, query_labels, db_labels, k_precision=20, k_vote=VOTE_K)
+    ks = [k for k in PRECISION_KS if k <= nd]
+    figures["precision_curve"] = {"k": ks, "precision": topk_precision_curve(distances, query_labels, db_labels,
+                                                                             np.array(ks)).tolist()}
+    figures["recall_at_k"] = {str(k): recall_at_k(distances, query_labels, db_labels, k) for k in RECALL_KS if k <= nd}
+    figures["f1_at_k"] = {str(k): f1_at_k(distances, query_labels, db_labels, k) for k in RECALL_KS if k <= nd}
+    if n_bits is not None:
+        precision, recall = precision_recall_curve_hamming(distances, query_labels, db_labels, n_bits)
+        # JSON has no NaN: a radius at which no query retrieves anything becomes null.
+        figures["pr_curve_hamming"] = {"radius": list(range(n_bits + 1)),
+                                       "precision": [None if np.isnan(p) else p for p in precision.tolist()],
+                                       "recall": recall.tolist()}
+    predicted, _ = vote_classify(distances, db_labels, VOTE_K, n_classes=n_classes)
+    figures["confusion_matrix"] = confusion_matrix(query_labels, predicted, n_classes, normalize=False).tolist()
+    return figures
+
+
+def _record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset, bits: int | None, mode: str,
+            q_codes: np.ndarray | None, d_codes: np.ndarray | None, q_feats: np.ndarray, d_feats: np.ndarray,
+            q_labels: np.ndarray, d_labels: np.ndarray, times: dict, costs: dict) -> dict:
+    hashed = q_codes is not None
+    start = time.perf_counter()
+    distances = hamming_distances(q_codes, d_codes) if hashed else cosine_distances(q_feats, d_feats)
+    times["distance_ms_per_query"] = 1000 * (time.perf_counter() - start) / len(q_labels)
+    n_classes = len(dataset.classes)
+    figures = retrieval_figures(distances, q_labels, d_labels, n_classes, bits)
+    times.update(search_ms_per_query(q_feats, d_feats, q_codes, d_codes))
+    record = {
+        "source": "measured",
+        "method": spec.name,
+        "kind": spec.kind,
+        "mode": spec.mode_label(mode),
+        "bits": bits,
+        "protocol": _protocol_record(spec, protocol, dataset, bits, mode, times["train_seconds"]),
+        "spec": asdict(spec),
+        "classes": dataset.classes,
+        "figures": figures,
+        "times": times,
+        "costs": costs,
+    }
+    if protocol.unseen_classes:
+        unseen = np.isin(q_labels, [dataset.classes.index(c) for c in protocol.unseen_classes])
+        record["unseen"] = {"classes": protocol.unseen_classes,
+                            **retrieval_figures(distances[unseen], q_labels[unseen], d_labels, n_classes, bits)}
+    return record
+
+
+def _protocol_record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset, bits: int | None, mode: str,
+                     train_seconds: float) -> dict:
+    return {
+        "name": protocol.name, "dataset": dataset.name, "description": protocol.description,
+        "seed": protocol.seed, "sizes": protocol.sizes(), "unseen_classes": protocol.unseen_classes,
+        "tie_rule": TIE_RULE, "map_definition": MAP_DEFINITION, "bits": bits, "backbone": spec.backbone,
+        "head": spec.head, "loss": spec.loss, "hasher": spec.hasher,
+        "training_mode": spec.mode_label(mode), "train_seconds": train_seconds, "machine": machine(),
+    }
+
+
+# -- helpers -----------------------------------------------------------------------------------
+@lru_cache(maxsize=2)
+def _pooled_encoder(backbone: str) -> BackboneEncoder:
+    """One ONNX session per backbone for the whole process (building it costs seconds)."""
+    return BackboneEncoder(backbone, kind="pooled")
+
+
+def _features(features: FeatureSet, ids: list[str]) -> FeatureSet:
+    part = features.select(ids)
+    return FeatureSet(part.ids, part.labels, part.features.astype(np.float32), part.meta)
+
+
+def _rows(kept: list[str], wanted: list[str]) -> list[int]:
+    position = {i: n for n, i in enumerate(kept)}
+    return [position[i] for i in wanted if i in position]
+
+
+def _forward_times(encode, input_size: int) -> dict:
+    return {f"forward_ms_batch{b}": forward_ms_per_image(encode, input_size, b, repeats=5 if b == 1 else 3)
+            for b in FORWARD_BATCHES}
+
+
+def _jsonable(value):
+    """numpy scalars (e.g. a hasher's sigma) as plain JSON numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

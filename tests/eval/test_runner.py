@@ -1,0 +1,110 @@
+"""The protocol runner on a small real split of cars-bmw13: every figure, the unseen-class subset, the cache."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashseek.eval.metrics import mean_average_precision
+from hashseek.eval.retrieval import cosine_distances
+from hashseek.eval.runner import MethodSpec, retrieval_figures, run_method
+from hashseek.models.features import BackboneEncoder, extract_features
+
+FIGURES = {"map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "precision_curve", "recall_at_k",
+           "f1_at_k", "confusion_matrix", "n_query", "n_database"}
+
+
+def test_method_names_parse_to_their_kind():
+    assert (MethodSpec.parse("gap+hashnet").head, MethodSpec.parse("gap+hashnet").loss) == ("gap", "hashnet")
+    assert MethodSpec.parse("sdh", epochs=3).kind == "shallow"
+    assert MethodSpec.parse("cosine").name == "float"
+    with pytest.raises(ValueError, match="unknown method"):
+        MethodSpec.parse("resnet")
+
+
+def test_cache_key_follows_what_changes_the_result():
+    deep = MethodSpec.parse("gap+hashnet", epochs=2)
+    assert deep.key(16, "frozen") != MethodSpec.parse("gap+hashnet", epochs=3).key(16, "frozen")
+    assert deep.key(16, "frozen") != deep.key(16, "finetune") != deep.key(32, "frozen")
+    # epochs do not touch a shallow hasher; the float baseline has no code length
+    assert MethodSpec.parse("itq", epochs=2).key(16, "frozen") == MethodSpec.parse("itq").key(16, "frozen")
+    assert "b-" not in MethodSpec.parse("float").key(None, "frozen")
+
+
+def test_every_figure_and_the_protocol_record(small_runs, tiny_protocol):
+    for r in small_runs:
+        f = r["figures"]
+        assert FIGURES <= set(f)
+        assert (f["n_query"], f["n_database"]) == (12, 24)
+        counts = np.array(f["confusion_matrix"])
+        assert counts.sum() == 12 and np.trace(counts) / 12 == pytest.approx(f["vote_accuracy_top8"])
+        assert f["precision_curve"]["k"] == [1, 5, 10, 20]
+        p = r["protocol"]
+        assert (p["name"], p["dataset"], p["seed"]) == ("tiny-cars", "cars-bmw13", 0)
+        assert p["sizes"] == {"query": 12, "database": 24, "train": 16}
+        assert "database order" in p["tie_rule"] and "mAP@all" in p["map_definition"]
+        assert p["backbone"] == "efficientnet_lite0" and p["machine"]["cores"] >= 1
+        assert {"train_seconds", "encode_seconds", "linear_ms_per_query"} <= set(r["times"])
+        assert "forward_ms_batch1" not in r["times"]  # timing=False
+        assert r["cached"] is False
+
+
+def test_hashed_runs_have_a_hamming_pr_curve_that_ends_at_the_whole_database(small_runs):
+    for r in small_runs:
+        if r["bits"] is None:
+            assert "pr_curve_hamming" not in r["figures"] and "time_drop_ratio" not in r["times"]
+            continue
+        curve = r["figures"]["pr_curve_hamming"]
+        assert curve["radius"] == list(range(r["bits"] + 1))
+        # radius = all bits retrieves the whole database: 8 of 24 items share each query's class
+        assert curve["precision"][-1] == pytest.approx(8 / 24) and curve["recall"][-1] == pytest.approx(1.0)
+        assert np.all(np.diff(curve["recall"]) >= 0)
+        assert r["times"]["time_drop_ratio"] == pytest.approx(
+            1 - r["times"]["coarse_to_fine_ms_per_query"] / r["times"]["linear_ms_per_query"])
+
+
+def test_unseen_class_queries_are_reported_apart(small_runs, tiny_protocol):
+    for r in small_runs:
+        assert r["unseen"]["classes"] == tiny_protocol.unseen_classes
+        assert r["unseen"]["n_query"] == 4 and r["unseen"]["n_database"] == 24
+
+
+def test_deep_run_records_training_and_model_costs(small_runs):
+    deep = small_runs[-1]
+    assert (deep["method"], deep["kind"], deep["mode"]) == ("gap+hashnet", "deep", "frozen, 2 ep")
+    assert deep["spec"]["epochs"] == 2
+    assert deep["times"]["train_seconds"] > 0 and np.isfinite(deep["final_loss"])
+    c = deep["costs"]
+    assert c["parameters"] > c["head_parameters"] > 0 and c["checkpoint_bytes"] > 0
+
+
+def test_float_baseline_is_cosine_on_pooled_features(small_runs, tiny_protocol, cars_bmw13):
+    needed = sorted(set(tiny_protocol.query) | set(tiny_protocol.database) | set(tiny_protocol.train))
+    pooled = extract_features(cars_bmw13, needed, encoder=BackboneEncoder("efficientnet_lite0"), progress=False)
+    q, d = pooled.select(tiny_protocol.query), pooled.select(tiny_protocol.database)
+    expected = mean_average_precision(cosine_distances(q.features, d.features), q.labels, d.labels)
+    assert small_runs[2]["figures"]["map_all"] == pytest.approx(expected)
+
+
+def test_second_call_is_served_from_the_cache(small_runs, tiny_protocol, run_cache, monkeypatch):
+    from hashseek.eval import runner
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("the cached run was computed again")
+
+    monkeypatch.setattr(runner, "_run_on_pooled", recompute)
+    monkeypatch.setattr(runner, "_run_deep", recompute)
+    again = run_method("lsh", tiny_protocol, 16, cache_dir=run_cache)
+    assert again["cached"] is True and again["figures"] == small_runs[0]["figures"]
+    assert run_method(MethodSpec.parse("gap+hashnet", epochs=2), tiny_protocol, 16, cache_dir=run_cache)["cached"]
+    with pytest.raises(AssertionError, match="computed again"):  # other hyper-parameters: a new run
+        run_method(MethodSpec.parse("gap+hashnet", epochs=3), tiny_protocol, 16, cache_dir=run_cache)
+
+
+def test_pr_radius_with_no_retrieval_is_null_not_nan():
+    db_labels = np.repeat([0, 1], 10)
+    hamming = np.array([np.where(db_labels == 0, 1, 2), np.where(db_labels == 1, 1, 2)])  # nothing within radius 0
+    f = retrieval_figures(hamming, np.array([0, 1]), db_labels, n_classes=2, n_bits=2)
+    assert f["pr_curve_hamming"]["precision"] == [None, 1.0, 0.5]
+    assert f["pr_curve_hamming"]["recall"] == [0.0, 1.0, 1.0]
+    assert f["confusion_matrix"] == [[1, 0], [0, 1]]
+    assert f["precision_curve"] == {"k": [1, 5, 10, 20], "precision": [1.0, 1.0, 1.0, 0.5]}
