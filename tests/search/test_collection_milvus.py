@@ -154,3 +154,4 @@ def test_cli_index_and_search_on_milvus(tmp_path, caltech_slice, capsys, monkeyp
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert len(hits) == 4 and 3 not in [h["id"] for h in hits]
     assert main(["check", c]) == 0
+

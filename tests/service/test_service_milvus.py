@@ -1,0 +1,32 @@
+"""The web service is unchanged on a Milvus collection: same answers as on the FAISS one, real uvicorn."""
+import os
+
+import httpx
+import pytest
+
+from hashseek.search.collection import Collection
+from hashseek.service.app import create_app
+
+if os.environ.get("CI") != "true":
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+
+
+def test_web_service_serves_a_milvus_collection(caltech_slice, tmp_path, serve_app):
+    dataset, ids = caltech_slice
+    with Collection.create(tmp_path / "flat", n_bits=32) as flat:
+        flat.add_dataset(dataset, ids, progress=False)
+        hasher = flat.image_hasher
+    with Collection.create(tmp_path / "milvus", image_hasher=hasher, index="milvus",
+                           index_options={"uri": str(tmp_path / "codes.db")}) as milvus:
+        milvus.add_dataset(dataset, ids, progress=False)
+    answers = {}
+    for name in ("flat", "milvus"):
+        with serve_app(create_app(tmp_path / name)) as url, httpx.Client(base_url=url, timeout=60) as client:
+            collection = client.get("/api/collections").json()[0]["name"]
+            similar = client.get(f"/api/collections/{collection}/images/3/similar",
+                                 params={"k": 10, "rerank": "chi2"})
+            assert similar.status_code == 200, similar.text
+            answers[name] = [(hit["id"], hit["hamming"]) for hit in similar.json()["hits"]]
+            assert client.get("/health").status_code == 200
+    assert answers["milvus"] == answers["flat"] and len(answers["flat"]) == 10
