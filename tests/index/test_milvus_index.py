@@ -10,21 +10,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import numpy as np
 import pytest
 
-try:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-        import milvus_lite  # noqa: F401
-    import pymilvus  # noqa: F401
-except ImportError as err:
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip(f"pymilvus / milvus-lite not installed ({err}): pip install 'hashseek[milvus]'",
-                allow_module_level=True)
+pytestmark = pytest.mark.milvus
 
 from hashseek.index import create_index, load_index, pack_bits
 

@@ -1,15 +1,11 @@
 """The web service is unchanged on a Milvus collection: same answers as on the FAISS one, real uvicorn."""
-import os
-
 import httpx
 import pytest
 
 from hashseek.search.collection import Collection
 from hashseek.service.app import create_app
 
-if os.environ.get("CI") != "true":
-    pytest.importorskip("pymilvus")
-    pytest.importorskip("milvus_lite")
+pytestmark = pytest.mark.milvus
 
 
 def test_web_service_serves_a_milvus_collection(caltech_slice, tmp_path, serve_app):
