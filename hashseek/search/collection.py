@@ -188,14 +188,21 @@ class FeatureStore:
         self._file.truncate(n_rows * self.row_bytes)
         os.fsync(self._file.fileno())
 
+    def table(self, rows: np.ndarray) -> np.ndarray:
+        """The whole store as a read-only (n, dim) float16 memory map that holds ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._map is None or len(self._map) <= rows.max(initial=-1):
+            if not len(self):
+                return np.empty((0, self.dim), np.float16)
+            self._map = np.memmap(self.path, dtype="<f2", mode="r", shape=(len(self), self.dim))
+        return self._map
+
     def read(self, rows: np.ndarray) -> np.ndarray:
         """(n, dim) float16 copies of the given rows (the distances and hashers compute in float32)."""
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows):
             return np.empty((0, self.dim), np.float16)
-        if self._map is None or len(self._map) <= rows.max():
-            self._map = np.memmap(self.path, dtype="<f2", mode="r", shape=(len(self), self.dim))
-        return self._map[rows]
+        return self.table(rows)[rows]
 
     def close(self) -> None:
         self._map = None
@@ -367,7 +374,8 @@ class Collection:
         They have no image file to show; ``sources`` must be new unique keys. One atomic batch.
         """
         self._require_open()
-        features, codes = np.asarray(features, np.float16), np.asarray(codes, np.uint8)
+        with np.errstate(over="ignore"):  # out-of-range values become inf and are refused below
+            features, codes = np.asarray(features, np.float16), np.asarray(codes, np.uint8)
         if not len(features) == len(codes) == len(sources) == len(names) == len(labels):
             raise ValueError("features, codes, sources, names and labels must have the same length")
         if features.shape[1:] != (self._features.dim,) or codes.shape[1:] != (-(-self.n_bits // 8),):
@@ -433,6 +441,9 @@ class Collection:
         return report
 
     def _commit_batch(self, items: list[_Pending], features: np.ndarray, codes: np.ndarray | None) -> list[int]:
+        features = np.asarray(features, np.float16)
+        if not np.isfinite(features).all():  # NaN or beyond float16's range: re-ranking needs finite values
+            raise ValueError("features must be finite in float16 (|x| <= 65504); nothing of this batch was added")
         for item in items:
             if item.upload is not None:
                 self._store_upload(item)
@@ -618,11 +629,19 @@ class Collection:
 
     def features_of(self, ids: np.ndarray) -> np.ndarray:
         """(n, d) float16 stored features of library ids."""
+        return self._features.read(self._feature_rows(ids))
+
+    def _feature_rows(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         pos = np.searchsorted(self._lib_ids, ids)
         if len(ids) and (pos.max(initial=0) >= len(self._lib_ids) or np.any(self._lib_ids[pos] != ids)):
             raise KeyError(f"not in the collection: {ids[~np.isin(ids, self._lib_ids)][:5].tolist()}")
-        return self._features.read(self._lib_rows[pos])
+        return self._lib_rows[pos]
+
+    def _feature_table(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the memory-mapped feature store, the ids' rows in it): re-ranking reads rows in place."""
+        rows = self._feature_rows(ids)
+        return self._features.table(rows), rows
 
     def _resolve(self, query: Query) -> tuple[np.ndarray, np.ndarray, dict]:
         """(code, feature, description) of an image or a library id."""
@@ -641,7 +660,7 @@ class Collection:
 
     def _run(self, code, feature, described, k, rerank, radius, candidates, exclude, start) -> SearchResult:
         ranking = rank(self._searchable_index(), code, k, radius=radius, candidates=candidates, rerank=rerank,
-                       feature=feature, features_of=self.features_of, exclude=exclude)
+                       feature=feature, features_of=self._feature_table, exclude=exclude)
         described_ids = {row[0]: row[1:] for row in self._db.execute(
             f"SELECT id, name, label FROM images WHERE id IN ({','.join('?' * len(ranking.ids))})",
             ranking.ids.tolist())}

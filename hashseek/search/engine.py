@@ -43,11 +43,12 @@ class Ranking:
 
 def rank(index: BinaryIndex, code: np.ndarray, k: int, *, radius: int | None = None,
          candidates: int = DEFAULT_CANDIDATES, rerank: str | None = None, feature: np.ndarray | None = None,
-         features_of: Callable[[np.ndarray], np.ndarray] | None = None,
+         features_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
          exclude: Sequence[int] | np.ndarray | None = None) -> Ranking:
     """Rank the index's items for one packed ``code``; see the module docstring for modes and ties.
 
-    ``feature`` and ``features_of`` (ids -> (n, d) features, float16 welcome) are needed to re-rank;
+    Re-ranking needs the query's ``feature`` and ``features_of``: ids -> ``(table, rows)``, a
+    (N, d) feature table (float16 welcome, a memory map is read in place) and the ids' rows in it.
     ``exclude`` ids never appear (the query itself, or a protocol's other queries).
     """
     if k < 1 or candidates < 1:
@@ -69,7 +70,8 @@ def rank(index: BinaryIndex, code: np.ndarray, k: int, *, radius: int | None = N
     timings = {"coarse": coarse - start}
     if rerank is None:
         return Ranking(ids[:k], hamming[:k], None, len(ids), timings)
-    distances = pairwise_distance(feature, features_of(ids), rerank)
+    table, rows = features_of(ids)
+    distances = pairwise_distance(feature, table, rerank, rows=rows)
     order = np.lexsort((hamming, distances))[:k]  # stable: equal keys keep the index's order
     timings["rerank"] = perf_counter() - coarse
     return Ranking(ids[order], hamming[order], distances[order], len(ids), timings)

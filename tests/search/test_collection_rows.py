@@ -18,4 +18,11 @@ def test_add_features_and_image_bytes(caltech_slice, tmp_path):
         assert hits[0].id == added[0] and hits[0].hamming == 0      # the original shares the code
         with pytest.raises(ValueError, match="same length"):
             c.add_features(feats, codes, ["x"], ["x"], [None])
+        bad = feats.astype(np.float32)
+        bad[1, 5] = np.nan
+        bad[0, 0] = 1e6  # beyond float16's range
+        for row in (0, 1):
+            with pytest.raises(ValueError, match="finite"):
+                c.add_features(bad[row:row + 1], codes[:1], ["bad"], ["bad"], [None])
+        assert len(c) == 22
         assert c.check().ok

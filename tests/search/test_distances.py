@@ -101,3 +101,30 @@ def test_bad_input():
         pairwise_distance(np.array(["a", "b"]), np.ones((1, 2)))
     with pytest.raises(KeyError, match="unknown distance"):
         pairwise_distance(np.ones(4), np.ones((2, 4)), "hamming")
+
+
+@pytest.mark.parametrize("metric", sorted(HAND))
+def test_rows_read_in_place_equal_a_gathered_copy(metric):
+    rng = np.random.default_rng(2)
+    table = rng.standard_normal((2000, 96)).astype(np.float16)
+    rows = rng.choice(2000, 300, replace=False)
+    q = rng.standard_normal(96).astype(np.float32)
+    got = pairwise_distance(q, table, metric, rows=rows)
+    np.testing.assert_array_equal(got, pairwise_distance(q, table[rows], metric))
+    np.testing.assert_allclose(got, _float64_reference(q.astype(np.float64), table[rows].astype(np.float64), metric),
+                               rtol=2e-5, atol=1e-5)
+
+
+def test_every_float16_value_decodes_exactly():
+    # all 63,488 finite halves, subnormals and negative zero included: L1 distance to 0 is |x|
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    halves = halves[np.isfinite(halves)].reshape(-1, 1)
+    got = pairwise_distance(np.zeros(1), halves, "manhattan")
+    np.testing.assert_array_equal(got, np.abs(halves[:, 0].astype(np.float32)))
+
+
+def test_rows_out_of_range():
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
+        pairwise_distance(np.ones(4), np.ones((3, 4), np.float16), rows=[0, 3])
+    with pytest.raises(IndexError):
+        pairwise_distance(np.ones(4), np.ones((3, 4), np.float32), rows=[-1])
