@@ -9,6 +9,7 @@ every two minutes during a run, so a long run shows its results as they come.
     python benchmarks/run_all.py                               # everything (CIFAR-10 takes hours on CPU)
     python benchmarks/run_all.py --protocols caltech101 cars-bmw13 --methods-for caltech101=gap+hashnet,itq,float
     python benchmarks/run_all.py --epochs 20 --epochs-for spp_pmt+multitask=4   # fewer epochs for a slow head
+    python benchmarks/run_all.py --reuse docs/results ...      # keep the committed runs, add the missing ones
 
 Runs go from cheap to costly over all protocols (float and shallow first, then the deep heads by
 their training cost), so a stopped run leaves whole tables rather than one finished protocol.
@@ -16,6 +17,7 @@ their training cost), so a stopped run leaves whole tables rather than one finis
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -28,7 +30,7 @@ from _common import machine  # noqa: E402
 from quoted import QUOTED  # noqa: E402
 
 from hashseek.eval.report import reference_length, write_results_page  # noqa: E402
-from hashseek.eval.runner import ALL_METHODS, MethodSpec, run_method  # noqa: E402
+from hashseek.eval.runner import ALL_METHODS, MethodSpec, run_method, store_record  # noqa: E402
 
 PROTOCOLS = ("caltech101", "cars-bmw13", "cars-bmw13-unseen", "cifar10")
 # Training cost of a head on frozen maps, measured on this CPU (seconds per epoch on Caltech101's
@@ -58,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, help="the Markdown page (default docs/results.md); plots go to its stem folder")
     ap.add_argument("--cache", type=Path, help="per-run JSON cache (default $HASHSEEK_CACHE/results)")
     ap.add_argument("--no-timing", action="store_true", help="skip the forward-time measurements")
+    ap.add_argument("--reuse", type=Path, metavar="DIR",
+                    help="a results page's JSON folder (e.g. docs/results): its runs enter the cache and are not "
+                         "repeated, so a fresh machine continues a committed page")
     args = ap.parse_args(argv)
     preset = QUICK if args.quick else {"protocols": PROTOCOLS, "bits": BITS, "epochs": 40, "methods": ALL_METHODS}
     for key, value in preset.items():
@@ -105,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python benchmarks/run_all.py", *(shlex.quote(a) for a in given)])
     runs = plan(args)
+    if args.reuse:
+        reused = [store_record(r, args.cache) for path in sorted(args.reuse.glob("*.json"))
+                  for r in json.loads(path.read_text())["records"]]
+        print(f"reused {sum(reused)} runs from {args.reuse} ({len(reused) - sum(reused)} already cached)")
     records, failures = [], []
     timed_bits = (None, reference_length(args.bits))  # forward time hardly depends on the code length
 

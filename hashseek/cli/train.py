@@ -17,7 +17,9 @@ def cmd_train(args) -> int:
     config = TrainConfig(backbone=args.backbone, head=args.head, loss=args.loss, bits=args.bits, mode=args.mode,
                          epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                          augment_copies=args.augment_copies, augment=not args.no_augment,
-                         input_size=args.input_size, seed=args.seed)
+                         input_size=args.input_size, warmup_epochs=args.warmup_epochs,
+                         backbone_lr_scale=args.backbone_lr_scale, seed=args.seed,
+                         augment_kwargs={"min_crop_fraction": args.min_crop, "max_degrees": args.max_degrees})
     out = args.out or Path("runs") / f"{protocol_name}-{args.backbone}-{args.head}-{args.loss}-{args.bits}b-{args.mode}"
     result = Trainer(config).fit(dataset, protocol.train, out_dir=out, resume=args.resume,
                                  dataset_name=dataset.name, protocol=protocol.name)
@@ -48,7 +50,14 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--augment-copies", type=int, default=0, help="frozen mode: seed-augmented copies per image")
     p.add_argument("--no-augment", action="store_true", help="fine-tuning without the seed augmentation")
+    p.add_argument("--min-crop", type=float, default=0.5,
+                   help="seed augmentation: smallest square crop, as a fraction of the shorter side")
+    p.add_argument("--max-degrees", type=float, default=30.0, help="seed augmentation: largest rotation")
     p.add_argument("--input-size", type=int, help="fine-tuning input size (reduced resolution on CPU)")
+    p.add_argument("--warmup-epochs", type=int, default=0,
+                   help="fine-tuning: first train the head alone on frozen maps for this many epochs")
+    p.add_argument("--backbone-lr-scale", type=float, default=0.1,
+                   help="fine-tuning: the backbone's learning rate is --lr times this")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="checkpoint folder (default runs/<protocol>-<backbone>-<head>-...)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")

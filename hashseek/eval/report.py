@@ -150,9 +150,11 @@ def protocol_plots(records: Sequence[dict], folder: str | Path, protocol: str, p
                                                          protocol, bits)}
     if bits is not None:
         out["pr_curve"] = plots.plot_pr_curves(at_bits, folder / f"{prefix}pr-{bits}b.png", protocol, bits)
-    best = best_record(records, bits)
-    name = best["method"].replace("+", "_")
-    out["confusion"] = plots.plot_confusion(best, folder / f"{prefix}confusion-{name}-{bits}b.png", protocol)
+    with_confusion = [r for r in records if "confusion_matrix" in r["figures"] and "classes" in r]
+    if with_confusion:  # runs reused from a page's JSON may come without one
+        best = best_record(with_confusion, bits)
+        name = best["method"].replace("+", "_")
+        out["confusion"] = plots.plot_confusion(best, folder / f"{prefix}confusion-{name}-{bits}b.png", protocol)
     return out
 
 
@@ -221,8 +223,9 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
         lines += [f"## {protocol}", ""]
         if rows:
             images = protocol_plots(rows, folder, protocol, prefix=f"{protocol}-")
+            best = best_record(rows, reference_bits(rows))
             write_json(folder / f"{protocol}.json",
-                       {"command": command, "records": [_without_confusion(r) for r in rows]})
+                       {"command": command, "records": [_for_page_json(r, keep_confusion=r is best) for r in rows]})
             lines += _protocol_sections(rows, bits, images, page.parent)
         else:
             lines += ["Not measured in this run.", ""]
@@ -233,11 +236,14 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
     return page
 
 
-def _without_confusion(record: dict) -> dict:
-    """Per-protocol JSON beside the page: every figure but the confusion matrices (in the run cache)."""
-    out = {**record, "figures": {k: v for k, v in record["figures"].items() if k != "confusion_matrix"}}
+def _for_page_json(record: dict, keep_confusion: bool) -> dict:
+    """Per-protocol JSON beside the page: every figure, and the confusion matrix of the best run only
+    (the plotted one; the others stay in the run cache), so that the page can be rebuilt from it."""
+    out = {k: v for k, v in record.items() if k != "cached"}
+    if keep_confusion:
+        return out
+    out["figures"] = {k: v for k, v in record["figures"].items() if k != "confusion_matrix"}
     if "unseen" in record:
         out["unseen"] = {k: v for k, v in record["unseen"].items() if k != "confusion_matrix"}
     out.pop("classes", None)
-    out.pop("cached", None)
     return out

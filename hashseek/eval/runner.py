@@ -142,6 +142,22 @@ def run_method(method_spec: MethodSpec | str, protocol_name: str | Protocol, bit
     return {**json.loads(path.read_text()), "cached": False}
 
 
+def store_record(record: dict, cache_dir: str | Path | None = None) -> bool:
+    """Put a finished run's record (e.g. one from a results page's JSON) into the run cache, so that
+    ``run_method`` returns it instead of running again; False when the cache already holds that run."""
+    spec = MethodSpec(**record["spec"])
+    protocol = get_protocol(record["protocol"]["name"], seed=record["protocol"]["seed"])
+    mode = "finetune" if record["mode"].startswith("finetune") else "frozen"
+    path = result_path(spec, protocol, record["bits"], mode, cache_dir)
+    if path.is_file():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps({k: v for k, v in record.items() if k != "cached"}, indent=1, allow_nan=False))
+    tmp.replace(path)
+    return True
+
+
 def evaluate_trained_model(model: HashModel, dataset: ImageDataset, protocol: Protocol, *,
                            progress: bool = True, timing: bool = True) -> dict:
     """Every figure of an already trained model (``hashseek eval --model``)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -52,7 +52,9 @@ class TrainConfig:
     continuation: bool = True            # tanh heads: beta = hashnet_beta_schedule(step)
     augment_copies: int = 0              # frozen: extra seed-augmented copies per training image
     augment: bool = True                 # finetune: online seed augmentation
+    augment_kwargs: dict = field(default_factory=dict)   # SeedAugment settings (both modes), e.g. milder crops
     input_size: int | None = None        # finetune: None = the backbone's own size
+    warmup_epochs: int = 0               # finetune: first this many epochs of the head alone on frozen maps
     head_kwargs: dict = field(default_factory=dict)
     loss_kwargs: dict = field(default_factory=dict)
     seed: int = 0
@@ -102,6 +104,8 @@ class Trainer:
         if saved:
             model.load_state_dict(saved["model"])
             start_epoch, history, step = saved["epoch"], saved["history"], saved["step"]
+        elif cfg.mode == "finetune" and cfg.warmup_epochs:
+            history = self._warm_up_head(model, dataset, train_ids, provenance)
 
         t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
         bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.head}+{cfg.loss} {cfg.bits}b",
@@ -146,6 +150,16 @@ class Trainer:
         return TrainResult(model, history, model.config["train_seconds"])
 
     # -- pieces ------------------------------------------------------------------------
+    def _warm_up_head(self, model: HashModel, dataset, train_ids, provenance) -> list[dict]:
+        """Fine-tuning starts from a head trained on frozen maps ("linear probe, then fine-tune"):
+        a random head's first gradients would otherwise wreck the pretrained trunk, and on small
+        sets the codes collapse (HashNet's loss stuck at 2 ln 2 in our cars-bmw13 runs)."""
+        cfg = self.config
+        frozen = replace(cfg, mode="frozen", epochs=cfg.warmup_epochs, warmup_epochs=0, input_size=None)
+        warm = Trainer(frozen, progress=self.progress).fit(dataset, train_ids, **provenance)
+        model.head.load_state_dict(warm.model.head.state_dict())
+        return [{**record, "stage": f"warmup-{record['stage']}"} for record in warm.history]
+
     def _train_mode(self, model: HashModel) -> None:
         model.head.train()
         # Batch-norm statistics stay those of ImageNet: CPU batches are too small to re-estimate them.
@@ -161,10 +175,11 @@ class Trainer:
         for g in groups:
             for p in g["params"]:
                 p.requires_grad_(True)
+        # fused kernels: one pass per step instead of several (Adam's step on spp_pmt's 55M weights: 0.70 -> 0.045 s)
         if cfg.optimizer == "adam":
-            opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+            opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay, fused=True)
         elif cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay)
+            opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay, fused=True)
         else:
             raise ValueError(f"optimizer must be adam or sgd, got {cfg.optimizer!r}")
         total = max(1, stage.epochs * steps_per_epoch)
@@ -197,7 +212,8 @@ class Trainer:
             labels = torch.from_numpy(dataset.labels(maps.ids))
         parts, part_labels = [torch.from_numpy(maps.features)], [labels]
         if cfg.augment_copies:
-            augmented = AugmentedDataset(dataset, maps.ids, cfg.augment_copies, seed=cfg.seed)
+            augmented = AugmentedDataset(dataset, maps.ids, cfg.augment_copies, seed=cfg.seed,
+                                         augment=SeedAugment(**cfg.augment_kwargs))
             aug = extract_features(augmented, encoder=encoder, progress=self.progress)
             parts.append(torch.from_numpy(aug.features))
             part_labels.append(torch.from_numpy(augmented.labels(aug.ids)))
@@ -207,7 +223,7 @@ class Trainer:
         cfg = self.config
         pre = Preprocess(model.input_size, tuple(model.backbone.mean), tuple(model.backbone.std))
         return _ImageBatches(dataset, train_ids, labels, pre, cfg.batch_size, cfg.seed,
-                             SeedAugment() if cfg.augment else None)
+                             SeedAugment(**cfg.augment_kwargs) if cfg.augment else None)
 
 
 @dataclass

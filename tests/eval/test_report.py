@@ -91,7 +91,14 @@ def test_quoted_rows_never_enter_measured_tables(small_runs, tmp_path):
     for image in _linked_images(page):
         _check_png(image)
     per_protocol = _strict_json(tmp_path / "results" / "tiny-cars.json")
-    assert len(per_protocol["records"]) == 4 and "confusion_matrix" not in per_protocol["records"][0]["figures"]
+    assert len(per_protocol["records"]) == 4
+    kept = [r["method"] for r in per_protocol["records"] if "confusion_matrix" in r["figures"]]
+    assert kept == [_best(small_runs).replace("_", "+")]          # the plotted run's only, with its classes
+    assert all(("classes" in r) == (r["method"] in kept) for r in per_protocol["records"])
+    # the page rebuilt from that JSON alone (runs reused on a fresh machine) draws the same confusion plot
+    again = run_all.write_results_page(per_protocol["records"], [], tmp_path / "again.md", "x", run_all.machine(),
+                                       ["tiny-cars"], [16])
+    assert f"tiny-cars-confusion-{_best(small_runs)}-16b.png" in again.read_text()
 
 
 def test_every_quoted_figure_is_marked_and_placed():

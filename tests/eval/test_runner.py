@@ -100,6 +100,18 @@ def test_second_call_is_served_from_the_cache(small_runs, tiny_protocol, run_cac
         run_method(MethodSpec.parse("gap+hashnet", epochs=3), tiny_protocol, 16, cache_dir=run_cache)
 
 
+def test_a_stored_page_record_is_served_from_the_cache(small_runs, tmp_path, monkeypatch):
+    from hashseek.eval import runner
+
+    # a record as a results page's JSON holds it, for the shipped cars-bmw13 split
+    record = {**small_runs[3], "protocol": {**small_runs[3]["protocol"], "name": "cars-bmw13", "seed": 0}}
+    assert runner.store_record(record, tmp_path) is True
+    assert runner.store_record(record, tmp_path) is False          # already there: left alone
+    monkeypatch.setattr(runner, "_run_deep", lambda *a, **k: pytest.fail("the stored run was computed again"))
+    again = run_method(MethodSpec.parse("gap+hashnet", epochs=2), "cars-bmw13", 16, cache_dir=tmp_path)
+    assert again["cached"] and again["figures"] == record["figures"]
+
+
 def test_pr_radius_with_no_retrieval_is_null_not_nan():
     db_labels = np.repeat([0, 1], 10)
     hamming = np.array([np.where(db_labels == 0, 1, 2), np.where(db_labels == 1, 1, 2)])  # nothing within radius 0

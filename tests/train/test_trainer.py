@@ -89,3 +89,18 @@ def test_finetune_updates_the_backbone_at_reduced_resolution(split):
     assert not torch.equal(result.model.backbone.state_dict()["net._conv_stem.weight"], reference)
     codes, feats = result.model.encode([dataset.read_bytes(train[0])])
     assert codes.shape == (1, 2) and feats.shape == (1, 1280)
+
+
+def test_finetune_warm_up_trains_the_head_on_frozen_maps_first(split):
+    dataset, train, _ = split
+    config = TrainConfig(head="latent", loss="ce", bits=16, mode="finetune", epochs=1, batch_size=8,
+                         input_size=96, warmup_epochs=6, lr=1e-2,
+                         augment_kwargs={"min_crop_fraction": 0.8, "max_degrees": 10.0})
+    result = Trainer(config, progress=False).fit(dataset, train[:16])
+    stages = [record["stage"] for record in result.history]
+    assert stages == ["warmup-all"] * 6 + ["all"]
+    warm_losses = [record["loss"] for record in result.history[:6]]
+    assert warm_losses[-1] < warm_losses[0]          # the head learned before the trunk moved
+    assert result.history[-1]["seconds"] >= result.history[5]["seconds"]
+    assert result.model.config["train"]["warmup_epochs"] == 6
+    assert result.model.config["train"]["augment_kwargs"]["min_crop_fraction"] == 0.8
