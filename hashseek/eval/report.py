@@ -145,8 +145,9 @@ def protocol_plots(records: Sequence[dict], folder: str | Path, protocol: str, p
     folder = Path(folder)
     bits = reference_bits(records)
     at_bits = [r for r in records if r["bits"] in (bits, None)]
+    length = "" if bits is None else f"-{bits}b"   # float-only runs have no code length
     out = {"map_vs_bits": plots.plot_map_vs_bits(records, folder / f"{prefix}map-vs-bits.png", protocol),
-           "precision_at_k": plots.plot_precision_curves(at_bits, folder / f"{prefix}precision-at-k-{bits}b.png",
+           "precision_at_k": plots.plot_precision_curves(at_bits, folder / f"{prefix}precision-at-k{length}.png",
                                                          protocol, bits)}
     if bits is not None:
         out["pr_curve"] = plots.plot_pr_curves(at_bits, folder / f"{prefix}pr-{bits}b.png", protocol, bits)
@@ -154,7 +155,7 @@ def protocol_plots(records: Sequence[dict], folder: str | Path, protocol: str, p
     if with_confusion:  # runs reused from a page's JSON may come without one
         best = best_record(with_confusion, bits)
         name = best["method"].replace("+", "_")
-        out["confusion"] = plots.plot_confusion(best, folder / f"{prefix}confusion-{name}-{bits}b.png", protocol)
+        out["confusion"] = plots.plot_confusion(best, folder / f"{prefix}confusion-{name}{length}.png", protocol)
     return out
 
 
@@ -213,7 +214,9 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
              "Every measured row states the mode that produced it (deep heads trained on frozen backbone maps "
              "on CPU, shallow hashers fitted on frozen pooled features) and its training time. Rows marked "
              "*quoted* are the papers' own figures, on their own data and backbones: they are listed for "
-             "orientation only and never mixed into the measured tables.", "", "## Protocols", ""]
+             "orientation only and never mixed into the measured tables. Times (training, search) are those of "
+             "the run that produced each row: rows carried over with `--reuse` keep their original run's times "
+             "(its date is `created` in the per-protocol JSON).", "", "## Protocols", ""]
     lines += [protocol_table(records), "", protocol_notes(records), ""] if records else ["Nothing measured yet.", ""]
     for protocol in protocols:
         rows = [r for r in records if r["protocol"]["name"] == protocol]

@@ -8,7 +8,7 @@ from torch import nn
 
 from hashseek.eval import (coarse_to_fine_search, disk_bytes, forward_ms_per_image, hasher_parameter_count,
                            linear_search, parameter_count, search_ms_per_query, time_drop_ratio)
-from hashseek.eval.cost import normalise_rows
+from hashseek.eval.cost import flat_index
 from hashseek.index import pack_bits
 
 
@@ -56,12 +56,12 @@ DB_CODES = pack_bits(np.array([[0] * 8, [1] * 8, [0] * 7 + [1], [0] * 6 + [1, 1]
 
 def test_linear_search_ranks_by_cosine_with_ties_in_database_order():
     # cosine distances to [0, 1]: 1, 0, 1 - 1/sqrt(2), 0 -> items 1 and 3 tie: database order
-    assert_array_equal(linear_search(np.array([0, 3.0]), normalise_rows(DB_FEATURES)), [1, 3, 2, 0])
+    assert_array_equal(linear_search(np.array([0, 3.0]), DB_FEATURES), [1, 3, 2, 0])
 
 
 def test_coarse_to_fine_reranks_only_the_hamming_shortlist():
     query_code = pack_bits(np.zeros((1, 8)))[0]
-    ranked = coarse_to_fine_search(query_code, np.array([0, 1.0]), DB_CODES, normalise_rows(DB_FEATURES), candidates=3)
+    ranked = coarse_to_fine_search(query_code, np.array([0, 1.0]), flat_index(DB_CODES), DB_FEATURES, candidates=3)
     # shortlist by Hamming: 0 (d=0), 2 (1), 3 (2); item 1 matches the feature best but is 8 bits away
     assert_array_equal(ranked, [3, 2, 0])
 
