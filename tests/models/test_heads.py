@@ -124,3 +124,27 @@ def test_spp_pmt_b_stays_positive_when_pushed_negative():
     assert head.b.item() > 0
     out = head(torch.zeros(2, C, 7, 7))         # all-zero ReLU map: ln(0 + b) must stay finite
     assert torch.isfinite(out.codes).all() and torch.isfinite(out.embedding).all()
+
+
+@pytest.mark.parametrize("size", [7, 5, 3, 1])
+def test_spp_grid_pooling_equals_adaptive_max_pooling(size):
+    from hashseek.models.heads.spp_pmt import PYRAMID, grid_max_pool
+
+    x = torch.randn(2, C, size, size)
+    for grid in PYRAMID:
+        torch.testing.assert_close(grid_max_pool(x, grid), F.adaptive_max_pool2d(x, grid).flatten(1))
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_every_head_exports_to_onnx_and_matches_torch(name):
+    """Trained models encode through ONNX Runtime, so every head must export (spp_pmt once did not)."""
+    from hashseek.models.hash_model import HashModel
+
+    torch.manual_seed(0)
+    model = HashModel.build("efficientnet_lite0", name, 16, N_CLASSES, input_size=96).eval()
+    images = torch.rand(3, 3, 96, 96)
+    codes, feats = model.encode_arrays(images.numpy())
+    with torch.inference_mode():
+        out = model(images)
+    torch.testing.assert_close(torch.from_numpy(feats), out.embedding, rtol=1e-4, atol=1e-4)
+    assert (codes == model.codes_from_output(out.codes.numpy())).mean() > 0.99  # a bit exactly at 0 may flip

@@ -14,9 +14,19 @@ PYRAMID = (4, 2, 1)        # grids of the max-pooling pyramid: 16 + 4 + 1 = 21 c
 B_EPS = 1e-3               # floor on b so ln(x + b) stays finite on zero activations
 
 
+def grid_max_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``adaptive_max_pool2d(x, grid).flatten(1)``, written as slices so that it exports to ONNX
+    (the exporter refuses adaptive max pooling once the map's size is symbolic)."""
+    h, w = (int(n) for n in x.shape[-2:])
+    rows = [(i * h // grid, -(-(i + 1) * h // grid)) for i in range(grid)]
+    cols = [(j * w // grid, -(-(j + 1) * w // grid)) for j in range(grid)]
+    cells = [x[:, :, r0:r1, c0:c1].amax(dim=(2, 3)) for r0, r1 in rows for c0, c1 in cols]
+    return torch.stack(cells, dim=2).flatten(1)
+
+
 @HEADS.register("spp_pmt")
 class SPPPMTHead(SigmoidHead):
-    """SPP (4x4, 2x2, 1x1 max) -> PMT [ln(x+b), ln^2(x+b)] -> fc + ReLU -> sigmoid hash layer -> classifier on codes.
+    """SPP (4x4, 2x2, 1x1 max) -> PMT [ln(x+b), ln^2(x+b)] -> L2 norm -> fc + ReLU -> sigmoid hash layer -> classifier.
 
     b is learnable and kept positive as softplus(raw) + 1e-3; inputs are clamped
     at 0 (ReLU maps) so x + b > 0 always. The embedding is the fc output.
@@ -47,9 +57,11 @@ class SPPPMTHead(SigmoidHead):
 
     def head_forward(self, feature_map: torch.Tensor) -> HeadParts:
         x = feature_map.clamp(min=0)
-        pooled = torch.cat([F.adaptive_max_pool2d(x, grid).flatten(1) for grid in PYRAMID], dim=1)
+        pooled = torch.cat([grid_max_pool(x, grid) for grid in PYRAMID], dim=1)
         log = torch.log(pooled + self.b)
-        embedding = self.fc(torch.cat([log, log * log], dim=1))
+        # L2-normalised, as bilinear features are: with 2 x 21 x C inputs (53,760 for C = 1280), raw PMT
+        # values let Adam's first steps move the fc outputs by tens and saturate the sigmoid codes
+        embedding = self.fc(F.normalize(torch.cat([log, log * log], dim=1), dim=1))
         codes = self.activate(self.hash_layer(embedding))
         logits = self.classifier(codes) if self.classifier is not None else None
         return codes, logits, embedding
