@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
@@ -105,12 +104,9 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=1000)
     ap.add_argument("--radius", type=int, default=18, help="Hamming radius of the radius + chi2 row")
     ap.add_argument("--seed", type=int, default=0, help="protocol seed")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads of the float distances (one request, one thread: spare threads spin)")
     ap.add_argument("--out", default="docs/bench/collection_speed.json")
     args = ap.parse_args()
     k = 20
-    torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]  # the machine may be shared: timings depend on it
     index_memory = index_memory_per_item("flat", args.bits)  # first, before freed memory can be reused
 
@@ -125,7 +121,7 @@ def main() -> None:
         queries = np.array([id_of[i] for i in protocol.query])
         database = np.array([id_of[i] for i in protocol.database])
         assert len(queries) + len(database) == len(collection), "database = every image but the queries"
-        collection.search(int(queries[0]), k)  # warm-up: index, memory map, torch kernels
+        collection.search(int(queries[0]), k)  # warm-up: index, memory map, distance kernels
         rows = [
             {"method": "hashed: Hamming top-20", **hashed_run(collection, queries, labels, k)},
             {"method": f"hashed: top-{args.candidates} Hamming + chi2",
@@ -148,7 +144,7 @@ def main() -> None:
              "n_query": len(queries), "n_database": len(database), "bits": args.bits, "backbone": args.backbone,
              "hasher": info["hasher"]["hasher"], "n_fit": info["hasher"]["n_fit"], "index": info["index"],
              "k": k, "query": "library click (by id), other queries excluded", "ties": "database order",
-             "threads": {"faiss": 1, "torch": args.threads},
+             "threads": {"faiss": 1, "distances": 1},
              "build": built, "machine": machine(), "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]}}
     write_json(args.out, {"setup": setup, "rows": rows, "quoted": QUOTED, "storage": storage})
 
