@@ -19,7 +19,8 @@ def cmd_train(args) -> int:
                          augment_copies=args.augment_copies, augment=not args.no_augment,
                          input_size=args.input_size, warmup_epochs=args.warmup_epochs,
                          backbone_lr_scale=args.backbone_lr_scale, seed=args.seed,
-                         augment_kwargs={"min_crop_fraction": args.min_crop, "max_degrees": args.max_degrees})
+                         augment_kwargs={k: v for k, v in (("min_crop_fraction", args.min_crop),
+                                                           ("max_degrees", args.max_degrees)) if v is not None})
     out = args.out or Path("runs") / f"{protocol_name}-{args.backbone}-{args.head}-{args.loss}-{args.bits}b-{args.mode}"
     result = Trainer(config).fit(dataset, protocol.train, out_dir=out, resume=args.resume,
                                  dataset_name=dataset.name, protocol=protocol.name)
@@ -50,9 +51,9 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--augment-copies", type=int, default=0, help="frozen mode: seed-augmented copies per image")
     p.add_argument("--no-augment", action="store_true", help="fine-tuning without the seed augmentation")
-    p.add_argument("--min-crop", type=float, default=0.5,
-                   help="seed augmentation: smallest square crop, as a fraction of the shorter side")
-    p.add_argument("--max-degrees", type=float, default=30.0, help="seed augmentation: largest rotation")
+    p.add_argument("--min-crop", type=float,
+                   help="seed augmentation: smallest square crop, as a fraction of the shorter side (default 0.5)")
+    p.add_argument("--max-degrees", type=float, help="seed augmentation: largest rotation (default 30)")
     p.add_argument("--input-size", type=int, help="fine-tuning input size (reduced resolution on CPU)")
     p.add_argument("--warmup-epochs", type=int, default=0,
                    help="fine-tuning: first train the head alone on frozen maps for this many epochs")

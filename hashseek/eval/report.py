@@ -140,6 +140,13 @@ def best_record(records: Sequence[dict], bits: int | None) -> dict:
     return max(at, key=lambda r: r["figures"]["map_all"])
 
 
+def confusion_record(records: Sequence[dict]) -> dict | None:
+    """The run whose confusion matrix is plotted: the best at the reference length among those that
+    have one (runs carried over from a page's JSON may not)."""
+    with_confusion = [r for r in records if "confusion_matrix" in r["figures"] and "classes" in r]
+    return best_record(with_confusion, reference_bits(records)) if with_confusion else None
+
+
 def protocol_plots(records: Sequence[dict], folder: str | Path, protocol: str, prefix: str = "") -> dict[str, Path]:
     """mAP vs bits, P-R and precision@k at the reference length, and the confusion matrix of the best run there."""
     folder = Path(folder)
@@ -151,9 +158,8 @@ def protocol_plots(records: Sequence[dict], folder: str | Path, protocol: str, p
                                                          protocol, bits)}
     if bits is not None:
         out["pr_curve"] = plots.plot_pr_curves(at_bits, folder / f"{prefix}pr-{bits}b.png", protocol, bits)
-    with_confusion = [r for r in records if "confusion_matrix" in r["figures"] and "classes" in r]
-    if with_confusion:  # runs reused from a page's JSON may come without one
-        best = best_record(with_confusion, bits)
+    best = confusion_record(records)
+    if best is not None:
         name = best["method"].replace("+", "_")
         out["confusion"] = plots.plot_confusion(best, folder / f"{prefix}confusion-{name}{length}.png", protocol)
     return out
@@ -226,7 +232,7 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
         lines += [f"## {protocol}", ""]
         if rows:
             images = protocol_plots(rows, folder, protocol, prefix=f"{protocol}-")
-            best = best_record(rows, reference_bits(rows))
+            best = confusion_record(rows)
             write_json(folder / f"{protocol}.json",
                        {"command": command, "records": [_for_page_json(r, keep_confusion=r is best) for r in rows]})
             lines += _protocol_sections(rows, bits, images, page.parent)

@@ -135,10 +135,7 @@ def run_method(method_spec: MethodSpec | str, protocol_name: str | Protocol, bit
         record = _run_on_pooled(spec, dataset, protocol, bits, protocol.seed, progress, timing)
     record["seconds"] = time.perf_counter() - started
     record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(record, indent=1, default=_jsonable, allow_nan=False))
-    tmp.replace(path)
+    _write_record(path, record)
     return {**json.loads(path.read_text()), "cached": False}
 
 
@@ -151,11 +148,16 @@ def store_record(record: dict, cache_dir: str | Path | None = None) -> bool:
     path = result_path(spec, protocol, record["bits"], mode, cache_dir)
     if path.is_file():
         return False
+    _write_record(path, {k: v for k, v in record.items() if k != "cached"})
+    return True
+
+
+def _write_record(path: Path, record: dict) -> None:
+    """Atomic: a stopped run never leaves a half-written record that would pass for a cached one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps({k: v for k, v in record.items() if k != "cached"}, indent=1, allow_nan=False))
+    tmp.write_text(json.dumps(record, indent=1, default=_jsonable, allow_nan=False))
     tmp.replace(path)
-    return True
 
 
 def evaluate_trained_model(model: HashModel, dataset: ImageDataset, protocol: Protocol, *,
