@@ -21,6 +21,8 @@ def cmd_eval(args) -> int:
         from hashseek.models.hash_model import load_model
 
         model = load_model(args.model)
+        if args.mirror_average:
+            model.set_mirror_average(True)
         protocol_arg = args.protocol or model.config.get("protocol")
         if not protocol_arg:
             raise ValueError(f"{args.model} records no protocol; pass --protocol")
@@ -28,7 +30,7 @@ def cmd_eval(args) -> int:
         dataset = load_dataset(protocol.dataset)
         protocol.check(dataset)
         records = [evaluate_trained_model(model, dataset, protocol, timing=not args.no_timing)]
-        label = Path(args.model).name
+        label = Path(args.model).name + ("-mirror" if args.mirror_average else "")
     else:
         if not args.protocol:
             raise ValueError("--method needs --protocol")
@@ -57,6 +59,8 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model or methods on a protocol: JSON + Markdown + PNG plots")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", type=Path, help="a trained model's checkpoint folder")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="--model: encode each image with its left-right mirror, averaged (2x encode time)")
     what.add_argument("--method", nargs="+",
                       help="head+loss (trained here, e.g. gap+hashnet), lsh/pcah/itq/sdh, or float")
     p.add_argument("--protocol", help="caltech101, cars-bmw13, cars-bmw13-unseen, cifar10 or a saved split "

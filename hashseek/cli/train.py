@@ -5,25 +5,35 @@ import json
 from pathlib import Path
 
 
+def train_config(args):
+    """The parsed flags -> a TrainConfig; SeedAugment settings not given keep SeedAugment's defaults."""
+    from hashseek.train import TrainConfig
+
+    augment = {"min_crop_fraction": args.min_crop, "max_degrees": args.max_degrees,
+               "mirror": False if args.no_mirror else None}
+    return TrainConfig(backbone=args.backbone, head=args.head, loss=args.loss, bits=args.bits, mode=args.mode,
+                       epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                       augment_copies=args.augment_copies, augment=not args.no_augment,
+                       input_size=args.input_size, warmup_epochs=args.warmup_epochs,
+                       backbone_lr_scale=args.backbone_lr_scale, seed=args.seed,
+                       augment_kwargs={k: v for k, v in augment.items() if v is not None})
+
+
 def cmd_train(args) -> int:
     from hashseek.data.named import load_dataset
     from hashseek.data.protocols import get_protocol, protocol_dataset
     from hashseek.eval.evaluate import evaluate_model
-    from hashseek.train import TrainConfig, Trainer
+    from hashseek.train import Trainer
 
     protocol_name = args.protocol or args.dataset
     dataset = load_dataset(protocol_dataset(protocol_name))
     protocol = get_protocol(protocol_name, dataset, seed=args.seed)
-    config = TrainConfig(backbone=args.backbone, head=args.head, loss=args.loss, bits=args.bits, mode=args.mode,
-                         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                         augment_copies=args.augment_copies, augment=not args.no_augment,
-                         input_size=args.input_size, warmup_epochs=args.warmup_epochs,
-                         backbone_lr_scale=args.backbone_lr_scale, seed=args.seed,
-                         augment_kwargs={k: v for k, v in (("min_crop_fraction", args.min_crop),
-                                                           ("max_degrees", args.max_degrees)) if v is not None})
+    config = train_config(args)
     out = args.out or Path("runs") / f"{protocol_name}-{args.backbone}-{args.head}-{args.loss}-{args.bits}b-{args.mode}"
     result = Trainer(config).fit(dataset, protocol.train, out_dir=out, resume=args.resume,
                                  dataset_name=dataset.name, protocol=protocol.name)
+    if args.mirror_average:
+        result.model.set_mirror_average(True).save(out)
     print(f"trained in {result.seconds:.1f} s; final loss {result.history[-1]['loss']:.4f}; checkpoint {out}")
     if not args.no_eval:
         report = evaluate_model(result.model, dataset, protocol)
@@ -54,6 +64,10 @@ def register(sub) -> None:
     p.add_argument("--min-crop", type=float,
                    help="seed augmentation: smallest square crop, as a fraction of the shorter side (default 0.5)")
     p.add_argument("--max-degrees", type=float, help="seed augmentation: largest rotation (default 30)")
+    p.add_argument("--no-mirror", action="store_true",
+                   help="seed augmentation without the left-right mirror (text, digits, asymmetric layouts)")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="the saved model encodes each image with its left-right mirror, averaged (2x encode time)")
     p.add_argument("--input-size", type=int, help="fine-tuning input size (reduced resolution on CPU)")
     p.add_argument("--warmup-epochs", type=int, default=0,
                    help="fine-tuning: first train the head alone on frozen maps for this many epochs")

@@ -1,7 +1,10 @@
 """The seed augmentation recipe of the HashNet-GAP vehicle paper.
 
 Few labelled photos per class are blown up offline into many random views:
-a fully random square crop, colour jitter and a small rotation. Every draw comes
+a fully random square crop, colour jitter, a small rotation and, by default, a
+left-right mirror (half the time), which the paper's list lacks but every
+photo set of vehicles or objects admits: a car seen from its left is the same
+model seen from its right. Every draw comes
 from an explicit ``numpy`` Generator, and copy ``i`` of image ``j`` from
 ``default_rng([seed, j, i])`` alone, so any copy can be rebuilt on demand.
 """
@@ -29,16 +32,19 @@ class AugmentParams:
     crop_box: tuple[int, int, int, int] | None  # (left, top, right, bottom), square
     jitter: tuple[tuple[str, float], ...]  # (enhancer, factor) in application order
     angle: float | None  # degrees, counter-clockwise
+    mirrored: bool = False  # flipped left-right, last
 
 
 @dataclass(frozen=True)
 class SeedAugment:
-    """Random square crop -> colour jitter -> rotation; each step switchable.
+    """Random square crop -> colour jitter -> rotation -> mirror; each step switchable.
 
     The crop side is uniform in [``min_crop_fraction`` * l, l] (l = shorter side)
     at a uniform position; saturation, brightness and contrast factors are uniform
     in [1 - s, 1 + s] and applied in random order; the angle is uniform in
-    [-``max_degrees``, ``max_degrees``], bicubic, same canvas, black corners.
+    [-``max_degrees``, ``max_degrees``], bicubic, same canvas, black corners; the
+    mirror happens with probability 1/2 and is drawn last, so turning it off leaves
+    every other draw of a seed unchanged.
     """
 
     crop: bool = True
@@ -49,6 +55,7 @@ class SeedAugment:
     contrast: float = 0.4
     rotate: bool = True
     max_degrees: float = 30.0
+    mirror: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.min_crop_fraction <= 1:
@@ -78,7 +85,8 @@ class SeedAugment:
                 for name in (names[k] for k in rng.permutation(len(names)))
             )
         angle = float(rng.uniform(-self.max_degrees, self.max_degrees)) if self.rotate else None
-        return AugmentParams(crop_box, jitter, angle)
+        mirrored = bool(rng.random() < 0.5) if self.mirror else False
+        return AugmentParams(crop_box, jitter, angle, mirrored)
 
     def apply(self, image: Image.Image, params: AugmentParams) -> Image.Image:
         """Apply drawn choices to an image (converted to RGB first)."""
@@ -91,6 +99,8 @@ class SeedAugment:
             out = out.rotate(
                 params.angle, resample=Image.Resampling.BICUBIC, expand=False, fillcolor="black"
             )
+        if params.mirrored:
+            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return out
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:

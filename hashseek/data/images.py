@@ -119,7 +119,7 @@ def _decode(fp: BinaryIO, name: str, draft_size: int | None, max_pixels: int) ->
 def _to_rgb(im: Image.Image) -> Image.Image:
     """A new RGB image (never ``im`` itself, which is closed with its file)."""
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        return Image.fromarray(_stretch_to_uint8(np.asarray(im)), "L").convert("RGB")
+        return Image.fromarray(_deep_to_uint8(np.asarray(im), im.mode), "L").convert("RGB")
     if im.mode == "CMYK" and im.format == "JPEG" and "adobe" not in im.info:
         # Pillow reads every CMYK JPEG as Adobe-inverted; without the Adobe marker it is not.
         im = ImageChops.invert(im)
@@ -129,6 +129,14 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     return im.convert("RGB")
+
+
+def _deep_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit data keeps its brightness (/257: 65535 -> 255, a dark scan stays dark); 32-bit
+    integers beyond 16 bits and floats have no fixed white point, so their range is stretched."""
+    if mode.startswith("I;16") or (mode == "I" and values.min() >= 0 and values.max() <= 65535):
+        return ((values.astype(np.float32) / 257.0) + 0.5).astype(np.uint8)
+    return _stretch_to_uint8(values)
 
 
 def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:

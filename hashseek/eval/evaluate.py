@@ -20,9 +20,10 @@ def encode_dataset(model: HashModel, dataset: ImageDataset, ids: Sequence[str],
                    progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(kept ids, packed codes, float features) for ``ids``; unreadable images are dropped.
 
-    A model trained on frozen features reuses the cached backbone maps and runs only its head.
+    A model trained on frozen features reuses the cached backbone maps and runs only its head
+    (unless it averages with mirrored images, whose maps are not cached).
     """
-    if model.config.get("mode") == "frozen":
+    if model.config.get("mode") == "frozen" and not model.mirror_average:
         maps = extract_features(dataset, ids, encoder=BackboneEncoder(model.backbone, kind="map"), progress=progress)
         codes, feats = model.encode_maps(maps.features)
         return maps.ids, codes, feats

@@ -199,7 +199,8 @@ def _evaluate_model(spec: MethodSpec, model: HashModel, dataset: ImageDataset, p
         costs["checkpoint_bytes"] = disk_bytes(model.save(tmp))
     costs["checkpoint_holds"] = "head only (backbone bundled)" if mode == "frozen" else "backbone and head"
     times = {"train_seconds": train_seconds, "encode_seconds": encode_seconds,
-             "encode_source": "cached backbone maps, head only" if mode == "frozen" else "images"}
+             "encode_source": ("images and their mirrors, averaged" if model.mirror_average else
+                               "cached backbone maps, head only" if mode == "frozen" else "images")}
     if timing:
         times.update(_forward_times(model.encode_arrays, model.input_size))
     return _record(spec, protocol, dataset, model.n_bits, mode, codes[q], codes[d], feats[q], feats[d],

@@ -147,6 +147,21 @@ def _cut(distances: np.ndarray, k: int, fetch: int) -> bool:
     return fetch < k or np.partition(distances, k - 1)[k - 1] == distances.max()
 
 
+def check_settings(uri: str, collection_name: str, index_type: str = "BIN_FLAT", nlist: int = 1024,
+                   nprobe: int = 16) -> None:
+    """Refuse settings Milvus would refuse later, without touching any server."""
+    if not (is_lite(uri) or uri.startswith(("http://", "https://", "tcp://", "unix:"))):
+        raise ValueError(f"uri must be a Milvus server (http[s]://host:19530, tcp://, unix:) or a milvus-lite "
+                         f"file ending in .db, got {uri!r}")
+    if not isinstance(collection_name, str) or not _COLLECTION_NAME.fullmatch(collection_name):
+        raise ValueError(f"collection_name must be letters, digits and _ (not first), "
+                         f"at most 255, got {collection_name!r}")
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
+    if not (isinstance(nlist, int) and 1 <= nlist <= 65536 and isinstance(nprobe, int) and nprobe >= 1):
+        raise ValueError(f"need 1 <= nlist <= 65536 and nprobe >= 1, got {nlist!r}, {nprobe!r}")
+
+
 @INDEXES.register("milvus")
 class MilvusIndex(BinaryIndex):
     """Binary codes in a Milvus collection, searched by Milvus with hashseek's tie rule.
@@ -166,16 +181,7 @@ class MilvusIndex(BinaryIndex):
         super().__init__(n_bits)
         self.storage_bytes = self.n_bytes  # Milvus takes any multiple of 8 bits: pad only a partial byte
         uri = str(uri) if isinstance(uri, (str, Path)) else ""
-        if not (is_lite(uri) or uri.startswith(("http://", "https://", "tcp://", "unix:"))):
-            raise ValueError(f"uri must be a Milvus server (http[s]://host:19530, tcp://, unix:) or a milvus-lite "
-                             f"file ending in .db, got {uri!r}")
-        if not isinstance(collection_name, str) or not _COLLECTION_NAME.fullmatch(collection_name):
-            raise ValueError(f"collection_name must be letters, digits and _ (not first), "
-                             f"at most 255, got {collection_name!r}")
-        if index_type not in INDEX_TYPES:
-            raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
-        if not (isinstance(nlist, int) and 1 <= nlist <= 65536 and isinstance(nprobe, int) and nprobe >= 1):
-            raise ValueError(f"need 1 <= nlist <= 65536 and nprobe >= 1, got {nlist!r}, {nprobe!r}")
+        check_settings(uri, collection_name, index_type, nlist, nprobe)
         if if_exists not in ("error", "drop", "attach"):
             raise ValueError(f"if_exists must be 'error', 'drop' or 'attach', got {if_exists!r}")
         if is_lite(uri):  # absolute, so a saved sidecar reconnects from any working directory

@@ -66,6 +66,18 @@ class HashModel(nn.Module):
     def preprocess(self) -> Preprocess:
         return Preprocess(self.input_size, tuple(self.backbone.mean), tuple(self.backbone.std))
 
+    @property
+    def mirror_average(self) -> bool:
+        """Encode an image as the mean of its own and its left-right mirror's relaxed codes and
+        features, binarised after: codes that do not depend on which way a car faces, for
+        twice the forward time. Stored in the checkpoint's config."""
+        return bool(self.config.get("mirror_average", False))
+
+    def set_mirror_average(self, on: bool) -> "HashModel":
+        self.config["mirror_average"] = bool(on)
+        self._runner = None  # the exported graph changes
+        return self
+
     def codes_from_output(self, codes: np.ndarray) -> np.ndarray:
         """Relaxed codes -> packed bits (sign for tanh heads, >= 0.5 for sigmoid heads)."""
         return pack_bits(np.asarray(codes) >= self.head.code_threshold)
@@ -73,6 +85,8 @@ class HashModel(nn.Module):
     @torch.no_grad()
     def encode_maps(self, maps: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Cached backbone maps -> (packed codes, float features), head only."""
+        if self.mirror_average:
+            raise ValueError("mirror averaging needs the mirrored images' maps: encode the images instead")
         self.head.eval()
         codes, feats = [], []
         for i in range(0, len(maps), batch_size):
@@ -86,8 +100,9 @@ class HashModel(nn.Module):
         """(n, 3, s, s) preprocessed images -> (packed codes, float32 features), through ONNX Runtime."""
         if self._runner is None:
             self.eval()
+            tag = f"hashmodel-{self.config['head']}{'-mirror' if self.mirror_average else ''}"
             self._runner = InferenceRunner(_EncodeGraph(self), self.input_size, "onnx",
-                                           tag=f"hashmodel-{self.config['head']}", output_names=("codes", "embedding"))
+                                           tag=tag, output_names=("codes", "embedding"))
         codes, embedding = self._runner(inputs)
         return self.codes_from_output(codes), embedding.astype(np.float32)
 
@@ -132,7 +147,10 @@ class _EncodeGraph(nn.Module):
 
     def forward(self, images: torch.Tensor):
         out = self.model(images)
-        return out.codes, out.embedding
+        if not self.model.mirror_average:
+            return out.codes, out.embedding
+        mirrored = self.model(images.flip(-1))
+        return (out.codes + mirrored.codes) / 2, (out.embedding + mirrored.embedding) / 2
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -901,14 +901,7 @@ def _checked_index_options(kind: str, n_bits: int, path: Path, options: dict | N
             base = "c_" + base
         options["collection_name"] = f"{base}_{uuid.uuid4().hex[:8]}"
     inspect.signature(milvus_index.MilvusIndex).bind(n_bits, **options)  # unknown keywords raise TypeError
-    name, index_type = options["collection_name"], options.get("index_type", "BIN_FLAT")
-    if not (milvus_index.is_lite(uri) or uri.startswith(("http://", "https://", "tcp://", "unix:"))):
-        raise ValueError(f"uri must be a Milvus server (http[s]://host:19530, tcp://, unix:) or a milvus-lite "
-                         f"file ending in .db, got {uri!r}")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", name):
-        raise ValueError(f"collection_name must be letters, digits and _ (not first), at most 255, got {name!r}")
-    if index_type not in milvus_index.INDEX_TYPES:
-        raise ValueError(f"index_type must be one of {milvus_index.INDEX_TYPES}, got {index_type!r}")
+    milvus_index.check_settings(**options)  # the binding above left only its keywords
     return options
 
 

@@ -110,10 +110,24 @@ def test_rotation_keeps_the_canvas_and_fills_corners_black(cars):
 
 
 def test_all_steps_off_is_the_identity_and_draws_nothing(cars):
-    augment = SeedAugment(crop=False, jitter=False, rotate=False)
+    augment = SeedAugment(crop=False, jitter=False, rotate=False, mirror=False)
     rng = np.random.default_rng(1)
     np.testing.assert_array_equal(_px(augment(cars[0], rng)), _px(cars[0]))
     assert rng.random() == np.random.default_rng(1).random()
+
+
+def test_mirror_flips_half_the_draws_and_leaves_the_other_draws_alone(cars):
+    image = cars[0]
+    flipped = SeedAugment().apply(image, AugmentParams(None, (), None, mirrored=True))
+    np.testing.assert_array_equal(_px(flipped), _px(image)[:, ::-1])
+    rng = np.random.default_rng(3)
+    share = np.mean([SeedAugment().sample_params((300, 200), rng).mirrored for _ in range(2000)])
+    assert 0.45 < share < 0.55
+    with_mirror = SeedAugment().sample_params((300, 200), np.random.default_rng(9))
+    without = SeedAugment(mirror=False).sample_params((300, 200), np.random.default_rng(9))
+    assert (with_mirror.crop_box, with_mirror.jitter, with_mirror.angle) == \
+        (without.crop_box, without.jitter, without.angle)
+    assert without.mirrored is False
 
 
 def test_config_round_trip_and_validation():

@@ -131,7 +131,7 @@ def test_alpha_is_composited_on_white(photo, mode):
     assert (_px(image)[:, 0] == 255).all()  # fully transparent column
 
 
-def test_16bit_png_is_scaled_by_range_not_clipped(photo):
+def test_16bit_png_keeps_its_brightness_not_clipped_not_stretched(photo):
     width, height = photo.size
     ramp = np.linspace(0, 65535, width).round().astype(np.uint16)
     grey = np.asarray(photo.convert("L"), dtype=np.uint16)
@@ -146,6 +146,13 @@ def test_16bit_png_is_scaled_by_range_not_clipped(photo):
     assert (np.diff(top[0]) >= 0).all()
     assert (out == 255).mean() < 0.05
     np.testing.assert_array_equal(out[height // 2 :], _px(photo.convert("L"))[height // 2 :])
+    # a dark, low-contrast scan stays dark: no stretching over its own range
+    dim = np.full((40, 60), 1000, np.uint16)
+    dim[:, 30:] = 2000
+    out = _px(load_image(_encode(Image.fromarray(dim), "PNG")))[..., 0]
+    assert set(np.unique(out)) == {round(1000 / 257), round(2000 / 257)}
+    flat = _px(load_image(_encode(Image.fromarray(np.full((8, 8), 30000, np.uint16)), "PNG")))
+    assert (flat == round(30000 / 257)).all()
 
 
 def test_float_tiff_maps_its_range_and_survives_nan(photo):

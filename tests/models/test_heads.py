@@ -1,6 +1,7 @@
 """Hash heads: shapes on any map, code ranges/thresholds, and each family's own mechanics."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -86,18 +87,21 @@ def test_gap_max_pools_then_averages_and_skips_pool_on_small_maps():
     assert torch.allclose(head(one).embedding, one.flatten(1))
 
 
-def test_bilinear_reduction_default_and_unit_norm_feature():
+def test_bilinear_reduction_default_unit_norm_feature_and_compact_embedding():
     wide = create_head("bilinear", 512, K, N_CLASSES)
-    assert wide.reduction is not None and wide.embedding_dim == 256**2
+    assert wide.reduction is not None and wide.bilinear_dim == 256**2 and wide.embedding_dim == 256
     narrow = create_head("bilinear", C, K, N_CLASSES)
-    assert narrow.reduction is None and narrow.embedding_dim == C**2
+    assert narrow.reduction is None and narrow.bilinear_dim == C**2
     forced = create_head("bilinear", C, K, reduced_channels=8)
-    assert forced.embedding_dim == 64
-    out = narrow(torch.rand(3, C, 4, 4))
-    assert torch.allclose(out.embedding.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert forced.bilinear_dim == 64 and forced.embedding_dim == 8
+    x = torch.rand(3, C, 4, 4)
+    feature = narrow.bilinear_feature(narrow.reduce(x))
+    assert torch.allclose(feature.norm(dim=1), torch.ones(3), atol=1e-5)
     # symmetric pooling: the d x d feature equals its transpose
-    square = out.embedding.view(3, C, C)
+    square = feature.view(3, C, C)
     assert torch.allclose(square, square.transpose(1, 2), atol=1e-6)
+    # the stored re-rank feature is the channel average, not the d^2 feature
+    assert torch.allclose(narrow(x).embedding, x.mean(dim=(2, 3)), atol=1e-6)
 
 
 def test_bilinear_stage_parameters_split_the_head():
@@ -148,3 +152,25 @@ def test_every_head_exports_to_onnx_and_matches_torch(name):
         out = model(images)
     torch.testing.assert_close(torch.from_numpy(feats), out.embedding, rtol=1e-4, atol=1e-4)
     assert (codes == model.codes_from_output(out.codes.numpy())).mean() > 0.99  # a bit exactly at 0 may flip
+
+
+def test_mirror_average_codes_ignore_which_way_the_image_faces(tmp_path):
+    from hashseek.models.hash_model import HashModel, load_model
+
+    torch.manual_seed(0)
+    model = HashModel.build("efficientnet_lite0", "gap", 32, N_CLASSES, input_size=96, mode="finetune").eval()
+    images = torch.rand(4, 3, 96, 96)
+    plain_codes, plain_feats = model.encode_arrays(images.numpy())
+    plain_mirror_codes, _ = model.encode_arrays(images.flip(-1).numpy())
+    assert (plain_codes != plain_mirror_codes).any()  # the plain encoder sees the difference
+    model.set_mirror_average(True)
+    codes, feats = model.encode_arrays(images.numpy())
+    mirror_codes, mirror_feats = model.encode_arrays(images.flip(-1).numpy())
+    np.testing.assert_array_equal(codes, mirror_codes)
+    np.testing.assert_allclose(feats, mirror_feats, rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():
+        expected = (model(images).embedding + model(images.flip(-1)).embedding) / 2
+    np.testing.assert_allclose(feats, expected.numpy(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="mirror"):
+        model.encode_maps(np.zeros((1, 1280, 3, 3), np.float32))
+    assert load_model(model.save(tmp_path / "m")).mirror_average  # the checkpoint keeps the choice

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from hashseek.data.augment import SeedAugment
 from hashseek.eval.evaluate import encode_dataset, evaluate_codes
 from hashseek.hashers import create_hasher
 from hashseek.models.features import BackboneEncoder, extract_features
@@ -104,3 +105,17 @@ def test_finetune_warm_up_trains_the_head_on_frozen_maps_first(split):
     assert result.history[-1]["seconds"] >= result.history[5]["seconds"]
     assert result.model.config["train"]["warmup_epochs"] == 6
     assert result.model.config["train"]["augment_kwargs"]["min_crop_fraction"] == 0.8
+
+
+def test_train_cli_flags_reach_the_config_and_unset_augment_flags_keep_the_defaults():
+    from hashseek.cli import build_parser
+    from hashseek.cli.train import train_config
+
+    parse = build_parser().parse_args
+    plain = train_config(parse(["train", "--mode", "finetune"]))
+    assert plain.augment_kwargs == {} and plain.augment
+    tuned = train_config(parse(["train", "--mode", "finetune", "--min-crop", "0.8", "--max-degrees", "10",
+                                "--no-mirror", "--warmup-epochs", "5", "--input-size", "160"]))
+    assert tuned.augment_kwargs == {"min_crop_fraction": 0.8, "max_degrees": 10.0, "mirror": False}
+    assert (tuned.warmup_epochs, tuned.input_size) == (5, 160)
+    SeedAugment(**tuned.augment_kwargs)  # every key is a SeedAugment setting

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashseek.models.heads import HEADS
-from hashseek.models.heads.base import HeadParts, TanhHead
+from hashseek.models.heads.base import HeadParts, TanhHead, global_average
 
 DEFAULT_REDUCED_CHANNELS = 256
 
@@ -20,8 +20,9 @@ class BilinearHead(TanhHead):
     1280^2 features would make the hash layer and classifier huge) and no reduction
     otherwise; an explicit d reduces to d channels (d == C: no reduction).
     The classifier reads the bilinear feature, not the codes, for the 3-stage
-    schedule exposed by ``stage_parameters``. The embedding is the normalised
-    bilinear feature (d^2 floats).
+    schedule exposed by ``stage_parameters``. The embedding (the re-rank feature a
+    collection stores) is the reduced map's channel average, d non-negative floats:
+    the d^2-float bilinear feature would cost 128 KB an image in float16.
     """
 
     def __init__(
@@ -39,25 +40,30 @@ class BilinearHead(TanhHead):
             if reduced_channels != in_channels
             else None
         )
-        self.embedding_dim = reduced_channels**2
-        self.hash_layer = nn.Linear(self.embedding_dim, n_bits)
-        self.classifier = nn.Linear(self.embedding_dim, n_classes) if n_classes is not None else None
+        self.embedding_dim = reduced_channels
+        self.bilinear_dim = reduced_channels**2
+        self.hash_layer = nn.Linear(self.bilinear_dim, n_bits)
+        self.classifier = nn.Linear(self.bilinear_dim, n_classes) if n_classes is not None else None
 
-    def bilinear_feature(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """(N, C, h, w) -> (N, d^2): location-averaged outer product, signed sqrt, L2 normalised."""
-        if self.reduction is not None:
-            feature_map = self.reduction(feature_map)
-        x = feature_map.flatten(2)                                   # (N, d, hw)
+    def reduce(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) -> (N, d, h, w), the map the bilinear pooling reads."""
+        return feature_map if self.reduction is None else self.reduction(feature_map)
+
+    @staticmethod
+    def bilinear_feature(reduced_map: torch.Tensor) -> torch.Tensor:
+        """(N, d, h, w) -> (N, d^2): location-averaged outer product, signed sqrt, L2 normalised."""
+        x = reduced_map.flatten(2)                                   # (N, d, hw)
         pooled = torch.bmm(x, x.transpose(1, 2)).flatten(1) / x.shape[2]
         # sign(0) = 0 keeps the gradient finite where ReLU maps give exact zeros.
         pooled = torch.sign(pooled) * torch.sqrt(pooled.abs() + 1e-5)
         return F.normalize(pooled, dim=1)
 
     def head_forward(self, feature_map: torch.Tensor) -> HeadParts:
-        embedding = self.bilinear_feature(feature_map)
-        codes = self.activate(self.hash_layer(embedding))
-        logits = self.classifier(embedding) if self.classifier is not None else None
-        return codes, logits, embedding
+        reduced = self.reduce(feature_map)
+        bilinear = self.bilinear_feature(reduced)
+        codes = self.activate(self.hash_layer(bilinear))
+        logits = self.classifier(bilinear) if self.classifier is not None else None
+        return codes, logits, global_average(reduced)
 
     def stage_parameters(self, stage: int) -> list[nn.Parameter]:
         """The head's trainable parameters in each stage of Bilinear-HashNet's schedule.
