@@ -47,7 +47,11 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def _legend(ax) -> None:
-    if ax.get_legend_handles_labels()[0]:
+    """Beside the axes once there are many curves (13 methods hide each other's lines otherwise)."""
+    handles = ax.get_legend_handles_labels()[0]
+    if len(handles) > 6:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    elif handles:
         ax.legend(fontsize=8, loc="best", framealpha=0.85)
 
 
