@@ -59,10 +59,10 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model or methods on a protocol: JSON + Markdown + PNG plots")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", type=Path, help="a trained model's checkpoint folder")
-    p.add_argument("--mirror-average", action="store_true",
-                   help="--model: encode each image with its left-right mirror, averaged (2x encode time)")
     what.add_argument("--method", nargs="+",
                       help="head+loss (trained here, e.g. gap+hashnet), lsh/pcah/itq/sdh, or float")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="--model: encode each image with its left-right mirror, averaged (2x encode time)")
     p.add_argument("--protocol", help="caltech101, cars-bmw13, cars-bmw13-unseen, cifar10 or a saved split "
                                       "(.json.gz); default for --model: the one it was trained on")
     p.add_argument("--bits", nargs="+", type=int, default=[48])

@@ -15,7 +15,7 @@ def train_config(args):
                        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                        augment_copies=args.augment_copies, augment=not args.no_augment,
                        input_size=args.input_size, warmup_epochs=args.warmup_epochs,
-                       backbone_lr_scale=args.backbone_lr_scale, seed=args.seed,
+                       backbone_lr_scale=args.backbone_lr_scale, mirror_average=args.mirror_average, seed=args.seed,
                        augment_kwargs={k: v for k, v in augment.items() if v is not None})
 
 
@@ -32,8 +32,6 @@ def cmd_train(args) -> int:
     out = args.out or Path("runs") / f"{protocol_name}-{args.backbone}-{args.head}-{args.loss}-{args.bits}b-{args.mode}"
     result = Trainer(config).fit(dataset, protocol.train, out_dir=out, resume=args.resume,
                                  dataset_name=dataset.name, protocol=protocol.name)
-    if args.mirror_average:
-        result.model.set_mirror_average(True).save(out)
     print(f"trained in {result.seconds:.1f} s; final loss {result.history[-1]['loss']:.4f}; checkpoint {out}")
     if not args.no_eval:
         report = evaluate_model(result.model, dataset, protocol)

@@ -55,6 +55,7 @@ class TrainConfig:
     augment_kwargs: dict = field(default_factory=dict)   # SeedAugment settings (both modes), e.g. milder crops
     input_size: int | None = None        # finetune: None = the backbone's own size
     warmup_epochs: int = 0               # finetune: first this many epochs of the head alone on frozen maps
+    mirror_average: bool = False         # the model encodes each image with its mirror, averaged (HashModel)
     head_kwargs: dict = field(default_factory=dict)
     loss_kwargs: dict = field(default_factory=dict)
     seed: int = 0
@@ -90,7 +91,7 @@ class Trainer:
         model = HashModel.build(
             cfg.backbone, cfg.head, cfg.bits, n_classes if needs_classes else None,
             head_kwargs=cfg.head_kwargs, loss=cfg.loss, mode=cfg.mode, classes=dataset.classes,
-            input_size=cfg.input_size, train=asdict(cfg), **provenance)
+            input_size=cfg.input_size, mirror_average=cfg.mirror_average, train=asdict(cfg), **provenance)
         loss_fn = create_loss(cfg.loss, cfg.bits, n_classes, **cfg.loss_kwargs)
         labels = torch.from_numpy(dataset.labels(train_ids))
         batches = self._frozen_batches(dataset, list(train_ids), model, labels) if cfg.mode == "frozen" \

@@ -95,7 +95,7 @@ def test_finetune_updates_the_backbone_at_reduced_resolution(split):
 def test_finetune_warm_up_trains_the_head_on_frozen_maps_first(split):
     dataset, train, _ = split
     config = TrainConfig(head="latent", loss="ce", bits=16, mode="finetune", epochs=1, batch_size=8,
-                         input_size=96, warmup_epochs=6, lr=1e-2,
+                         input_size=96, warmup_epochs=6, lr=1e-2, mirror_average=True,
                          augment_kwargs={"min_crop_fraction": 0.8, "max_degrees": 10.0})
     result = Trainer(config, progress=False).fit(dataset, train[:16])
     stages = [record["stage"] for record in result.history]
@@ -105,6 +105,7 @@ def test_finetune_warm_up_trains_the_head_on_frozen_maps_first(split):
     assert result.history[-1]["seconds"] >= result.history[5]["seconds"]
     assert result.model.config["train"]["warmup_epochs"] == 6
     assert result.model.config["train"]["augment_kwargs"]["min_crop_fraction"] == 0.8
+    assert result.model.mirror_average  # the config reaches the model (and its checkpoint)
 
 
 def test_train_cli_flags_reach_the_config_and_unset_augment_flags_keep_the_defaults():
@@ -118,4 +119,5 @@ def test_train_cli_flags_reach_the_config_and_unset_augment_flags_keep_the_defau
                                 "--no-mirror", "--warmup-epochs", "5", "--input-size", "160"]))
     assert tuned.augment_kwargs == {"min_crop_fraction": 0.8, "max_degrees": 10.0, "mirror": False}
     assert (tuned.warmup_epochs, tuned.input_size) == (5, 160)
+    assert not plain.mirror_average and train_config(parse(["train", "--mirror-average"])).mirror_average
     SeedAugment(**tuned.augment_kwargs)  # every key is a SeedAugment setting
