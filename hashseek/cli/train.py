@@ -9,13 +9,14 @@ def train_config(args):
     """The parsed flags -> a TrainConfig; SeedAugment settings not given keep SeedAugment's defaults."""
     from hashseek.train import TrainConfig
 
-    augment = {"min_crop_fraction": args.min_crop, "max_degrees": args.max_degrees,
+    augment = {"min_crop_fraction": args.min_crop, "max_degrees": args.max_degrees, "crop_shape": args.crop_shape,
                "mirror": False if args.no_mirror else None}
     return TrainConfig(backbone=args.backbone, head=args.head, loss=args.loss, bits=args.bits, mode=args.mode,
                        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                        augment_copies=args.augment_copies, augment=not args.no_augment,
                        input_size=args.input_size, warmup_epochs=args.warmup_epochs,
                        backbone_lr_scale=args.backbone_lr_scale, mirror_average=args.mirror_average, seed=args.seed,
+                       device=args.device, schedule=args.schedule, weight_decay=args.weight_decay,
                        augment_kwargs={k: v for k, v in augment.items() if v is not None})
 
 
@@ -62,6 +63,9 @@ def register(sub) -> None:
     p.add_argument("--min-crop", type=float,
                    help="seed augmentation: smallest square crop, as a fraction of the shorter side (default 0.5)")
     p.add_argument("--max-degrees", type=float, help="seed augmentation: largest rotation (default 30)")
+    p.add_argument("--crop-shape", choices=["square", "image"],
+                   help="seed augmentation: the paper's square crops (default) or crops with the image's own "
+                        "aspect ratio, which match the squashed whole image that encoding sees")
     p.add_argument("--no-mirror", action="store_true",
                    help="seed augmentation without the left-right mirror (text, digits, asymmetric layouts)")
     p.add_argument("--mirror-average", action="store_true",
@@ -71,6 +75,9 @@ def register(sub) -> None:
                    help="fine-tuning: first train the head alone on frozen maps for this many epochs")
     p.add_argument("--backbone-lr-scale", type=float, default=0.1,
                    help="fine-tuning: the backbone's learning rate is --lr times this")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
+    p.add_argument("--weight-decay", type=float, default=1e-5)
+    p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="checkpoint folder (default runs/<protocol>-<backbone>-<head>-...)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance
 
+CROP_SHAPES = ("square", "image")
 _ENHANCERS = {
     "saturation": ImageEnhance.Color,
     "brightness": ImageEnhance.Brightness,
@@ -29,7 +30,7 @@ _ENHANCERS = {
 class AugmentParams:
     """One draw of the random choices, so a copy can be inspected or replayed."""
 
-    crop_box: tuple[int, int, int, int] | None  # (left, top, right, bottom), square
+    crop_box: tuple[int, int, int, int] | None  # (left, top, right, bottom)
     jitter: tuple[tuple[str, float], ...]  # (enhancer, factor) in application order
     angle: float | None  # degrees, counter-clockwise
     mirrored: bool = False  # flipped left-right, last
@@ -37,17 +38,23 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class SeedAugment:
-    """Random square crop -> colour jitter -> rotation -> mirror; each step switchable.
+    """Random crop -> colour jitter -> rotation -> mirror; each step switchable.
 
-    The crop side is uniform in [``min_crop_fraction`` * l, l] (l = shorter side)
-    at a uniform position; saturation, brightness and contrast factors are uniform
-    in [1 - s, 1 + s] and applied in random order; the angle is uniform in
-    [-``max_degrees``, ``max_degrees``], bicubic, same canvas, black corners; the
-    mirror happens with probability 1/2 and is drawn last, so turning it off leaves
-    every other draw of a seed unchanged.
+    The paper's crop (``crop_shape="square"``) is a square whose side is uniform in
+    [``min_crop_fraction`` * l, l] (l = shorter side); ``crop_shape="image"`` keeps the
+    image's own aspect ratio instead, each side a uniform fraction in
+    [``min_crop_fraction``, 1] of the image's: squashed to the square input, such a crop
+    has the geometry of the whole image squashed for encoding, where a square crop of a
+    wide car photo shows half the car, stretched. Either crop sits at a uniform
+    position; saturation, brightness and contrast factors are uniform in [1 - s, 1 + s]
+    and applied in random order; the angle is uniform in [-``max_degrees``,
+    ``max_degrees``], bicubic, same canvas, black corners; the mirror happens with
+    probability 1/2 and is drawn last, so turning it off leaves every other draw of a
+    seed unchanged.
     """
 
     crop: bool = True
+    crop_shape: str = "square"
     min_crop_fraction: float = 0.5
     jitter: bool = True
     saturation: float = 0.4
@@ -60,6 +67,8 @@ class SeedAugment:
     def __post_init__(self) -> None:
         if not 0 < self.min_crop_fraction <= 1:
             raise ValueError(f"min_crop_fraction must be in (0, 1], got {self.min_crop_fraction}")
+        if self.crop_shape not in CROP_SHAPES:
+            raise ValueError(f"crop_shape must be one of {CROP_SHAPES}, got {self.crop_shape!r}")
         for name in _ENHANCERS:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -71,12 +80,16 @@ class SeedAugment:
         crop_box = None
         if self.crop:
             width, height = size
-            shorter = min(width, height)
-            smallest = max(1, math.ceil(self.min_crop_fraction * shorter))
-            side = int(rng.integers(smallest, shorter, endpoint=True))
-            left = int(rng.integers(0, width - side, endpoint=True))
-            top = int(rng.integers(0, height - side, endpoint=True))
-            crop_box = (left, top, left + side, top + side)
+            if self.crop_shape == "square":
+                shorter = min(width, height)
+                smallest = max(1, math.ceil(self.min_crop_fraction * shorter))
+                crop_w = crop_h = int(rng.integers(smallest, shorter, endpoint=True))
+            else:
+                fraction = float(rng.uniform(self.min_crop_fraction, 1.0))
+                crop_w, crop_h = max(1, round(fraction * width)), max(1, round(fraction * height))
+            left = int(rng.integers(0, width - crop_w, endpoint=True))
+            top = int(rng.integers(0, height - crop_h, endpoint=True))
+            crop_box = (left, top, left + crop_w, top + crop_h)
         jitter: tuple[tuple[str, float], ...] = ()
         if self.jitter:
             names = list(_ENHANCERS)

@@ -3,8 +3,10 @@
 Two modes share it: ``frozen`` trains the head on cached backbone feature maps (minutes on
 a CPU; the seed augmentation enters as cached augmented copies), ``finetune`` trains the
 backbone and head end to end on decoded images with online seed augmentation, at a
-reduced input size on CPU. Heads with a staged schedule (Bilinear-HashNet) expose
-``stage_parameters``; tanh heads get HashNet's continuation (beta raised step by step).
+reduced input size on CPU and at full size on a GPU (``device="auto"`` takes CUDA when
+there is one; images are decoded and augmented on the CPU either way). Heads with a
+staged schedule (Bilinear-HashNet) expose ``stage_parameters``; tanh heads get HashNet's
+continuation (beta raised step by step).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from hashseek.data.augment import SeedAugment
@@ -59,10 +62,13 @@ class TrainConfig:
     head_kwargs: dict = field(default_factory=dict)
     loss_kwargs: dict = field(default_factory=dict)
     seed: int = 0
+    device: str = "auto"                 # auto (CUDA when available) | cpu | cuda | cuda:N
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if not 8 <= self.bits <= 1024:
             raise ValueError(f"bits must be in 8..1024, got {self.bits}")
 
@@ -98,10 +104,14 @@ class Trainer:
             else self._finetune_batches(dataset, list(train_ids), model, labels)
         steps_per_epoch = math.ceil(batches.n_items / cfg.batch_size)
         stages = _stages(model, cfg.epochs)
+        device = training_device(cfg.device)
+        model.to(device)   # after the frozen maps were extracted: that runs on the CPU's ONNX graph
+        loss_fn.to(device)
 
         start_epoch, history, step = 0, [], 0
         state_path = Path(out_dir) / "trainer_state.pt" if out_dir else None
-        saved = torch.load(state_path, weights_only=False) if resume and state_path and state_path.is_file() else None
+        saved = torch.load(state_path, map_location=device, weights_only=False) \
+            if resume and state_path and state_path.is_file() else None
         if saved:
             model.load_state_dict(saved["model"])
             start_epoch, history, step = saved["epoch"], saved["history"], saved["step"]
@@ -121,12 +131,13 @@ class Trainer:
                 if saved and saved.get("stage") == stage.name and saved.get("optimizer"):
                     optimizer.load_state_dict(saved["optimizer"])
                     scheduler.load_state_dict(saved["scheduler"])
-            stage_loss = create_loss("ce", cfg.bits, n_classes) if stage.classification_only else loss_fn
+            stage_loss = create_loss("ce", cfg.bits, n_classes).to(device) if stage.classification_only else loss_fn
             self._train_mode(model)
             losses = []
             steps = tqdm(batches.epoch(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
                          disable=not self.progress or cfg.mode == "frozen")
             for inputs, y in steps:
+                inputs, y = inputs.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if isinstance(model.head, TanhHead):
                     model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
                 out = model.head(inputs) if cfg.mode == "frozen" else model(inputs)
@@ -144,7 +155,9 @@ class Trainer:
             if out_dir:
                 self._checkpoint(model, out_dir, history, epoch, step, stage, optimizer, scheduler)
         model.eval()
+        model.to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
         model.config.update(history=history, train_seconds=history[-1]["seconds"] if history else 0.0,
+                            trained_on=device_name(device),
                             trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if out_dir:
             model.save(out_dir)
@@ -211,20 +224,39 @@ class Trainer:
         maps = extract_features(dataset, train_ids, encoder=encoder, progress=self.progress)
         if len(maps.ids) != len(train_ids):
             labels = torch.from_numpy(dataset.labels(maps.ids))
-        parts, part_labels = [torch.from_numpy(maps.features)], [labels]
+        # the training maps are read into memory (the cache hands out a read-only memmap)
+        parts, part_labels = [torch.from_numpy(np.array(maps.features))], [labels]
         if cfg.augment_copies:
             augmented = AugmentedDataset(dataset, maps.ids, cfg.augment_copies, seed=cfg.seed,
                                          augment=SeedAugment(**cfg.augment_kwargs))
             aug = extract_features(augmented, encoder=encoder, progress=self.progress)
-            parts.append(torch.from_numpy(aug.features))
+            parts.append(torch.from_numpy(np.array(aug.features)))
             part_labels.append(torch.from_numpy(augmented.labels(aug.ids)))
         return _TensorBatches(torch.cat(parts), torch.cat(part_labels), cfg.batch_size, cfg.seed)
 
     def _finetune_batches(self, dataset, train_ids, model, labels) -> "_ImageBatches":
         cfg = self.config
         pre = Preprocess(model.input_size, tuple(model.backbone.mean), tuple(model.backbone.std))
-        return _ImageBatches(dataset, train_ids, labels, pre, cfg.batch_size, cfg.seed,
-                             SeedAugment(**cfg.augment_kwargs) if cfg.augment else None)
+        augment = SeedAugment(**cfg.augment_kwargs) if cfg.augment else None
+        # crops of at least min_crop of a side must still cover the input at full resolution
+        smallest_crop = augment.min_crop_fraction if augment and augment.crop else 1.0
+        working_side = max(320, math.ceil(model.input_size / smallest_crop))
+        return _ImageBatches(dataset, train_ids, labels, pre, cfg.batch_size, cfg.seed, augment, working_side)
+
+
+def device_name(device: torch.device) -> str:
+    """What a run trained on, for its checkpoint: ``cpu`` or ``cuda (NVIDIA H100 80GB HBM3)``."""
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+
+
+def training_device(name: str = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device when there is one, else the CPU; a named CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return device
 
 
 @dataclass
@@ -264,14 +296,18 @@ class _TensorBatches:
 
 
 class _ImageBatches:
-    """Decoded images held in memory at a working size; each epoch draws fresh seed augmentations."""
+    """Decoded images held in memory, shorter side at most ``working_side`` (aspect kept);
+    each epoch draws fresh seed augmentations."""
 
     def __init__(self, dataset, ids, labels, preprocess: Preprocess, batch_size: int, seed: int,
-                 augment: SeedAugment | None, working_size: int = 320):
+                 augment: SeedAugment | None, working_side: int = 320):
         self.images = {}
         for i in tqdm(ids, desc="decode training images", leave=False):
-            image = load_image(dataset.read_bytes(i), draft_size=working_size)
-            image.thumbnail((working_size, working_size))
+            image = load_image(dataset.read_bytes(i), draft_size=working_side)
+            scale = working_side / min(image.size)
+            if scale < 1:
+                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                     Image.Resampling.BILINEAR, reducing_gap=2.0)
             self.images[i] = image
         self.ids, self.labels, self.pre = list(ids), labels, preprocess
         self.batch_size, self.seed, self.augment = batch_size, seed, augment

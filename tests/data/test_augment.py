@@ -76,6 +76,22 @@ def test_odd_shorter_side_rounds_the_minimum_crop_up():
     assert sides == {3, 4, 5}
 
 
+def test_image_shaped_crops_keep_the_aspect_ratio_and_span_the_fraction_range():
+    augment = SeedAugment(crop_shape="image", min_crop_fraction=0.6)
+    width, height = 600, 300
+    fractions = []
+    for s in range(300):
+        left, top, right, bottom = augment.sample_params((width, height), np.random.default_rng(s)).crop_box
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
+        assert abs((right - left) / (bottom - top) - 2.0) < 0.02     # a 2:1 photo gives 2:1 crops
+        fractions.append((right - left) / width)
+    assert min(fractions) < 0.62 and max(fractions) > 0.98 and min(fractions) >= 0.6 - 1e-3
+    square = SeedAugment().sample_params((width, height), np.random.default_rng(0)).crop_box
+    assert square[2] - square[0] == square[3] - square[1]        # the paper's crop stays square
+    with pytest.raises(ValueError, match="crop_shape"):
+        SeedAugment(crop_shape="circle")
+
+
 def test_crop_only_is_a_plain_crop_of_the_sampled_box(cars):
     augment = SeedAugment(jitter=False, rotate=False)
     image = cars[1]

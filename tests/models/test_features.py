@@ -60,6 +60,36 @@ def test_feature_set_round_trip_and_select(tmp_path):
     assert sel.ids == ["c", "a"] and sel.labels.tolist() == [0, 0]
 
 
+def test_cached_features_are_memory_mapped_and_match_a_fresh_extraction(caltech_slice, onnx_encoder):
+    from hashseek.paths import cache_root
+
+    dataset, ids = caltech_slice
+    cached = extract_features(dataset, ids[:10], encoder=onnx_encoder, progress=False)
+    fresh = extract_features(dataset, ids[:10], encoder=onnx_encoder, cache=False, progress=False)
+    assert isinstance(cached.features, np.memmap) and not cached.features.flags.writeable
+    assert not isinstance(fresh.features, np.memmap) and fresh.features.dtype == np.float16
+    np.testing.assert_array_equal(np.asarray(cached.features), fresh.features)
+    assert cached.ids == fresh.ids == ids[:10] and cached.labels.tolist() == fresh.labels.tolist()
+    leftovers = [f.name for f in (cache_root() / "features").iterdir() if f.suffix != ".npz"]
+    assert leftovers == []          # no scratch or .part file stays behind
+
+
+def test_feature_files_stay_plain_npz_and_older_compressed_ones_still_load(tmp_path):
+    maps = np.arange(2 * 3 * 4 * 4, dtype=np.float16).reshape(2, 3, 4, 4)
+    path = FeatureSet(["x", "y"], np.array([1, 2]), maps, {"kind": "map"}).save(tmp_path / "maps.npz")
+    with np.load(path) as z:                        # any numpy reads it
+        np.testing.assert_array_equal(z["features"], maps)
+        assert z["ids"].tolist() == ["x", "y"]
+    mapped = FeatureSet.load(path)
+    assert isinstance(mapped.features, np.memmap)
+    np.testing.assert_array_equal(mapped.features[1], maps[1])
+    np.savez_compressed(tmp_path / "old.npz", ids=np.array(["x", "y"]), labels=np.array([1, 2]), features=maps,
+                        meta=np.array("{}"))
+    old = FeatureSet.load(tmp_path / "old.npz")
+    assert not isinstance(old.features, np.memmap)
+    np.testing.assert_array_equal(old.features, maps)
+
+
 def test_pretrained_features_retrieve_far_better_than_random(caltech_slice, onnx_encoder):
     import torch
 

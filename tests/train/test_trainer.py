@@ -106,6 +106,8 @@ def test_finetune_warm_up_trains_the_head_on_frozen_maps_first(split):
     assert result.model.config["train"]["warmup_epochs"] == 6
     assert result.model.config["train"]["augment_kwargs"]["min_crop_fraction"] == 0.8
     assert result.model.mirror_average  # the config reaches the model (and its checkpoint)
+    assert result.model.config["trained_on"].startswith("cuda" if torch.cuda.is_available() else "cpu")
+    assert all(p.device.type == "cpu" for p in result.model.parameters())   # back on the CPU for encoding
 
 
 def test_train_cli_flags_reach_the_config_and_unset_augment_flags_keep_the_defaults():
@@ -116,8 +118,40 @@ def test_train_cli_flags_reach_the_config_and_unset_augment_flags_keep_the_defau
     plain = train_config(parse(["train", "--mode", "finetune"]))
     assert plain.augment_kwargs == {} and plain.augment
     tuned = train_config(parse(["train", "--mode", "finetune", "--min-crop", "0.8", "--max-degrees", "10",
-                                "--no-mirror", "--warmup-epochs", "5", "--input-size", "160"]))
-    assert tuned.augment_kwargs == {"min_crop_fraction": 0.8, "max_degrees": 10.0, "mirror": False}
-    assert (tuned.warmup_epochs, tuned.input_size) == (5, 160)
+                                "--no-mirror", "--warmup-epochs", "5", "--input-size", "160",
+                                "--crop-shape", "image", "--device", "cpu", "--schedule", "step"]))
+    assert tuned.augment_kwargs == {"min_crop_fraction": 0.8, "max_degrees": 10.0, "crop_shape": "image",
+                                    "mirror": False}
+    assert (tuned.warmup_epochs, tuned.input_size, tuned.device, tuned.schedule) == (5, 160, "cpu", "step")
+    assert plain.device == "auto"
     assert not plain.mirror_average and train_config(parse(["train", "--mirror-average"])).mirror_average
     SeedAugment(**tuned.augment_kwargs)  # every key is a SeedAugment setting
+
+
+def test_training_device_auto_takes_cuda_only_when_torch_sees_it():
+    from hashseek.train.trainer import training_device
+
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert training_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            training_device("cuda")
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(device="tpu")
+
+
+def test_finetune_images_are_held_with_their_aspect_and_a_bounded_shorter_side(split):
+    from hashseek.data.images import load_image
+    from hashseek.data.loader import Preprocess
+    from hashseek.train.trainer import _ImageBatches
+
+    dataset, train, _ = split
+    ids = train[:6]
+    pre = Preprocess(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    held = _ImageBatches(dataset, ids, torch.from_numpy(dataset.labels(ids)), pre, 4, 0, None, working_side=90)
+    for image_id, image in held.images.items():
+        original = load_image(dataset.read_bytes(image_id))
+        assert min(image.size) == min(90, min(original.size))
+        assert abs(image.width / image.height - original.width / original.height) < 0.05
+    inputs, labels = next(held.epoch(0))
+    assert inputs.shape == (4, 3, 64, 64) and labels.shape == (4,)
