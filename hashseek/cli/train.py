@@ -61,11 +61,12 @@ def register(sub) -> None:
     p.add_argument("--augment-copies", type=int, default=0, help="frozen mode: seed-augmented copies per image")
     p.add_argument("--no-augment", action="store_true", help="fine-tuning without the seed augmentation")
     p.add_argument("--min-crop", type=float,
-                   help="seed augmentation: smallest square crop, as a fraction of the shorter side (default 0.5)")
+                   help="seed augmentation: smallest crop, as a fraction of each side (square crops: of the shorter "
+                        "side; default 0.5)")
     p.add_argument("--max-degrees", type=float, help="seed augmentation: largest rotation (default 30)")
-    p.add_argument("--crop-shape", choices=["square", "image"],
-                   help="seed augmentation: the paper's square crops (default) or crops with the image's own "
-                        "aspect ratio, which match the squashed whole image that encoding sees")
+    p.add_argument("--crop-shape", choices=["image", "square"],
+                   help="seed augmentation: crops with the image's own aspect ratio, which match the squashed whole "
+                        "image that encoding sees (default), or the vehicle paper's square crops")
     p.add_argument("--no-mirror", action="store_true",
                    help="seed augmentation without the left-right mirror (text, digits, asymmetric layouts)")
     p.add_argument("--mirror-average", action="store_true",

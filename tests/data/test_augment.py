@@ -46,7 +46,7 @@ def test_same_seed_same_pixels_different_seed_different(cars):
 
 
 def test_sampled_parameters_stay_in_the_paper_ranges():
-    augment = SeedAugment()
+    augment = SeedAugment(crop_shape="square")
     rng = np.random.default_rng(0)
     width, height = 437, 146
     lo = math.ceil(height / 2)
@@ -70,7 +70,7 @@ def test_sampled_parameters_stay_in_the_paper_ranges():
 
 
 def test_odd_shorter_side_rounds_the_minimum_crop_up():
-    augment = SeedAugment(min_crop_fraction=0.5)
+    augment = SeedAugment(crop_shape="square", min_crop_fraction=0.5)
     boxes = [augment.sample_params((5, 261), np.random.default_rng(s)).crop_box for s in range(60)]
     sides = {right - left for left, _, right, _ in boxes}
     assert sides == {3, 4, 5}
@@ -86,7 +86,8 @@ def test_image_shaped_crops_keep_the_aspect_ratio_and_span_the_fraction_range():
         assert abs((right - left) / (bottom - top) - 2.0) < 0.02     # a 2:1 photo gives 2:1 crops
         fractions.append((right - left) / width)
     assert min(fractions) < 0.62 and max(fractions) > 0.98 and min(fractions) >= 0.6 - 1e-3
-    square = SeedAugment().sample_params((width, height), np.random.default_rng(0)).crop_box
+    assert SeedAugment().crop_shape == "image"                     # the default
+    square = SeedAugment(crop_shape="square").sample_params((width, height), np.random.default_rng(0)).crop_box
     assert square[2] - square[0] == square[3] - square[1]        # the paper's crop stays square
     with pytest.raises(ValueError, match="crop_shape"):
         SeedAugment(crop_shape="circle")
