@@ -14,13 +14,12 @@ import io
 import json
 import logging
 import os
-import shutil
 import struct
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -46,8 +45,9 @@ class FeatureSet:
 
     def save(self, path: str | Path) -> Path:
         """Atomic write: a temporary file renamed into place."""
-        buffer = io.BytesIO(np.ascontiguousarray(self.features).tobytes())
-        return _write_npz(path, self.ids, self.labels, self.meta, buffer, self.features.dtype, self.features.shape)
+        rows = max(1, (64 << 20) // max(1, self.features[:1].nbytes))   # ~64 MB at a time, never a whole copy
+        blocks = (np.ascontiguousarray(self.features[i:i + rows]).tobytes() for i in range(0, len(self.features), rows))
+        return _write_npz(path, self.ids, self.labels, self.meta, blocks, self.features.dtype, self.features.shape)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> "FeatureSet":
@@ -149,14 +149,14 @@ def extract_features(
         shape, labels = (len(done_ids), *row_shape), dataset.labels(done_ids)
         if not cache:
             return FeatureSet(done_ids, labels, np.fromfile(raw, np.float16).reshape(shape), meta)
-        _write_npz(path, done_ids, labels, meta, raw, np.dtype(np.float16), shape)
+        _write_npz(path, done_ids, labels, meta, iter(lambda: raw.read(64 << 20), b""), np.dtype(np.float16), shape)
     return FeatureSet.load(path)
 
 
-def _write_npz(path: str | Path, ids: Sequence[str], labels: np.ndarray, meta: dict, features_raw,
+def _write_npz(path: str | Path, ids: Sequence[str], labels: np.ndarray, meta: dict, feature_blocks: Iterable[bytes],
                dtype: np.dtype, shape: tuple[int, ...]) -> Path:
-    """An ``np.load``-able .npz, written atomically, its features copied from a binary stream of
-    C-ordered rows; members are stored uncompressed, so the features can be memory-mapped."""
+    """An ``np.load``-able .npz, written atomically, its features from blocks of C-ordered rows'
+    bytes; members are stored uncompressed, so the features can be memory-mapped."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.part", delete=False) as tmp:
@@ -170,7 +170,8 @@ def _write_npz(path: str | Path, ids: Sequence[str], labels: np.ndarray, meta: d
                 header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
                           "shape": tuple(int(n) for n in shape)}
                 np.lib.format.write_array_header_2_0(member, header)
-                shutil.copyfileobj(features_raw, member, 16 << 20)
+                for block in feature_blocks:
+                    member.write(block)
     os.replace(tmp.name, path)
     return path
 

@@ -224,15 +224,15 @@ class Trainer:
         maps = extract_features(dataset, train_ids, encoder=encoder, progress=self.progress)
         if len(maps.ids) != len(train_ids):
             labels = torch.from_numpy(dataset.labels(maps.ids))
-        # the training maps are read into memory (the cache hands out a read-only memmap)
-        parts, part_labels = [torch.from_numpy(np.array(maps.features))], [labels]
+        parts, part_labels = [maps.features], [labels]
         if cfg.augment_copies:
             augmented = AugmentedDataset(dataset, maps.ids, cfg.augment_copies, seed=cfg.seed,
                                          augment=SeedAugment(**cfg.augment_kwargs))
             aug = extract_features(augmented, encoder=encoder, progress=self.progress)
-            parts.append(torch.from_numpy(np.array(aug.features)))
+            parts.append(aug.features)
             part_labels.append(torch.from_numpy(augmented.labels(aug.ids)))
-        return _TensorBatches(torch.cat(parts), torch.cat(part_labels), cfg.batch_size, cfg.seed)
+        # one copy into memory: the cache hands out read-only memmaps
+        return _TensorBatches(torch.from_numpy(np.concatenate(parts)), torch.cat(part_labels), cfg.batch_size, cfg.seed)
 
     def _finetune_batches(self, dataset, train_ids, model, labels) -> "_ImageBatches":
         cfg = self.config
