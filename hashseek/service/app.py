@@ -79,6 +79,8 @@ class WriteGuard:
     A browser's write from another site's page (its Origin is not this server) is refused too."""
 
     def __init__(self, api_key: str | None, host: str):
+        if api_key is not None and not api_key.strip():  # an unset variable expanded to "": no key at all
+            raise ValueError("the API key is empty: give a non-empty --api-key or HASHSEEK_API_KEY, or none at all")
         self.api_key = api_key
         self.loopback = _is_loopback(host)
 
@@ -108,6 +110,7 @@ def create_app(collections: Mapping[str, Collection | str | Path] | str | Path, 
     whether writes need the ``api_key`` (see ``WriteGuard``); ``warm_up`` loads the models before serving."""
     from hashseek.service import routes  # here: the routes import Library from this module
 
+    guard = WriteGuard(api_key, host)  # before any collection opens: a bad key refuses to start
     if isinstance(collections, (str, Path)):
         collections = {Path(collections).expanduser().resolve().name: collections}
     if not collections:
@@ -135,7 +138,7 @@ def create_app(collections: Mapping[str, Collection | str | Path] | str | Path, 
                          description="Content-based image retrieval with deep hashing: browse a collection, "
                                      "search by any of its images or by an upload, classify by a top-k vote.")
     app.state.libraries = libraries
-    app.state.guard = WriteGuard(api_key, host)
+    app.state.guard = guard
     app.state.max_pixels = max_pixels
     if app.state.guard.loopback:  # a page of another site whose name resolves to 127.0.0.1 (DNS rebinding)
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES + [host])

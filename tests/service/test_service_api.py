@@ -229,6 +229,13 @@ def test_writes_need_the_key_off_loopback_or_when_set(serve_app, collection_copy
         assert client.get(f"{C}/images/5/similar").status_code == (404 if status == 200 else 200)  # reads are open
 
 
+@pytest.mark.parametrize("api_key", ["", "   ", "\t"])
+def test_an_empty_api_key_refuses_to_start(collection_copy, api_key):
+    """An unset variable expanded to "" must not open writes to anyone sending an empty X-API-Key."""
+    with pytest.raises(ValueError, match="API key is empty"):
+        create_app(collection_copy(), api_key, host="0.0.0.0")
+
+
 def test_openapi_docs_are_served_offline(client):
     page = client.get("/docs").text
     assert "swagger-ui-bundle.js" in page and "cdn" not in page.lower()
