@@ -23,7 +23,7 @@ from collection_speed import build  # noqa: E402
 from hashseek.data.named import load_dataset  # noqa: E402
 from hashseek.data.protocols import get_protocol  # noqa: E402
 from hashseek.index import create_index  # noqa: E402
-from hashseek.paths import cache_root  # noqa: E402
+from hashseek.core.paths import cache_root  # noqa: E402
 from hashseek.search import Collection  # noqa: E402
 
 

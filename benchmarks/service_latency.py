@@ -31,7 +31,7 @@ from _common import machine, write_json  # noqa: E402
 from _service import caltech_collection, server, synthetic_collection  # noqa: E402
 
 from hashseek.data.named import load_dataset  # noqa: E402
-from hashseek.paths import cache_root  # noqa: E402
+from hashseek.core.paths import cache_root  # noqa: E402
 from hashseek.search.collection import Collection  # noqa: E402
 
 WARM_UP = 20

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _service import caltech_collection, server  # noqa: E402
 
 from hashseek.data.named import load_dataset  # noqa: E402
-from hashseek.paths import cache_root  # noqa: E402
+from hashseek.core.paths import cache_root  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from hashseek.paths import data_root
+from hashseek.core.paths import data_root
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,6 +6,7 @@ import logging
 import sys
 
 from hashseek.cli import collection, data, evaluate, serve, train
+from hashseek.core.errors import HashseekError
 
 COMMAND_GROUPS = [data, train, collection, evaluate, serve]
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
+    except HashseekError as err:
+        print(f"hashseek: error: {err}", file=sys.stderr)
+        return err.exit_code
     except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
         print(f"hashseek: error: {err}", file=sys.stderr)
         return 2

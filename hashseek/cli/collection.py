@@ -10,7 +10,7 @@ _DEFAULTS = {"bits": 64, "backbone": "efficientnet_lite0", "index": "flat", "has
 
 def cmd_index(args) -> int:
     from hashseek.search.collection import COLLECTION_JSON, Collection
-    from hashseek.search.feature_hasher import load_image_hasher
+    from hashseek.core.hasher import load_image_hasher
 
     if not args.source.exists():
         raise FileNotFoundError(f"no such folder or archive: {args.source}")

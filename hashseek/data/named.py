@@ -5,7 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from hashseek.data.datasets import ImageDataset, open_images
-from hashseek.paths import data_root
+from hashseek.core.paths import data_root
 
 NAMED_DATASETS = {
     "caltech101": "caltech101.tar",

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from hashseek.data.datasets import ImageDataset
-from hashseek.registry import Registry
+from hashseek.core.registry import Registry
 
 PROTOCOL_DIR = Path(__file__).with_name("protocol_files")
 

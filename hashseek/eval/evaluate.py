@@ -11,7 +11,7 @@ from hashseek.data.datasets import ImageDataset
 from hashseek.data.loader import iter_batches
 from hashseek.data.protocols import Protocol
 from hashseek.eval.retrieval import retrieval_report
-from hashseek.index.bits import hamming_distances
+from hashseek.core.bits import hamming_distances
 from hashseek.models.features import BackboneEncoder, extract_features
 from hashseek.models.hash_model import HashModel
 

@@ -30,10 +30,10 @@ from hashseek.eval.metrics import (confusion_matrix, f1_at_k, precision_recall_c
                                    topk_precision_curve, vote_classify)
 from hashseek.eval.retrieval import cosine_distances, retrieval_report
 from hashseek.hashers import create_hasher
-from hashseek.index.bits import hamming_distances
+from hashseek.core.bits import hamming_distances
 from hashseek.models.features import BackboneEncoder, FeatureSet, extract_features
 from hashseek.models.hash_model import HashModel
-from hashseek.paths import cache_root
+from hashseek.core.paths import cache_root
 
 DEEP_METHODS = ("fc+hashnet", "gap+hashnet", "bilinear+hashnet", "spp_pmt+multitask", "latent+ce",
                 "gap+csq", "gap+dpsh", "gap+dsh")

@@ -1,7 +1,7 @@
 """What every shallow hasher shares: validation, packing, persistence and the PCA helpers.
 
 A hasher maps float features (n, d) to real projections (n, n_bits) whose signs are the
-bits; ``transform`` packs them (``hashseek.index.bits``) so codes leave here ready to index.
+bits; ``transform`` packs them (``hashseek.core.bits``) so codes leave here ready to index.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from hashseek.index.bits import binarize, pack_bits
-from hashseek.registry import Registry
+from hashseek.core.bits import binarize, pack_bits
+from hashseek.core.registry import Registry
 
 MIN_BITS, MAX_BITS = 8, 256
 _CONFIG_KEY = "__config__"

@@ -3,7 +3,7 @@
 Kinds: ``flat`` (exact FAISS scan, the default), ``numpy`` (reference), ``hash`` and
 ``multihash`` (bucket lookups), ``ivf`` (sublinear, approximate).
 """
-from hashseek.index.bits import binarize, hamming_distances, pack_bits, unpack_bits
+from hashseek.core.bits import binarize, hamming_distances, pack_bits, unpack_bits
 from hashseek.index.base import (INDEXES, MISSING_DISTANCE, BinaryIndex, create_index, load_index,
                                  storage_bytes)
 

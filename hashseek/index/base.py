@@ -1,6 +1,6 @@
 """What every binary code index promises, so a distributed engine can take FAISS's place.
 
-Codes arrive packed (``hashseek.index.bits``): ``ceil(n_bits/8)`` uint8 bytes per item,
+Codes arrive packed (``hashseek.core.bits``): ``ceil(n_bits/8)`` uint8 bytes per item,
 most significant bit first. Each index stores them zero-padded to a *fast width*
 (``storage_bytes``): FAISS has specialised Hamming kernels for 4, 8, 16, 20, 32 and 64
 bytes and is several times slower in between (48 bits is ~4x slower than 64). Zero
@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 import hashseek
-from hashseek.registry import Registry
+from hashseek.core.registry import Registry
 
 MISSING_DISTANCE = int(np.iinfo(np.int32).max)
 FORMAT_VERSION = 1
@@ -192,7 +192,7 @@ class BinaryIndex(ABC):
         """Check shape and dtype, then zero-pad to ``storage_bytes`` (no copy when nothing to pad)."""
         if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8:
             dtype = getattr(codes, "dtype", type(codes).__name__)
-            raise ValueError(f"{what} must be a packed uint8 numpy array (hashseek.index.bits.pack_bits), got {dtype}")
+            raise ValueError(f"{what} must be a packed uint8 numpy array (hashseek.core.bits.pack_bits), got {dtype}")
         if codes.ndim != 2 or codes.shape[1] != self.n_bytes:
             raise ValueError(f"{what} must have shape (n, {self.n_bytes}) for {self.n_bits}-bit codes, "
                              f"got {codes.shape}")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from hashseek.losses.base import HashLoss
-from hashseek.registry import Registry
+from hashseek.core.registry import Registry
 
 LOSSES: Registry[HashLoss] = Registry("loss")
 

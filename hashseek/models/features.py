@@ -29,7 +29,7 @@ from hashseek.data.datasets import ImageDataset
 from hashseek.data.loader import Preprocess, iter_batches
 from hashseek.models.backbones import Backbone, create_backbone
 from hashseek.models.runtime import InferenceRunner, weights_digest
-from hashseek.paths import cache_root
+from hashseek.core.paths import cache_root
 
 FEATURE_KINDS = ("pooled", "map")
 

@@ -19,16 +19,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hashseek.data.loader import Preprocess
-from hashseek.index.bits import pack_bits
+from hashseek.core.bits import pack_bits
 from hashseek.models.backbones import Backbone, create_backbone
 from hashseek.models.heads import HashHead, HeadOutput, create_head
 from hashseek.models.runtime import InferenceRunner, weights_digest
-from hashseek.search.encoders import IMAGE_HASHER_LOADERS
+from hashseek.core.hasher import IMAGE_HASHER_LOADERS
 
 CHECKPOINT_FORMAT = "hashseek-model/1"
 
 
 class HashModel(nn.Module):
+    is_fitted = True    # a trained model codes images as it is ...
+    can_refit = False   # ... and is never refitted by a collection
     def __init__(self, backbone: Backbone, head: HashHead, config: dict):
         super().__init__()
         self.backbone = backbone

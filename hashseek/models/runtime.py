@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hashseek.paths import cache_root
+from hashseek.core.paths import cache_root
 
 RUNTIMES = ("onnx", "torch")
 

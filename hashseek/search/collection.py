@@ -54,9 +54,11 @@ from hashseek.data.datasets import ArchiveDataset, FolderDataset, ImageDataset, 
 from hashseek.data.loader import iter_batches
 from hashseek.index import INDEXES, BinaryIndex, create_index, load_index
 from hashseek.index.faiss_index import FaissBinaryIndex
-from hashseek.search.encoders import ImageHasher
-from hashseek.search.engine import (DEFAULT_CANDIDATES, Classification, SearchHit, SearchResult, rank, vote)
-from hashseek.search.feature_hasher import FeatureHasher, atomic_path, load_image_hasher
+from hashseek.core.atomic import atomic_path
+from hashseek.core.hasher import ImageHasher, load_image_hasher
+from hashseek.core.ranking import vote
+from hashseek.search.engine import DEFAULT_CANDIDATES, Classification, SearchHit, SearchResult, rank
+from hashseek.search.feature_hasher import FeatureHasher
 
 FORMAT_VERSION = 1
 COLLECTION_JSON = "collection.json"

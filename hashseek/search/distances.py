@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from hashseek.registry import Registry
+from hashseek.core.registry import Registry
 
 DISTANCES: Registry = Registry("distance")
 

@@ -23,7 +23,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hashseek.eval.metrics import vote_classify
 from hashseek.index.base import BinaryIndex
 from hashseek.search.distances import pairwise_distance
 
@@ -75,22 +74,6 @@ def rank(index: BinaryIndex, code: np.ndarray, k: int, *, radius: int | None = N
     order = np.lexsort((hamming, distances))[:k]  # stable: equal keys keep the index's order
     timings["rerank"] = perf_counter() - coarse
     return Ranking(ids[order], hamming[order], distances[order], len(ids), timings)
-
-
-def vote(labels: Sequence[str | None], k: int = 8) -> tuple[str | None, dict[str, float]]:
-    """Majority label of the first ``k`` labelled neighbours (ranked nearest first) and the vote shares.
-
-    Unlabelled neighbours are passed over; a tie goes to the tied class whose member ranks
-    nearest (``hashseek.eval.metrics.vote_classify``).
-    """
-    labelled = [label for label in labels if label is not None][:k]
-    if not labelled:
-        return None, {}
-    classes = sorted(set(labelled))
-    y = np.array([classes.index(label) for label in labelled])
-    predicted, shares = vote_classify(np.arange(len(y))[None], y, k=len(y), n_classes=len(classes))
-    order = np.argsort(-shares[0], kind="stable")
-    return classes[predicted[0]], {classes[c]: float(shares[0, c]) for c in order}
 
 
 @dataclass(frozen=True)

@@ -10,38 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from hashseek.data.loader import Preprocess
 from hashseek.hashers import Hasher, create_hasher, load_hasher
 from hashseek.models.features import BackboneEncoder
-from hashseek.search.encoders import IMAGE_HASHER_LOADERS, ImageHasher
+from hashseek.core.atomic import atomic_path
+from hashseek.core.hasher import HASHER_JSON, IMAGE_HASHER_LOADERS
 
-HASHER_JSON = "hasher.json"
 _SHALLOW_NPZ = "shallow-{digest}.npz"
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yields a temporary sibling of ``path`` that replaces it (fsynced) once the body succeeds,
-    so a reader, or a process restarted after a crash, sees the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class FeatureHasher:
@@ -53,6 +32,7 @@ class FeatureHasher:
     """
 
     type = "pretrained+shallow"
+    can_refit = True   # codes are fitted on the collection's own stored features
 
     def __init__(self, backbone: str | BackboneEncoder | None = "efficientnet_lite0", n_bits: int = 64,
                  method: str = "itq", seed: int = 0, fit_samples: int = 20_000, runtime: str = "onnx",
@@ -183,18 +163,3 @@ def _rounded(features: np.ndarray) -> np.ndarray:
 
 
 IMAGE_HASHER_LOADERS.register(FeatureHasher.type)(FeatureHasher.load)
-
-
-def load_image_hasher(directory: str | Path) -> ImageHasher:
-    """Rebuild any saved ``ImageHasher`` from its folder, dispatching on ``hasher.json``'s ``type``."""
-    directory = Path(directory)
-    spec = directory / HASHER_JSON
-    if not spec.is_file():
-        raise FileNotFoundError(f"{directory} holds no saved image hasher ({HASHER_JSON} is missing)")
-    kind = json.loads(spec.read_text()).get("type")
-    if kind == "hash_model":
-        import hashseek.models.hash_model  # noqa: F401  (registers its loader; it imports this package)
-    if kind not in IMAGE_HASHER_LOADERS:
-        raise ValueError(f"{directory}: image hasher type {kind!r} is not available yet "
-                         f"(known: {', '.join(IMAGE_HASHER_LOADERS.names())})")
-    return IMAGE_HASHER_LOADERS.get(kind)(directory)

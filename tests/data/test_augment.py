@@ -12,7 +12,7 @@ from PIL import Image
 
 from hashseek.data.augment import AugmentParams, SeedAugment, augment_copy, expand_offline
 from hashseek.data.images import load_image
-from hashseek.paths import data_root
+from hashseek.core.paths import data_root
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageChops, ImageFile
 
 from hashseek.data.images import ImageDecodeError, load_image, resize_square, to_normalized_array
-from hashseek.paths import data_root
+from hashseek.core.paths import data_root
 
 
 def _archive(name: str) -> Path:

@@ -39,7 +39,7 @@ def test_seeds_reproduce_and_differ(cars_bmw13):
 def test_shipped_protocol_files_equal_a_fresh_draw(name):
     from hashseek.data.named import load_dataset
     from hashseek.data.protocols import protocol_dataset
-    from hashseek.paths import data_root
+    from hashseek.core.paths import data_root
 
     if not (data_root() / "cifar10-jpg.tar.gz").is_file():
         pytest.skip("shared datasets not available")

@@ -6,7 +6,7 @@ import pytest
 
 from hashseek.eval.metrics import mean_average_precision
 from hashseek.hashers import HASHERS, ITQHasher, NotFittedError, create_hasher, list_hashers, load_hasher
-from hashseek.index.bits import hamming_distances, unpack_bits
+from hashseek.core.bits import hamming_distances, unpack_bits
 
 NAMES = ["lsh", "pcah", "itq", "sdh"]
 

@@ -12,7 +12,7 @@ from torch import nn
 from hashseek.data.datasets import open_images
 from hashseek.data.images import load_image, resize_square, to_normalized_array
 from hashseek.models.backbones import Backbone, create_backbone, list_backbones
-from hashseek.paths import data_root
+from hashseek.core.paths import data_root
 
 NAMES = ["alexnet", "im_alexnet", "vgg16", "vgg19"]
 # (C, h, w) of the last conv map (before pool5) at 224 px, and the fc7 length.

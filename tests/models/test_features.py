@@ -61,7 +61,7 @@ def test_feature_set_round_trip_and_select(tmp_path):
 
 
 def test_cached_features_are_memory_mapped_and_match_a_fresh_extraction(caltech_slice, onnx_encoder):
-    from hashseek.paths import cache_root
+    from hashseek.core.paths import cache_root
 
     dataset, ids = caltech_slice
     cached = extract_features(dataset, ids[:10], encoder=onnx_encoder, progress=False)

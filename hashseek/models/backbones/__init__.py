@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hashseek.models.backbones.base import Backbone, load_state_dict_file
-from hashseek.registry import Registry
+from hashseek.core.registry import Registry
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
 

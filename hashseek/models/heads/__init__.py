@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from hashseek.models.heads.base import HashHead, HeadOutput, SigmoidHead, TanhHead
-from hashseek.registry import Registry
+from hashseek.core.registry import Registry
 
 HEADS: Registry[HashHead] = Registry("head")
 
