@@ -1,12 +1,37 @@
-"""Shared fixtures: small real slices of the shared datasets, and a private cache folder."""
+"""Shared fixtures: the small image set shipped with the tests, small real slices of the shared
+datasets, and a private cache folder.
+
+Two kinds of test data (CONTRIBUTING.md, "Test data"):
+- ``image_set``: 4 generated classes x 8 JPEGs under tests/images/, always present. Logic tests that
+  need pictures but not real photographs (decoding, collections, round trips) use it.
+- the shared archives under ``HASHSEEK_DATA`` (default ../shared/datasets): tests that need real
+  photographs or the named datasets. Without them a test is skipped with the reason on a developer
+  machine, and FAILS under ``CI=true``: a CI run that silently tested nothing must not pass.
+"""
 from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 
 from hashseek.core.paths import data_root
+
+IMAGES = Path(__file__).resolve().parent / "images"
+NAMED_ARCHIVES = ("caltech101.tar", "cars-bmw13.tar.gz", "cifar10-jpg.tar.gz")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def pytest_report_header(config):
+    root = data_root()
+    found = [name for name in NAMED_ARCHIVES if (root / name).is_file()]
+    missing = "" if len(found) == len(NAMED_ARCHIVES) else \
+        " - tests that need the missing ones " + ("FAIL (CI=true)" if in_ci() else "are skipped")
+    return f"hashseek test data: {root} ({len(found)} of {len(NAMED_ARCHIVES)} archives){missing}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,18 +77,40 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _archive(name: str):
+def require_archive(name: str) -> Path:
+    """The shared archive ``name``; a missing one skips the test, or fails it under ``CI=true``."""
     path = data_root() / name
     if not path.is_file():
-        pytest.skip(f"{path} not available (set HASHSEEK_DATA)")
+        message = (f"test data missing: {path} does not exist. Put the shared datasets there or point "
+                   "HASHSEEK_DATA at the folder that holds caltech101.tar, cars-bmw13.tar.gz, cifar10-jpg.tar.gz")
+        if in_ci():
+            pytest.fail(f"{message} (CI=true: real-data tests fail instead of skipping)", pytrace=False)
+        pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def archive():
+    """``archive(name)``: the path of a shared archive, with the skip-or-fail rule of ``require_archive``."""
+    return require_archive
+
+
+@pytest.fixture(scope="session")
+def image_set():
+    """The shipped generated images: (dataset, ids), 8 ids per class, classes in sorted order."""
+    from hashseek.data.datasets import FolderDataset
+
+    dataset = FolderDataset(IMAGES)
+    if len(dataset) != 32 or len(dataset.classes) != 4:
+        pytest.fail(f"{IMAGES} should hold 4 classes x 8 images; regenerate with tests/images/make_images.py")
+    return dataset, list(dataset.ids)
 
 
 @pytest.fixture(scope="session")
 def caltech101():
     from hashseek.data.named import load_dataset
 
-    _archive("caltech101.tar")
+    require_archive("caltech101.tar")
     return load_dataset("caltech101")
 
 
@@ -71,7 +118,7 @@ def caltech101():
 def cars_bmw13():
     from hashseek.data.named import load_dataset
 
-    _archive("cars-bmw13.tar.gz")
+    require_archive("cars-bmw13.tar.gz")
     return load_dataset("cars-bmw13")
 
 

@@ -1,9 +1,8 @@
-"""SeedAugment and offline expansion on real vehicle photos."""
+"""SeedAugment and offline expansion, on the shipped test images."""
 from __future__ import annotations
 
 import json
 import math
-import tarfile
 from itertools import permutations
 
 import numpy as np
@@ -12,31 +11,22 @@ from PIL import Image
 
 from hashseek.data.augment import AugmentParams, SeedAugment, augment_copy, expand_offline
 from hashseek.data.images import load_image
-from hashseek.core.paths import data_root
 
 
 @pytest.fixture(scope="module")
-def cars() -> list[Image.Image]:
-    path = data_root() / "cars-bmw13.tar.gz"
-    if not path.is_file():
-        pytest.skip(f"cars-bmw13.tar.gz not found under {data_root()}")
-    out = []
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if member.name.endswith(".jpg"):
-                out.append(load_image(tar.extractfile(member).read(), draft_size=160))
-            if len(out) == 3:
-                break
-    return out
+def pictures(image_set) -> list[Image.Image]:
+    """Three shipped test images of three classes: landscape 240x168, square 200x200, portrait 168x224."""
+    dataset, ids = image_set
+    return [load_image(dataset.read_bytes(ids[n])) for n in (1, 10, 19)]
 
 
 def _px(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.int16)
 
 
-def test_same_seed_same_pixels_different_seed_different(cars):
+def test_same_seed_same_pixels_different_seed_different(pictures):
     augment = SeedAugment()
-    image = cars[0]
+    image = pictures[0]
     first = augment(image, np.random.default_rng(5))
     again = augment(image, np.random.default_rng(5))
     other = augment(image, np.random.default_rng(6))
@@ -93,17 +83,17 @@ def test_image_shaped_crops_keep_the_aspect_ratio_and_span_the_fraction_range():
         SeedAugment(crop_shape="circle")
 
 
-def test_crop_only_is_a_plain_crop_of_the_sampled_box(cars):
+def test_crop_only_is_a_plain_crop_of_the_sampled_box(pictures):
     augment = SeedAugment(jitter=False, rotate=False)
-    image = cars[1]
+    image = pictures[1]
     params = augment.sample_params(image.size, np.random.default_rng(3))
     assert params.jitter == () and params.angle is None
     out = augment(image, np.random.default_rng(3))
     np.testing.assert_array_equal(_px(out), _px(image.crop(params.crop_box)))
 
 
-def test_jitter_factors_act_as_enhance_factors(cars):
-    image = cars[0]
+def test_jitter_factors_act_as_enhance_factors(pictures):
+    image = pictures[0]
     augment = SeedAugment()
     unit = (("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0))
     identity = augment.apply(image, AugmentParams(None, unit, None))
@@ -114,8 +104,8 @@ def test_jitter_factors_act_as_enhance_factors(cars):
     assert (np.ptp(grey, axis=2) <= 1).all()
 
 
-def test_rotation_keeps_the_canvas_and_fills_corners_black(cars):
-    image = cars[2].crop((0, 0, 160, 160))
+def test_rotation_keeps_the_canvas_and_fills_corners_black(pictures):
+    image = pictures[2].crop((0, 0, 160, 160))
     rotated = SeedAugment().apply(image, AugmentParams(None, (), 30.0))
     assert rotated.size == image.size
     pixels = _px(rotated)
@@ -126,15 +116,15 @@ def test_rotation_keeps_the_canvas_and_fills_corners_black(cars):
     assert np.abs(quarter[2:-2, 2:-2] - expected[2:-2, 2:-2]).mean() < 1  # counter-clockwise
 
 
-def test_all_steps_off_is_the_identity_and_draws_nothing(cars):
+def test_all_steps_off_is_the_identity_and_draws_nothing(pictures):
     augment = SeedAugment(crop=False, jitter=False, rotate=False, mirror=False)
     rng = np.random.default_rng(1)
-    np.testing.assert_array_equal(_px(augment(cars[0], rng)), _px(cars[0]))
+    np.testing.assert_array_equal(_px(augment(pictures[0], rng)), _px(pictures[0]))
     assert rng.random() == np.random.default_rng(1).random()
 
 
-def test_mirror_flips_half_the_draws_and_leaves_the_other_draws_alone(cars):
-    image = cars[0]
+def test_mirror_flips_half_the_draws_and_leaves_the_other_draws_alone(pictures):
+    image = pictures[0]
     flipped = SeedAugment().apply(image, AugmentParams(None, (), None, mirrored=True))
     np.testing.assert_array_equal(_px(flipped), _px(image)[:, ::-1])
     rng = np.random.default_rng(3)
@@ -162,26 +152,26 @@ def test_config_round_trip_and_validation():
             SeedAugment(**bad)
 
 
-def test_expand_offline_copies_regenerate_alone_in_any_order(cars):
+def test_expand_offline_copies_regenerate_alone_in_any_order(pictures):
     augment = SeedAugment()
-    expanded = list(expand_offline(cars[:2], copies=4, seed=11, augment=augment))
+    expanded = list(expand_offline(pictures[:2], copies=4, seed=11, augment=augment))
     assert [(j, i) for j, i, _ in expanded] == [(j, i) for j in range(2) for i in range(4)]
     for j, i, image in reversed(expanded):
-        alone = augment_copy(cars[j], j, i, seed=11, augment=augment)
+        alone = augment_copy(pictures[j], j, i, seed=11, augment=augment)
         np.testing.assert_array_equal(_px(alone), _px(image))
-        by_hand = augment(cars[j], np.random.default_rng([11, j, i]))
+        by_hand = augment(pictures[j], np.random.default_rng([11, j, i]))
         np.testing.assert_array_equal(_px(by_hand), _px(image))
     copies = [_px(image) for j, _, image in expanded if j == 0]
     assert all(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(copies, copies[1:]))
-    _, _, reseeded = next(expand_offline(cars[:1], copies=1, seed=12, augment=augment))
+    _, _, reseeded = next(expand_offline(pictures[:1], copies=1, seed=12, augment=augment))
     assert reseeded.size != expanded[0][2].size or not np.array_equal(_px(reseeded), copies[0])
 
 
-def test_expand_offline_defaults_and_checks(cars):
-    thumb = cars[0].reduce(4)
+def test_expand_offline_defaults_and_checks(pictures):
+    thumb = pictures[0].reduce(4)
     out = list(expand_offline([thumb]))
     assert len(out) == 30
     expected = SeedAugment()(thumb, np.random.default_rng([0, 0, 1]))
     np.testing.assert_array_equal(_px(out[1][2]), _px(expected))
     with pytest.raises(ValueError):
-        expand_offline(cars, copies=-1)
+        expand_offline(pictures, copies=-1)

@@ -1,4 +1,9 @@
-"""load_image on real photos and on the odd formats built from them."""
+"""load_image on the shipped test images, on real photos, and on the odd formats built from them.
+
+The format conversions (CMYK, palette, alpha, 16-bit, float, EXIF, animations, truncation) run on
+a shipped generated JPEG and need no shared archive; the greyscale camera JPEG, the pixel bound on
+a real photo and the JPEG draft sizes use real Caltech101 / cars-bmw13 files.
+"""
 from __future__ import annotations
 
 import io
@@ -6,28 +11,19 @@ import struct
 import tarfile
 import warnings
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageChops, ImageFile
 
 from hashseek.data.images import ImageDecodeError, load_image, resize_square, to_normalized_array
-from hashseek.core.paths import data_root
-
-
-def _archive(name: str) -> Path:
-    path = data_root() / name
-    if not path.is_file():
-        pytest.skip(f"{name} not found under {data_root()}")
-    return path
 
 
 @pytest.fixture(scope="module")
-def caltech() -> dict[str, bytes]:
+def caltech(archive) -> dict[str, bytes]:
     """The first colour and the first greyscale JPEG of Caltech101, as raw bytes."""
     found: dict[str, bytes] = {}
-    with tarfile.open(_archive("caltech101.tar")) as tar:
+    with tarfile.open(archive("caltech101.tar")) as tar:
         for member in tar:
             if not member.name.endswith(".jpg"):
                 continue
@@ -39,10 +35,10 @@ def caltech() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def cars() -> list[bytes]:
+def cars(archive) -> list[bytes]:
     """A handful of larger real JPEGs (a few hundred px per side)."""
     out = []
-    with tarfile.open(_archive("cars-bmw13.tar.gz")) as tar:
+    with tarfile.open(archive("cars-bmw13.tar.gz")) as tar:
         for member in tar:
             if member.name.endswith(".jpg"):
                 out.append(tar.extractfile(member).read())
@@ -52,8 +48,15 @@ def cars() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def photo(caltech: dict[str, bytes]) -> Image.Image:
-    return Image.open(io.BytesIO(caltech["RGB"])).convert("RGB")
+def jpeg(image_set) -> bytes:
+    """A shipped colour JPEG (240 x 168, shapes over a noisy gradient), as raw bytes."""
+    dataset, ids = image_set
+    return dataset.read_bytes(ids[1])
+
+
+@pytest.fixture(scope="module")
+def photo(jpeg: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(jpeg)).convert("RGB")
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -66,8 +69,8 @@ def _px(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.int16)
 
 
-def test_path_bytes_and_file_object_give_the_same_loaded_rgb(caltech, tmp_path):
-    data = caltech["RGB"]
+def test_path_bytes_and_file_object_give_the_same_loaded_rgb(jpeg, tmp_path):
+    data = jpeg
     path = tmp_path / "photo.jpg"
     path.write_bytes(data)
     expected = _px(Image.open(io.BytesIO(data)).convert("RGB"))
@@ -245,9 +248,10 @@ def test_bomb_over_pillows_own_limit_is_still_an_image_decode_error():
         load_image(_png_header_only(20000, 20000), max_pixels=10**9)
 
 
-def test_max_pixels_bounds_real_photos(photo, caltech):
-    pixels = photo.width * photo.height
-    assert load_image(caltech["RGB"], max_pixels=pixels).size == photo.size
+def test_max_pixels_bounds_real_photos(caltech):
+    real = Image.open(io.BytesIO(caltech["RGB"]))
+    pixels = real.width * real.height
+    assert load_image(caltech["RGB"], max_pixels=pixels).size == real.size
     with pytest.raises(ImageDecodeError, match="exceeds max_pixels"):
         load_image(caltech["RGB"], max_pixels=pixels - 1)
 

@@ -36,13 +36,11 @@ def test_seeds_reproduce_and_differ(cars_bmw13):
 
 
 @pytest.mark.parametrize("name", PROTOCOLS.names())
-def test_shipped_protocol_files_equal_a_fresh_draw(name):
-    from hashseek.data.named import load_dataset
+def test_shipped_protocol_files_equal_a_fresh_draw(name, archive):
+    from hashseek.data.named import NAMED_DATASETS, load_dataset
     from hashseek.data.protocols import protocol_dataset
-    from hashseek.core.paths import data_root
 
-    if not (data_root() / "cifar10-jpg.tar.gz").is_file():
-        pytest.skip("shared datasets not available")
+    archive(NAMED_DATASETS[protocol_dataset(name)])
     dataset = load_dataset(protocol_dataset(name))
     shipped = Protocol.load(shipped_protocol_path(name, 0))
     assert shipped == make_protocol(name, dataset, seed=0)
@@ -56,9 +54,10 @@ def test_save_load_round_trip(tmp_path, cars_bmw13):
     assert path.read_bytes() == p.save(tmp_path / "q.json.gz").read_bytes()   # byte-stable files
 
 
-def test_cifar10_protocol_is_the_standard_split():
+def test_cifar10_protocol_is_the_standard_split(archive):
     from hashseek.data.named import load_dataset
 
+    archive("cifar10-jpg.tar.gz")
     p = get_protocol("cifar10")
     assert p.sizes() == {"query": 1000, "database": 54000, "train": 5000}
     assert not set(p.train) & set(p.database)

@@ -9,10 +9,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from hashseek.data.datasets import open_images
 from hashseek.data.images import load_image, resize_square, to_normalized_array
 from hashseek.models.backbones import Backbone, create_backbone, list_backbones
-from hashseek.core.paths import data_root
 
 NAMES = ["alexnet", "im_alexnet", "vgg16", "vgg19"]
 # (C, h, w) of the last conv map (before pool5) at 224 px, and the fc7 length.
@@ -48,13 +46,10 @@ def model(request, built) -> Backbone:
 
 
 @pytest.fixture(scope="module")
-def car_photo() -> Image.Image:
-    """One real vehicle photo from the shared cars archive."""
-    path = data_root() / "cars-bmw13.tar.gz"
-    if not path.is_file():
-        pytest.skip(f"dataset archive missing: {path}")
-    dataset = open_images(path)
-    return load_image(dataset.read_bytes(dataset.ids[0]))
+def picture(image_set) -> Image.Image:
+    """One shipped test image: the round trip needs real pixels, not a real photograph."""
+    dataset, ids = image_set
+    return load_image(dataset.read_bytes(ids[0]))
 
 
 def normalised(image: Image.Image, backbone: Backbone) -> torch.Tensor:
@@ -155,7 +150,7 @@ def test_pretrained_without_weights_refuses(name):
 @pytest.mark.parametrize(
     "name, suffix", [("alexnet", ".pth"), ("im_alexnet", ".pt"), ("im_alexnet", ".safetensors")]
 )
-def test_weights_file_round_trip(name, suffix, tmp_path, car_photo, built):
+def test_weights_file_round_trip(name, suffix, tmp_path, picture, built):
     original = built(name)
     path = tmp_path / f"{name}{suffix}"
     state = original.state_dict()
@@ -164,7 +159,7 @@ def test_weights_file_round_trip(name, suffix, tmp_path, car_photo, built):
     else:
         torch.save(state, path)
     loaded = create_backbone(name, weights=path).eval()
-    x = normalised(car_photo, original)
+    x = normalised(picture, original)
     with torch.no_grad():
         want = original(x)
         assert torch.equal(loaded(x), want)
