@@ -1,4 +1,7 @@
-"""A collection built with a trained deep hashing model instead of the zero-training ITQ hasher."""
+"""A collection built with a trained deep hashing model instead of the zero-training ITQ hasher,
+on the shipped test images (4 classes x 8)."""
+import json
+
 import numpy as np
 
 from hashseek.cli import main
@@ -6,27 +9,39 @@ from hashseek.search import Collection
 from hashseek.train import TrainConfig, Trainer
 
 
-def test_trained_model_indexes_searches_and_reopens(caltech_slice, tmp_path):
-    dataset, ids = caltech_slice
+def _hamming(codes: np.ndarray, code: np.ndarray) -> np.ndarray:
+    return np.unpackbits(np.bitwise_xor(codes, code[None]), axis=1).sum(axis=1)
+
+
+def test_trained_model_indexes_searches_and_reopens(image_set, tmp_path):
+    dataset, ids = image_set
     result = Trainer(TrainConfig(head="gap", loss="hashnet", bits=32, epochs=5, batch_size=16),
                      progress=False).fit(dataset, ids[::2], out_dir=tmp_path / "model")
+    # the model's own codes, computed apart from the collection: what the index must hold
+    expected, _ = result.model.encode([dataset.read_bytes(i) for i in ids])
+    assert expected.shape == (len(ids), 4) and expected.dtype == np.uint8
     with Collection.create(tmp_path / "C", image_hasher=result.model) as c:
         added = c.add_dataset(dataset, ids, progress=False).ids
         assert len(c) == len(ids)
-        hits = c.search(added[1], k=5).hits
+        hits = c.search(added[1], k=len(ids)).hits                    # a library image: itself left out
         assert hits[0].label == ids[1].split("/")[0]
-        expected_codes, _ = result.model.encode([dataset.read_bytes(ids[1])])
+        row = {image_id: n for n, image_id in enumerate(added)}
+        # every item's Hamming distance equals the one between the model's codes
+        want = _hamming(expected, expected[1])
+        assert sorted(h.id for h in hits) == sorted(added[:1] + added[2:])
+        assert [int(h.hamming) for h in hits] == [int(want[row[h.id]]) for h in hits]
+        assert [int(h.hamming) for h in hits] == sorted(int(h.hamming) for h in hits)
+        assert want.max() > 0                                            # the codes are not all alike
     with Collection.open(tmp_path / "C") as c:
         assert c.info()["hasher"]["type"] == "hash_model"
-        again = c.search(added[1], k=5).hits
+        again = c.search(added[1], k=len(ids)).hits
         assert [h.id for h in again] == [h.id for h in hits]
+        assert [int(h.hamming) for h in again] == [int(h.hamming) for h in hits]
         assert c.check().ok
-    code = np.frombuffer(expected_codes[0].tobytes(), np.uint8)
-    assert code.shape == (4,)
 
 
-def test_cli_index_with_model(caltech_slice, tmp_path, capsys):
-    dataset, ids = caltech_slice
+def test_cli_index_with_model(image_set, tmp_path, capsys):
+    dataset, ids = image_set
     Trainer(TrainConfig(head="latent", loss="ce", bits=16, epochs=3, batch_size=16),
             progress=False).fit(dataset, ids, out_dir=tmp_path / "m")
     folder = tmp_path / "photos"
@@ -34,5 +49,7 @@ def test_cli_index_with_model(caltech_slice, tmp_path, capsys):
         (folder / image_id).parent.mkdir(parents=True, exist_ok=True)
         (folder / image_id).write_bytes(dataset.read_bytes(image_id))
     assert main(["index", str(folder), "--collection", str(tmp_path / "C"), "--model", str(tmp_path / "m")]) == 0
-    assert main(["info", str(tmp_path / "C")]) == 0
-    assert "hash_model" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "C"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["images"] == 12 and info["hasher"]["type"] == "hash_model" and info["n_bits"] == 16
