@@ -4,8 +4,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from hashseek.data.datasets import ImageDataset, open_images
+from hashseek.core.errors import NotFoundError
 from hashseek.core.paths import data_root
+from hashseek.data.datasets import ImageDataset, open_images
 
 NAMED_DATASETS = {
     "caltech101": "caltech101.tar",
@@ -21,14 +22,14 @@ def load_dataset(name_or_path: str | Path, root: str | Path | None = None) -> Im
         folder = Path(root) if root is not None else data_root()
         path = folder / NAMED_DATASETS[key]
         if not path.is_file():
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"dataset {key!r} expects {path}; set HASHSEEK_DATA to the folder holding {NAMED_DATASETS[key]}"
             )
         return _open_cached(str(path.resolve()), key)
     path = Path(key).expanduser()
     if not path.exists():
         known = ", ".join(NAMED_DATASETS)
-        raise FileNotFoundError(f"{key!r} is neither a named dataset ({known}) nor an existing path")
+        raise NotFoundError(f"{key!r} is neither a named dataset ({known}) nor an existing path")
     return _open_cached(str(path.resolve()), None)
 
 

@@ -75,10 +75,11 @@ def test_bad_paths_raise_clear_errors(tmp_path):
 
 
 def test_named_dataset_errors_name_the_variable(tmp_path, monkeypatch):
+    from hashseek.core.errors import NotFoundError
     from hashseek.data.named import load_dataset
 
     monkeypatch.setenv("HASHSEEK_DATA", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="HASHSEEK_DATA"):
+    with pytest.raises(NotFoundError, match="HASHSEEK_DATA"):
         load_dataset("cifar10")
-    with pytest.raises(FileNotFoundError, match="neither a named dataset"):
+    with pytest.raises(NotFoundError, match="neither a named dataset"):
         load_dataset("no-such-set")

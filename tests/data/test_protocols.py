@@ -11,14 +11,17 @@ def test_caltech101_protocol_matches_the_thesis_split(caltech101):
     assert len(p.query) == 101 * 10
     assert len(p.query) + len(p.database) == len(caltech101)
     assert all((labels_db == c).sum() > 0 for c in range(101))      # every class left in the database
-    assert set(p.train) <= set(p.database)
-    assert max((caltech101.labels(p.train) == c).sum() for c in range(101)) == 30
+    assert set(p.train) <= set(p.database) and set(p.validation) <= set(p.database)
+    assert not set(p.train) & set(p.validation)
+    assert max((caltech101.labels(p.train) == c).sum() for c in range(101)) == 25
+    assert all((caltech101.labels(p.validation) == c).sum() == 5 for c in range(101))
     assert (labels_q == 0).sum() == 10
 
 
 def test_cars_protocols(cars_bmw13):
     p = make_protocol("cars-bmw13", cars_bmw13, seed=0)
-    assert p.train == p.database and len(p.train) == 13 * 25
+    assert sorted(p.train + p.validation) == sorted(p.database) and len(p.database) == 13 * 25
+    assert all((cars_bmw13.labels(p.validation) == c).sum() == 5 for c in range(13))   # 5 of each model's 25
     assert len(p.query) == len(cars_bmw13) - 13 * 25
     u = make_protocol("cars-bmw13-unseen", cars_bmw13, seed=0)
     assert len(u.unseen_classes) == 4
@@ -26,7 +29,8 @@ def test_cars_protocols(cars_bmw13):
     assert not unseen & set(cars_bmw13.labels(u.train).tolist())
     assert unseen <= set(cars_bmw13.labels(u.database).tolist())
     assert unseen <= set(cars_bmw13.labels(u.query).tolist())
-    assert set(u.train) < set(u.database)
+    assert set(u.train) < set(u.database) and set(u.validation) < set(u.database)
+    assert not unseen & set(cars_bmw13.labels(u.validation).tolist()) and len(u.validation) == 9 * 5
 
 
 def test_seeds_reproduce_and_differ(cars_bmw13):
@@ -59,7 +63,27 @@ def test_cifar10_protocol_is_the_standard_split(archive):
 
     archive("cifar10-jpg.tar.gz")
     p = get_protocol("cifar10")
-    assert p.sizes() == {"query": 1000, "database": 54000, "train": 5000}
-    assert not set(p.train) & set(p.database)
+    assert p.sizes() == {"query": 1000, "database": 54000, "train": 4500, "validation": 500}
+    assert not (set(p.train) | set(p.validation)) & set(p.database)
     cifar = load_dataset("cifar10")
-    assert (cifar.labels(p.query) == 3).sum() == 100 and (cifar.labels(p.train) == 3).sum() == 500
+    assert (cifar.labels(p.query) == 3).sum() == 100 and (cifar.labels(p.train) == 3).sum() == 450
+    assert (cifar.labels(p.validation) == 3).sum() == 50
+
+
+def test_check_refuses_queries_in_training_or_validation(cars_bmw13):
+    from hashseek.core.errors import InvalidInputError
+
+    p = make_protocol("cars-bmw13", cars_bmw13, seed=0)
+    leaked = Protocol(**{**p.__dict__, "validation": p.validation + p.query[:1]})
+    with pytest.raises(InvalidInputError, match="test queries"):
+        leaked.check(cars_bmw13)
+    with pytest.raises(InvalidInputError, match="not in dataset"):
+        Protocol(**{**p.__dict__, "train": p.train + ["nope/x.jpg"]}).check(cars_bmw13)
+
+
+def test_a_file_that_is_not_a_split_is_refused(tmp_path):
+    from hashseek.core.errors import InvalidInputError
+
+    (tmp_path / "x.json.gz").write_bytes(b"not gzip")
+    with pytest.raises(InvalidInputError, match="not a split"):
+        Protocol.load(tmp_path / "x.json.gz")
