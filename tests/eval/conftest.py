@@ -1,4 +1,5 @@
-"""A small real split of cars-bmw13 and the runner's records on it, shared by the runner and report tests."""
+"""A small real split of cars-bmw13 and the runner's records on it, shared by the runner and report tests;
+a scripted clock for the search timings."""
 from __future__ import annotations
 
 import pytest
@@ -39,3 +40,28 @@ def small_runs(tiny_protocol, run_cache) -> list[dict]:
     specs = [("lsh", 16), ("sdh", 16), ("float", None), (MethodSpec.parse("gap+hashnet", epochs=2), 16)]
     return [run_method(spec, tiny_protocol, bits, cache_dir=run_cache, progress=False, timing=False)
             for spec, bits in specs]
+
+
+class ScriptedClock:
+    """Stands in for the ``time`` module inside ``hashseek.eval.cost``: ``perf_counter`` returns the
+    scripted instants, so the search timings (and the drop computed from them) are known in advance
+    while the searches themselves run for real."""
+
+    def __init__(self, instants):
+        self.instants = list(instants)
+
+    def perf_counter(self) -> float:
+        assert self.instants, "the search timing read the clock more often than scripted"
+        return self.instants.pop(0)
+
+
+@pytest.fixture
+def scripted_clock(monkeypatch):
+    """``scripted_clock(t0, t1, ...)`` puts a ScriptedClock in ``hashseek.eval.cost`` for this test."""
+    from hashseek.eval import cost
+
+    def install(*instants: float) -> ScriptedClock:
+        clock = ScriptedClock(instants)
+        monkeypatch.setattr(cost, "time", clock)
+        return clock
+    return install

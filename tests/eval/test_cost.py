@@ -66,12 +66,26 @@ def test_coarse_to_fine_reranks_only_the_hamming_shortlist():
     assert_array_equal(ranked, [3, 2, 0])
 
 
-def test_search_times_report_the_drop_of_coarse_to_fine_over_linear():
+def _search_inputs():
     rng = np.random.default_rng(0)
     q, db = rng.standard_normal((5, 16)), rng.standard_normal((300, 16))
-    codes_q, codes_db = pack_bits(q[:, :8] > 0), pack_bits(db[:, :8] > 0)
+    return q, db, pack_bits(q[:, :8] > 0), pack_bits(db[:, :8] > 0)
+
+
+def test_search_times_report_the_drop_of_coarse_to_fine_over_linear(scripted_clock):
+    q, db, codes_q, codes_db = _search_inputs()
+    # 3 timed queries: linear 10.000 -> 10.012 s (4 ms each), coarse-to-fine 20.000 -> 20.003 s (1 ms each)
+    clock = scripted_clock(10.000, 10.012, 20.000, 20.003)
     times = search_ms_per_query(q, db, codes_q, codes_db, candidates=20, max_queries=3)
-    assert times["timed_queries"] == 3 and times["candidates"] == 20
-    assert times["time_drop_ratio"] == pytest.approx(1 - times["coarse_to_fine_ms_per_query"]
-                                                     / times["linear_ms_per_query"])
+    assert clock.instants == []
+    assert times == {"linear_ms_per_query": pytest.approx(4.0), "coarse_to_fine_ms_per_query": pytest.approx(1.0),
+                     "time_drop_ratio": pytest.approx(0.75), "timed_queries": 3, "candidates": 20}
+
+
+def test_search_times_on_the_real_clock():
+    q, db, codes_q, codes_db = _search_inputs()
+    times = search_ms_per_query(q, db, codes_q, codes_db, candidates=500, max_queries=3)
+    assert times["candidates"] == 300                          # capped at the database size
+    assert times["linear_ms_per_query"] > 0 and times["coarse_to_fine_ms_per_query"] > 0
+    assert times["time_drop_ratio"] < 1
     assert set(search_ms_per_query(q, db)) == {"linear_ms_per_query", "timed_queries"}
