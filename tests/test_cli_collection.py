@@ -9,14 +9,14 @@ from hashseek.cli import main
 
 
 @pytest.fixture
-def photos(tmp_path, caltech_slice):
-    """3 classes x 5 images in a folder, plus one broken file."""
-    dataset, ids = caltech_slice
+def photos(tmp_path, image_set):
+    """3 classes x 5 shipped test images in a folder, plus one broken file."""
+    dataset, ids = image_set
     folder = tmp_path / "photos"
-    for image_id in ids[0:5] + ids[10:15] + ids[20:25]:
+    for image_id in ids[0:5] + ids[8:13] + ids[16:21]:
         (folder / image_id.split("/")[0]).mkdir(parents=True, exist_ok=True)
         (folder / image_id).write_bytes(dataset.read_bytes(image_id))
-    (folder / "Faces_easy" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (folder / "circles" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     return folder
 
 
@@ -34,18 +34,18 @@ def test_cli_round_trip(tmp_path, photos, capsys):
 
     assert main(["info", c, "--json"]) == 0
     info = _json(capsys)
-    assert info["images"] == 15 and info["n_bits"] == 32 and set(info["classes"]) == {"airplanes", "Faces_easy", "Motorbikes"}
+    assert info["images"] == 15 and info["n_bits"] == 32 and set(info["classes"]) == {"checks", "circles", "stripes"}
 
-    query = next((photos / "Motorbikes").iterdir())
+    query = next((photos / "stripes").iterdir())
     assert main(["search", c, str(query), "-k", "5", "--rerank", "chi2", "--json"]) == 0
     result = _json(capsys)
-    assert len(result["hits"]) == 5 and result["hits"][0]["label"] == "Motorbikes" and result["mode"] == "rerank:chi2"
+    assert len(result["hits"]) == 5 and result["hits"][0]["label"] == "stripes" and result["mode"] == "rerank:chi2"
     assert main(["search", c, "--id", "2", "-k", "3", "--json"]) == 0
     assert 2 not in [hit["id"] for hit in _json(capsys)["hits"]]
     assert main(["search", c, "--random", "--seed", "1", "--radius", "10"]) == 0
     assert "radius" in capsys.readouterr().out
     assert main(["classify", c, str(query), "-k", "4"]) == 0
-    assert capsys.readouterr().out.startswith("predicted: Motorbikes")
+    assert capsys.readouterr().out.startswith("predicted: stripes")
 
     assert main(["remove", c, "1", "2"]) == 0
     assert "13 images left" in capsys.readouterr().out
@@ -58,11 +58,11 @@ def test_cli_errors(tmp_path, photos, capsys):
     model = tmp_path / "model"
     model.mkdir()
     assert main(["index", str(photos), "--collection", c, "--model", str(model)]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert "holds no saved model or hasher" in capsys.readouterr().err
     assert main(["search", str(tmp_path / "nothing"), "--id", "1"]) == 2
     assert "not a hashseek collection" in capsys.readouterr().err
 
-    assert main(["index", str(photos / "airplanes"), "--collection", c, "-q"]) == 0
+    assert main(["index", str(photos / "checks"), "--collection", c, "-q"]) == 0
     assert main(["index", str(photos), "--collection", c, "--bits", "32"]) == 2
     assert "drop --bits" in capsys.readouterr().err
     assert main(["search", c]) == 2

@@ -1,12 +1,12 @@
-"""Rows added from precomputed features, and reading a library image's bytes back."""
+"""Rows added from precomputed features, and reading a library image's bytes back (shipped test images)."""
 import numpy as np
 import pytest
 
 from hashseek.search import Collection
 
 
-def test_add_features_and_image_bytes(caltech_slice, tmp_path):
-    dataset, ids = caltech_slice
+def test_add_features_and_image_bytes(image_set, tmp_path):
+    dataset, ids = image_set
     with Collection.create(tmp_path / "C", n_bits=32) as c:
         added = c.add_dataset(dataset, ids[:20], progress=False).ids
         assert c.image_bytes(added[3]) == dataset.read_bytes(ids[3])
