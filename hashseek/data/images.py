@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
+
+from hashseek.core.errors import InvalidInputError
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 
@@ -22,8 +24,19 @@ ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
 
-class ImageDecodeError(ValueError):
-    """An input that cannot become an image, with the source and the reason."""
+# Modes whose pixels can be averaged as they are; "1" is averaged as "L", palette and 16-bit images after
+# conversion (averaging palette indices or packed 16-bit samples means nothing).
+_REDUCIBLE = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F"}
+_ORIENTATION = 0x0112
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+class ImageDecodeError(InvalidInputError):
+    """An input that cannot become an image, with the source and the reason (the service answers 422)."""
+
+    status = 422
 
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(f"cannot load image from {source}: {reason}")
@@ -38,8 +51,11 @@ def load_image(
 
     The first frame of an animation is used; transparency is composited on white.
     The pixel count is checked from the header, before any decoding, so a
-    decompression bomb costs nothing. With ``draft_size``, JPEGs are decoded at
-    the largest reduced scale whose shorter side is still >= ``draft_size``.
+    decompression bomb costs nothing. With ``draft_size``, the image comes back
+    at the largest reduction whose shorter side is still >= ``draft_size``: JPEGs
+    are decoded at that scale (draft mode), other formats are box-reduced right
+    after decoding, before any mode conversion, so a huge image never exists as
+    full-size RGB.
     Raises :class:`ImageDecodeError` for anything that does not decode cleanly.
     """
     if draft_size is not None and draft_size < 1:
@@ -103,9 +119,12 @@ def _decode(fp: BinaryIO, name: str, draft_size: int | None, max_pixels: int) ->
                     " (possible decompression bomb)",
                 )
             if draft_size is not None:
-                im.draft("RGB", (draft_size, draft_size))
-            ImageOps.exif_transpose(im, in_place=True)  # also loads the first frame
-            return _to_rgb(im)
+                im.draft("RGB", (draft_size, draft_size))   # JPEG: decode at 1/2, 1/4 or 1/8 scale
+            im.load()                                        # the first frame
+            orientation = im.getexif().get(_ORIENTATION)
+            image = _reduce(im, draft_size) if draft_size is not None else im
+            rgb = _to_rgb(image, im.format)
+            return rgb.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else rgb
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as exc:
@@ -116,11 +135,23 @@ def _decode(fp: BinaryIO, name: str, draft_size: int | None, max_pixels: int) ->
         raise ImageDecodeError(name, f"corrupt or truncated ({type(exc).__name__}: {exc})") from exc
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def _reduce(im: Image.Image, size: int) -> Image.Image:
+    """``im`` box-reduced by the largest whole factor that keeps its shorter side >= ``size``."""
+    factor = min(im.size) // size
+    if factor < 2:
+        return im
+    if im.mode == "1":
+        im = im.convert("L")                       # Pillow holds "1" as a byte a pixel: no bigger
+    elif im.mode not in _REDUCIBLE or "transparency" in im.info:
+        im = _to_rgb(im, im.format)                # a colour key would be blurred away
+    return im.reduce(factor)
+
+
+def _to_rgb(im: Image.Image, file_format: str | None) -> Image.Image:
     """A new RGB image (never ``im`` itself, which is closed with its file)."""
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         return Image.fromarray(_deep_to_uint8(np.asarray(im), im.mode), "L").convert("RGB")
-    if im.mode == "CMYK" and im.format == "JPEG" and "adobe" not in im.info:
+    if im.mode == "CMYK" and file_format == "JPEG" and "adobe" not in im.info:
         # Pillow reads every CMYK JPEG as Adobe-inverted; without the Adobe marker it is not.
         im = ImageChops.invert(im)
     if im.has_transparency_data:

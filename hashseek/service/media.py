@@ -8,12 +8,12 @@ reused, so a cached thumbnail can never show another image).
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
+from hashseek.core.atomic import atomic_path
+from hashseek.core.errors import NotFoundError
 from hashseek.data.images import ImageDecodeError, load_image
 from hashseek.search.collection import Collection, Record
 
@@ -22,7 +22,7 @@ THUMBNAIL_SIZE = 256      # longest side, px: sharp in a ~160 px tile on a high-
 THUMBNAIL_QUALITY = 85
 
 
-class ImageUnavailable(LookupError):
+class ImageUnavailable(NotFoundError):
     """The record's bytes are gone (moved archive, deleted file) or were never kept."""
 
 
@@ -54,14 +54,8 @@ def thumbnail(collection: Collection, record: Record, max_pixels: int) -> Path:
         raise ImageUnavailable(f"image {record.id} cannot be decoded: {err.reason}") from err
     image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BICUBIC)
     target.parent.mkdir(exist_ok=True)
-    # A private temporary name: two requests for the same thumbnail may race, the last replace wins.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            image.save(out, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(target) as tmp:   # two requests for one thumbnail may race: the last replace wins
+        image.save(tmp, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
     return target
 
 
@@ -70,8 +64,8 @@ def forget_thumbnail(collection_dir: Path, image_id: int) -> None:
 
 
 def decode_upload(data: bytes, name: str, input_size: int, max_pixels: int) -> Image.Image:
-    """Decode an uploaded image the way the collection's preprocessing would, under the service's
-    pixel limit (checked from the header, so a decompression bomb costs nothing)."""
+    """Decode an uploaded image straight to about the model's input size (see ``load_image``), under the
+    service's pixel limit (checked from the header, so a decompression bomb costs nothing)."""
     try:
         return load_image(data, draft_size=input_size, max_pixels=max_pixels)
     except ImageDecodeError as err:

@@ -3,32 +3,48 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
+from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.search.distances import list_distances
-from hashseek.search.engine import DEFAULT_CANDIDATES
+from hashseek.service.dependencies import Digits
+
+NO_RERANK = ("", "none")   # an explicit "Hamming order only", when the default re-ranks
 
 
 class SearchParams(BaseModel):
-    """Query parameters of every search: how many results, the Hamming ball and the re-rank stage."""
+    """Query parameters of every search: how many results, the Hamming ball and the re-rank stage.
+    A parameter not given takes its value from ``GET /api/search-defaults``."""
 
-    k: int = Field(20, ge=1, le=1000, description="results to return")
-    radius: int | None = Field(None, ge=0, le=4096, description="Hamming radius: only results within it")
-    candidates: int = Field(DEFAULT_CANDIDATES, ge=1, le=100_000,
-                            description="top Hamming candidates to re-rank (without radius)")
+    k: Digits | None = Field(None, ge=1, le=1000, description=f"results to return (default {SEARCH_DEFAULTS.k})")
+    radius: Digits | None = Field(None, ge=0, le=4096, description="Hamming radius: only results within it")
+    candidates: Digits | None = Field(None, ge=1, le=100_000, description="top Hamming candidates to re-rank "
+                                      f"(without radius; default {SEARCH_DEFAULTS.candidates})")
     rerank: str | None = Field(None, description="re-rank distance between float features: "
-                               + ", ".join(list_distances()))
+                               + ", ".join(list_distances()) + f"; 'none' for Hamming order only "
+                               f"(default {SEARCH_DEFAULTS.rerank or 'none'})")
 
     @field_validator("rerank")
     @classmethod
     def _known_distance(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if value not in list_distances():
-            raise ValueError(f"unknown distance {value!r}; choose from {', '.join(list_distances())}")
+        if value is not None and value not in NO_RERANK and value not in list_distances():
+            raise ValueError(f"unknown distance {value!r}; choose from none, {', '.join(list_distances())}")
         return value
+
+    def _default_k(self) -> int:
+        return SEARCH_DEFAULTS.k
+
+    def resolved(self) -> dict:
+        """Keyword arguments of ``Collection.search``, defaults filled in."""
+        rerank = SEARCH_DEFAULTS.rerank if self.rerank is None else (None if self.rerank in NO_RERANK else self.rerank)
+        return {"k": self._default_k() if self.k is None else self.k, "radius": self.radius, "rerank": rerank,
+                "candidates": SEARCH_DEFAULTS.candidates if self.candidates is None else self.candidates}
 
 
 class ClassifyParams(SearchParams):
-    k: int = Field(8, ge=1, le=1000, description="neighbours that vote")
+    k: Digits | None = Field(None, ge=1, le=1000,
+                             description=f"neighbours that vote (default {SEARCH_DEFAULTS.vote_k})")
+
+    def _default_k(self) -> int:
+        return SEARCH_DEFAULTS.vote_k
 
 
 class Hit(BaseModel):
@@ -114,3 +130,11 @@ class Health(BaseModel):
 
 class Error(BaseModel):
     detail: str
+
+
+# What the routes document besides their 200 answer (every error body is an ``Error``).
+NOT_FOUND = {404: {"model": Error, "description": "no such collection or image"}}
+BAD_IMAGE = {413: {"model": Error, "description": "request body over the upload limit"},
+             422: {"model": Error, "description": "not a usable image (corrupt, truncated, empty, too many pixels)"}}
+WRITE = {401: {"model": Error, "description": "missing or wrong X-API-Key"},
+         403: {"model": Error, "description": "writes are disabled on this address, or came from another site"}}

@@ -50,7 +50,16 @@ def test_gallery_pages_through_the_library_lazily(ready: Page, library_requests,
     assert len(limits) == 3 and max(limits) == 48      # server-side pages only
 
 
+def test_settings_start_from_the_server_defaults(ready: Page, client):
+    defaults = client.get("/api/search-defaults").json()
+    expect(ready.get_by_test_id("k-input")).to_have_value(str(defaults["k"]))
+    expect(ready.get_by_test_id("vote-k-input")).to_have_value(str(defaults["vote_k"]))
+    expect(ready.get_by_test_id("rerank-select")).to_have_value(defaults["rerank"] or "")
+    expect(ready.get_by_test_id("candidates-input")).to_have_value(str(defaults["candidates"]))
+
+
 def test_click_any_picture_to_search(ready: Page, artifacts):
+    ready.get_by_test_id("rerank-select").select_option("chi2")
     face = ready.locator('[data-testid="gallery-item"][data-label="Faces_easy"]').first
     face_id = face.get_attribute("data-id")
     face.locator("button").click()
@@ -96,6 +105,8 @@ def test_upload_searches_and_classifies(ready: Page, photo, artifacts):
     expect(rows.first).to_contain_text("Motorbikes")
     expect(ready.get_by_test_id("query-title")).to_contain_text("my-bike.jpg")
     expect(_results(ready).first).to_have_attribute("data-label", "Motorbikes")
+    votes = int(ready.get_by_test_id("vote-k-input").input_value())
+    expect(_results(ready)).to_have_count(votes)              # the results are the neighbours that voted
     ready.screenshot(path=artifacts / "upload-classified.png", full_page=True)
 
 

@@ -6,13 +6,15 @@
 const PAGE_SIZE = 48;
 const $ = (id) => document.getElementById(id);
 const state = { collection: null, info: null, offset: 0, label: "" };
+// The server's search defaults (GET /api/search-defaults): the settings form starts from them.
+let defaults = null;
 
 // ------------------------------------------------------------------------------------ API
 async function api(path, options) {
   const response = await fetch(path, options);
   const text = await response.text();
   let body = null;
-  try { body = JSON.parse(text); } catch { /* a plain-text error, e.g. 413 */ }
+  try { body = JSON.parse(text); } catch { /* not JSON: a proxy's error page, say */ }
   if (!response.ok) throw new Error(describeError(response.status, body, text));
   return body;
 }
@@ -25,14 +27,25 @@ function describeError(status, body, text) {
 
 const collectionUrl = () => `/api/collections/${encodeURIComponent(state.collection)}`;
 
-function searchParams() {
-  const params = new URLSearchParams({ k: $("k-input").value || "20" });
+// The settings as query parameters; an empty field is left out, so the server's default applies.
+function searchParams(kInput = "k-input") {
+  const params = new URLSearchParams();
+  const k = $(kInput).value;
   const radius = $("radius-input").value;
   const rerank = $("rerank-select").value;
+  if (k !== "") params.set("k", k);
   if (radius !== "") params.set("radius", radius);
-  if (rerank) params.set("rerank", rerank);
-  if (rerank) params.set("candidates", $("candidates-input").value || "1000");
+  params.set("rerank", rerank || "none");
+  if (rerank && $("candidates-input").value !== "") params.set("candidates", $("candidates-input").value);
   return params;
+}
+
+async function loadDefaults() {
+  defaults = await api("/api/search-defaults");
+  $("k-input").value = defaults.k;
+  $("vote-k-input").value = defaults.vote_k;
+  $("rerank-select").value = defaults.rerank ?? "";
+  $("candidates-input").value = defaults.candidates;
 }
 
 // ------------------------------------------------------------------------------------ feedback
@@ -88,7 +101,7 @@ function card(item, testid, rank, metric) {
     distances.className = "distances";
     distances.dataset.testid = "distances";
     distances.textContent = `Hamming ${item.hamming}` +
-      (item.distance === null ? "" : ` · ${metric} ${formatDistance(item.distance)}`);
+      (item.distance === null || !metric ? "" : ` · ${metric} ${formatDistance(item.distance)}`);
     caption.append(distances);
   }
   figure.append(button, caption);
@@ -139,7 +152,8 @@ function showResults({ title, imageUrl, response, classification }) {
   $("search-meta").textContent =
     `${hits.length} results · ${response.mode} · ${response.n_candidates.toLocaleString()} candidates · ` +
     `took ${response.took_ms.toFixed(1)} ms`;
-  const metric = response.mode.replace("rerank:", "");
+  // Only a re-ranked search orders by a float distance worth showing (ties of a Hamming search use one too).
+  const metric = response.mode.startsWith("rerank:") ? response.mode.replace("rerank:", "") : null;
   $("results").replaceChildren(...hits.map((hit, n) => card(hit, "result-item", n + 1, metric)));
   $("prediction").hidden = !classification;
   if (classification) {
@@ -186,10 +200,12 @@ function searchUpload(file) {
   return busy(async () => {
     const form = new FormData();
     form.append("file", file);
-    const classification = await api(`${collectionUrl()}/classify?${searchParams()}`, { method: "POST", body: form });
+    const classification = await api(`${collectionUrl()}/classify?${searchParams("vote-k-input")}`,
+                                     { method: "POST", body: form });
     if (uploadUrl) URL.revokeObjectURL(uploadUrl);
     uploadUrl = URL.createObjectURL(file);
-    showResults({ title: `Like your image ${file.name}`, imageUrl: uploadUrl,
+    showResults({ title: `Like your image ${file.name} (its ${classification.neighbours.hits.length} voters)`,
+                  imageUrl: uploadUrl,
                   response: classification.neighbours, classification });
   });
 }
@@ -231,6 +247,7 @@ async function main() {
   wireDragAndDrop();
 
   await busy(async () => {
+    await loadDefaults();
     const collections = await api("/api/collections");
     const select = $("collection-select");
     select.replaceChildren(...collections.map((c) => new Option(`${c.name} (${c.images.toLocaleString()})`, c.name)));

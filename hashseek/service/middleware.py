@@ -1,0 +1,81 @@
+"""ASGI middleware that answers in JSON: the request body limit (413) and the loopback host check."""
+from __future__ import annotations
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is larger than this server's limit of {limit:,} bytes "
+                              "(hashseek serve --max-upload-mb)")
+
+
+class BodyLimit:
+    """Refuse a request whose body passes ``max_bytes``: at once when its Content-Length says so, else while
+    the body streams in (chunked uploads). Raised inside the app, the error reaches the JSON handler of HTTP
+    errors; raised anywhere else, it is answered here."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await _answer(BodyTooLarge(self.max_bytes), scope, receive, send)
+        received, started = 0, False
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except BodyTooLarge as err:
+            if started:
+                raise
+            await _answer(err, scope, receive, send)
+
+
+class AllowedHosts:
+    """Answer only requests whose Host is one of ``hosts`` (a page of another site whose name resolves to
+    127.0.0.1, DNS rebinding, gets 400)."""
+
+    def __init__(self, app: ASGIApp, hosts: list[str]):
+        self.app = app
+        self.hosts = set(hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = _hostname(Headers(scope=scope).get("host", ""))
+        if host not in self.hosts:
+            detail = f"this server answers only to {', '.join(sorted(self.hosts))}, not to the host {host!r}"
+            return await JSONResponse({"detail": detail}, 400)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _hostname(host: str) -> str:
+    """``host`` without its port; IPv6 literals keep their brackets."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0]
+
+
+async def _answer(err: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
+    await JSONResponse({"detail": err.detail}, err.status_code)(scope, receive, send)
