@@ -5,6 +5,7 @@ from hashseek.hashers.base import HASHERS, Hasher, NotFittedError, create_hasher
 
 # Each method registers itself on import.
 from hashseek.hashers.itq import ITQHasher
+from hashseek.hashers.ksh import KSHHasher
 from hashseek.hashers.lsh import LSHHasher
 from hashseek.hashers.pcah import PCAHasher
 from hashseek.hashers.sdh import SDHHasher
@@ -15,6 +16,6 @@ def list_hashers() -> list[str]:
 
 
 __all__ = [
-    "HASHERS", "Hasher", "ITQHasher", "LSHHasher", "NotFittedError", "PCAHasher", "SDHHasher",
+    "HASHERS", "Hasher", "ITQHasher", "KSHHasher", "LSHHasher", "NotFittedError", "PCAHasher", "SDHHasher",
     "create_hasher", "list_hashers", "load_hasher",
 ]

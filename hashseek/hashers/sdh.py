@@ -11,10 +11,10 @@ import numpy as np
 from hashseek.hashers.base import HASHERS, Hasher
 
 
-def _label_matrix(y: np.ndarray | None, n: int) -> np.ndarray:
+def _label_matrix(y: np.ndarray | None, n: int, method: str = "sdh") -> np.ndarray:
     """Int labels (n,) -> one-hot, or multi-hot (n, c) as given -> (n, c) float."""
     if y is None:
-        raise ValueError("sdh is supervised: fit(X, y) needs labels (int class ids or a multi-hot matrix)")
+        raise ValueError(f"{method} is supervised: fit(X, y) needs labels (int class ids or a multi-hot matrix)")
     y = np.asarray(y)
     if y.shape[0] != n:
         raise ValueError(f"got {y.shape[0]} labels for {n} samples")
