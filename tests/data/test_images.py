@@ -272,11 +272,13 @@ def test_draft_keeps_the_shorter_side_at_least_draft_size(cars, draft_size):
     assert reduced > 0
 
 
-def test_draft_is_harmless_for_greyscale_jpeg_and_png(caltech, photo):
+def test_draft_reduces_greyscale_jpeg_and_png(caltech, photo):
     grey = load_image(caltech["L"], draft_size=32)
     assert grey.mode == "RGB" and min(grey.size) >= 32
-    png = _encode(photo, "PNG")
-    assert load_image(png, draft_size=32).size == photo.size
+    png = load_image(_encode(photo, "PNG"), draft_size=32)      # box-reduced after decoding, like a JPEG draft
+    factor = min(photo.size) // 32
+    assert factor >= 2 and 32 <= min(png.size) < 64
+    assert np.abs(_px(png) - _px(photo.reduce(factor))).max() <= 1
 
 
 def test_resize_square(photo):
