@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from hashseek.data.datasets import ImageDataset
 from hashseek.data.loader import Preprocess, iter_batches
+from hashseek.core.errors import InvalidInputError
+from hashseek.models.aggregation import create_pooling
 from hashseek.models.backbones import Backbone, create_backbone
 from hashseek.models.runtime import InferenceRunner, weights_digest
 from hashseek.core.paths import cache_root
@@ -75,21 +77,44 @@ class _FeatureMap(torch.nn.Module):
         return self.backbone.forward_features(x)
 
 
+class _AggregatedMap(torch.nn.Module):
+    """Exports a backbone's last conv map aggregated by a registered pooling (GeM, R-MAC, ...)."""
+
+    def __init__(self, backbone: Backbone, pooling: torch.nn.Module):
+        super().__init__()
+        self.backbone, self.pooling = backbone, pooling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pooling(self.backbone.forward_features(x))
+
+
 class BackboneEncoder:
-    """A backbone + its preprocessing: image sources -> pooled vectors or conv maps."""
+    """A backbone + its preprocessing: image sources -> pooled vectors or conv maps.
+
+    ``pooling`` names an aggregation of the conv map (``hashseek.models.aggregation``) that replaces
+    the backbone's own pooled vector (a global average, or fc7 for AlexNet/VGG)."""
 
     def __init__(self, backbone: Backbone | str = "efficientnet_lite0", kind: str = "pooled",
                  runtime: str = "onnx", pretrained: bool = True, weights: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, pooling: str | None = None):
         if kind not in FEATURE_KINDS:
-            raise ValueError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
+            raise InvalidInputError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
+        if pooling is not None and kind != "pooled":
+            raise InvalidInputError("a pooling applies to pooled features, not to conv maps")
         if isinstance(backbone, str):
             backbone = create_backbone(backbone, pretrained=pretrained, weights=weights)
         self.backbone = backbone
-        self.kind = kind
+        self.kind, self.pooling = kind, pooling
         self.preprocess = Preprocess(backbone.input_size, tuple(backbone.mean), tuple(backbone.std))
-        module = backbone if kind == "pooled" else _FeatureMap(backbone)
-        self.runner = InferenceRunner(module, backbone.input_size, runtime, threads, tag=f"{backbone.name}-{kind}")
+        if kind == "map":
+            module = _FeatureMap(backbone)
+        elif pooling is None:
+            module = backbone
+        else:
+            module = _AggregatedMap(backbone, create_pooling(pooling, backbone.feature_channels).eval())
+        self.dim = module.pooling.output_dim if pooling is not None else backbone.pooled_dim
+        tag = f"{backbone.name}-{kind}" + (f"-{pooling}" if pooling else "")
+        self.runner = InferenceRunner(module, backbone.input_size, runtime, threads, tag=tag)
         self.weights_digest = weights_digest(backbone)
 
     def encode_arrays(self, inputs: np.ndarray) -> np.ndarray:
@@ -103,7 +128,7 @@ class BackboneEncoder:
 
     def describe(self) -> dict:
         return {"backbone": self.backbone.name, "weights_digest": self.weights_digest, "kind": self.kind,
-                **self.backbone.preprocessing()}
+                **({"pooling": self.pooling} if self.pooling else {}), **self.backbone.preprocessing()}
 
 
 def extract_features(
@@ -119,6 +144,7 @@ def extract_features(
     encoder = encoder or BackboneEncoder()
     ids = list(dataset.ids if ids is None else ids)
     key = f"{dataset.name}-{dataset.fingerprint(ids)}-{encoder.backbone.name}-{encoder.weights_digest}-{encoder.backbone.input_size}-{encoder.kind}"
+    key += f"-{encoder.pooling}" if encoder.pooling else ""
     path = cache_root() / "features" / f"{key}.npz"
     if cache and path.is_file():
         log.info("feature cache hit: %s", path)

@@ -36,8 +36,9 @@ class FeatureHasher:
 
     def __init__(self, backbone: str | BackboneEncoder | None = "efficientnet_lite0", n_bits: int = 64,
                  method: str = "itq", seed: int = 0, fit_samples: int = 20_000, runtime: str = "onnx",
-                 threads: int | None = None):
-        """``backbone``: a name, or a built pooled ``BackboneEncoder`` to share; None only for ``load``."""
+                 threads: int | None = None, pooling: str | None = None):
+        """``backbone``: a name, or a built pooled ``BackboneEncoder`` to share; None only for ``load``.
+        ``pooling``: with a backbone name, an aggregation of its conv map (``gem``, ``rmac``, ...)."""
         if fit_samples < 2:
             raise ValueError(f"fit_samples must be at least 2, got {fit_samples}")
         self.hasher: Hasher = create_hasher(method, n_bits, seed)
@@ -49,11 +50,11 @@ class FeatureHasher:
         self._info: dict = {}
         if backbone is not None:
             if isinstance(backbone, str):
-                backbone = BackboneEncoder(backbone, runtime=runtime, threads=threads)
+                backbone = BackboneEncoder(backbone, runtime=runtime, threads=threads, pooling=pooling)
             elif backbone.kind != "pooled":
                 raise ValueError(f"a FeatureHasher needs pooled features, got a {backbone.kind!r} encoder")
             self._encoder = backbone
-            self._info = {**backbone.describe(), "feature_dim": backbone.backbone.pooled_dim}
+            self._info = {**backbone.describe(), "feature_dim": backbone.dim}
 
     # -- ImageHasher ---------------------------------------------------------------
     @property
@@ -67,7 +68,8 @@ class FeatureHasher:
     @property
     def encoder(self) -> BackboneEncoder:
         if self._encoder is None:
-            encoder = BackboneEncoder(self._info["backbone"], runtime=self.runtime, threads=self.threads)
+            encoder = BackboneEncoder(self._info["backbone"], runtime=self.runtime, threads=self.threads,
+                                      pooling=self._info.get("pooling"))
             if encoder.weights_digest != self._info["weights_digest"]:
                 raise ValueError(
                     f"backbone {self._info['backbone']} now has weights {encoder.weights_digest}, but the codes "
