@@ -96,7 +96,7 @@ def client(server) -> Iterator[httpx.Client]:
 def browser_type_launch_args(browser_type_launch_args):
     """Debian's Chromium through its executable path (never a browser that Playwright downloads)."""
     if not Path(CHROMIUM).is_file():
-        raise RuntimeError(f"Chromium not found at {CHROMIUM}: run scripts/setup.sh (it installs Debian's "
+        raise RuntimeError(f"Chromium not found at {CHROMIUM}: run scripts/setup-tests.sh (it installs Debian's "
                            "chromium package) or set CHROMIUM_PATH")
     return {**browser_type_launch_args, "executable_path": CHROMIUM,
             "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
