@@ -1,10 +1,12 @@
-"""`hashseek features`, `sanity`, `protocol`, `backbones`: datasets, backbones and frozen features."""
+"""`hashseek features`, `sanity`, `protocol`, `split`, `backbones`: datasets, splits, backbones and frozen features."""
 from __future__ import annotations
 
 import argparse
 import json
 import time
 from pathlib import Path
+
+from hashseek.cli.train import add_split_args
 
 
 def add_backbone_args(p: argparse.ArgumentParser) -> None:
@@ -75,6 +77,18 @@ def cmd_protocol(args) -> int:
     return 0
 
 
+def cmd_split(args) -> int:
+    """Draw (or, for a built-in dataset, take) a source's split, write it and print its class counts."""
+    from hashseek.eval.source_runs import prepare
+
+    prepared = prepare(args.source, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                       database=args.database, progress=not args.quiet)
+    print("\n".join(prepared.lines(per_class=True)))
+    print(f"written to {prepared.protocol.save(args.out)}; train on it with "
+          f"`hashseek train {prepared.source} --split {args.out}`")
+    return 0
+
+
 def cmd_backbones(args) -> int:
     from hashseek.models.backbones import BACKBONES, create_backbone
 
@@ -108,6 +122,15 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
     p.set_defaults(func=cmd_protocol)
+
+    p = sub.add_parser("split", help="draw the seeded, stratified train / validation / test split of a labelled "
+                                     "source, write it (.json.gz) and print its class counts")
+    p.add_argument("source", help="a folder with one sub-folder per class, a tar archive of such folders, a "
+                                  "collection directory, or a built-in dataset (its shipped protocol)")
+    p.add_argument("--out", type=Path, required=True, help="where to write the split (.json.gz)")
+    add_split_args(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar while checking the images")
+    p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("backbones", help="list the registered backbones")
     p.set_defaults(func=cmd_backbones)

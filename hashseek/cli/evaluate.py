@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hashseek.core.errors import InvalidInputError
+
 
 def _protocol(value: str, seed: int):
     """A protocol name, or the path of a split saved with ``Protocol.save`` (a custom split)."""
@@ -14,35 +16,24 @@ def _protocol(value: str, seed: int):
 
 def cmd_eval(args) -> int:
     from hashseek.eval.report import write_report
-    from hashseek.eval.runner import MethodSpec, evaluate_trained_model, run_method
+    from hashseek.eval.runner import MethodSpec, run_method
 
     if args.model:
-        from hashseek.data.named import load_dataset
-        from hashseek.models.hash_model import load_model
-
-        model = load_model(args.model)
-        if args.mirror_average:
-            model.set_mirror_average(True)
-        protocol_arg = args.protocol or model.config.get("protocol")
-        if not protocol_arg:
-            raise ValueError(f"{args.model} records no protocol; pass --protocol")
-        protocol = _protocol(protocol_arg, args.seed)
-        dataset = load_dataset(protocol.dataset)
-        protocol.check(dataset)
-        records = [evaluate_trained_model(model, dataset, protocol, timing=not args.no_timing)]
-        label = Path(args.model).name + ("-mirror" if args.mirror_average else "")
-    else:
-        if not args.protocol:
-            raise ValueError("--method needs --protocol")
-        protocol = _protocol(args.protocol, args.seed)
-        train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "backbone": args.backbone}
-        records = []
-        for name in args.method:
-            spec = MethodSpec.parse(name, **train)
-            for bits in ([None] if spec.kind == "float" else args.bits):
-                records.append(run_method(spec, protocol, bits, mode=args.mode, cache_dir=args.cache,
-                                          timing=not args.no_timing))
-        label = "-".join(args.method)
+        return _eval_model(args)
+    if args.source:
+        raise InvalidInputError("--source evaluates a trained model (--model RUN) on another labelled source")
+    if not args.protocol:
+        raise InvalidInputError("--method needs --protocol")
+    protocol = _protocol(args.protocol, args.seed)
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "backbone": args.backbone}
+    train = {k: v for k, v in given.items() if v is not None}   # MethodSpec holds the defaults
+    records = []
+    for name in args.method:
+        spec = MethodSpec.parse(name, **train)
+        for bits in ([None] if spec.kind == "float" else args.bits):
+            records.append(run_method(spec, protocol, bits, mode=args.mode, cache_dir=args.cache,
+                                      timing=not args.no_timing))
+    label = "-".join(args.method)
     protocol_name = protocol.name
     out = args.out or Path("runs") / "eval" / re.sub(r"[^\w.-]+", "_", f"{protocol_name}-{label}")
     written = write_report(records, out, title=f"hashseek eval: {label} on {protocol_name}")
@@ -55,23 +46,51 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _eval_model(args) -> int:
+    """A trained model on the split saved with it, on --protocol, or (--source) on another labelled source."""
+    from hashseek.eval.source_runs import evaluate_run
+
+    if args.source and args.protocol:
+        raise InvalidInputError("--source and --protocol both choose the images to evaluate on: give one")
+    protocol = _protocol(args.protocol, args.seed) if args.protocol else None
+    out = args.out or (args.model / ("eval" if not args.source else f"eval-{Path(args.source).name}"))
+    run = evaluate_run(args.model, source=args.source, protocol=protocol, out=out, mirror_average=args.mirror_average,
+                       progress=not args.quiet)
+    for part, figures in (("validation", run.validation), ("test", run.test)):
+        if figures:
+            print(f"{part:<10} ({figures['sizes']['query']} queries / {figures['sizes']['database']} database"
+                  f"{', leave-one-out' if figures['leave_one_out'] else ''}): mAP@all {figures['map_all']:.4f}  "
+                  f"P@20 {_f(figures['precision_at_20'])}  top-8 vote {_f(figures['vote_accuracy_top8'])}")
+    if run.test["n_dropped"]:
+        print(f"{run.test['n_dropped']} image(s) could not be read (listed in {out}/eval.json)")
+    print(f"wrote {len(run.files)} files to {out} (summary.md, eval.json, results.json, plots)")
+    return 0
+
+
+def _f(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model or methods on a protocol: JSON + Markdown + PNG plots")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", type=Path, help="a trained model's checkpoint folder")
+    what.add_argument("--model", type=Path, help="a trained model's run folder (evaluated on the split saved with it)")
     what.add_argument("--method", nargs="+",
                       help="head+loss (trained here, e.g. gap+hashnet), lsh/pcah/itq/sdh, or float")
     p.add_argument("--mirror-average", action="store_true",
                    help="--model: encode each image with its left-right mirror, averaged (2x encode time)")
     p.add_argument("--protocol", help="caltech101, cars-bmw13, cars-bmw13-unseen, cifar10 or a saved split "
-                                      "(.json.gz); default for --model: the one it was trained on")
+                                      "(.json.gz); default for --model: the split saved with it")
+    p.add_argument("--source", help="--model: evaluate on another labelled folder, archive or collection instead "
+                                    "(every image a query against all the others)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--bits", nargs="+", type=int, default=[48])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", default="frozen", choices=["frozen", "finetune"])
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--epochs", type=int, help="--method: training epochs of deep methods (default 40)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--backbone", help="default efficientnet_lite0")
     p.add_argument("--out", type=Path, help="output folder (default runs/eval/<protocol>-<method>)")
     p.add_argument("--cache", type=Path, help="per-run result cache (default $HASHSEEK_CACHE/results)")
     p.add_argument("--no-timing", action="store_true", help="skip the forward-time measurements")

@@ -1,86 +1,153 @@
-"""`hashseek train`: train a hashing model on a protocol's training split, then evaluate it."""
+"""`hashseek train SOURCE`: a labelled source -> honest split -> recipe -> model -> report.
+
+Every training flag defaults to "not given": the recipe (``hashseek.train.recipes``) or, with
+``--recipe none``, ``TrainConfig`` holds the defaults, and each flag given replaces one setting.
+"""
 from __future__ import annotations
 
-import json
+import argparse
 from pathlib import Path
+
+DEFAULT_RECIPE = "fast"
+NO_RECIPE = "none"
+# flag dest -> TrainConfig field (the same name unless listed in AUGMENT_FLAGS)
+CONFIG_FLAGS = ("backbone", "head", "loss", "bits", "mode", "epochs", "batch_size", "optimizer", "lr",
+                "augment_copies", "input_size", "warmup_epochs", "backbone_lr_scale", "mirror_average", "schedule",
+                "weight_decay", "device", "backbone_weights", "random_init", "patience", "validate_every", "seed")
+AUGMENT_FLAGS = {"min_crop": "min_crop_fraction", "max_degrees": "max_degrees", "crop_shape": "crop_shape"}
+
+
+def train_overrides(args) -> dict:
+    """The TrainConfig settings the flags give (SeedAugment's apart: see ``augment_overrides``)."""
+    given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name, None) is not None}
+    if getattr(args, "no_augment", None):
+        given["augment"] = False
+    return given
+
+
+def augment_overrides(args) -> dict:
+    """SeedAugment settings the flags give; those not given keep the recipe's (or SeedAugment's) own."""
+    given = {key: getattr(args, flag) for flag, key in AUGMENT_FLAGS.items() if getattr(args, flag, None) is not None}
+    if getattr(args, "no_mirror", None):
+        given["mirror"] = False
+    return given
 
 
 def train_config(args):
-    """The parsed flags -> a TrainConfig; SeedAugment settings not given keep SeedAugment's defaults."""
+    """The flags on top of TrainConfig's own defaults (``--recipe none``)."""
     from hashseek.train import TrainConfig
 
-    augment = {"min_crop_fraction": args.min_crop, "max_degrees": args.max_degrees, "crop_shape": args.crop_shape,
-               "mirror": False if args.no_mirror else None}
-    return TrainConfig(backbone=args.backbone, head=args.head, loss=args.loss, bits=args.bits, mode=args.mode,
-                       epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                       augment_copies=args.augment_copies, augment=not args.no_augment,
-                       input_size=args.input_size, warmup_epochs=args.warmup_epochs,
-                       backbone_lr_scale=args.backbone_lr_scale, mirror_average=args.mirror_average, seed=args.seed,
-                       device=args.device, schedule=args.schedule, weight_decay=args.weight_decay,
-                       augment_kwargs={k: v for k, v in augment.items() if v is not None})
+    return TrainConfig(**train_overrides(args), augment_kwargs=augment_overrides(args))
 
 
 def cmd_train(args) -> int:
-    from hashseek.data.named import load_dataset
-    from hashseek.data.protocols import get_protocol, protocol_dataset
-    from hashseek.eval.evaluate import evaluate_model
-    from hashseek.train import Trainer
+    from hashseek.core.errors import InvalidInputError
+    from hashseek.eval.run_report import describe_selection
+    from hashseek.eval.source_runs import default_out, prepare, recipe_config, report_training, train_prepared
 
-    protocol_name = args.protocol or args.dataset
-    dataset = load_dataset(protocol_dataset(protocol_name))
-    protocol = get_protocol(protocol_name, dataset, seed=args.seed)
-    config = train_config(args)
-    out = args.out or Path("runs") / f"{protocol_name}-{args.backbone}-{args.head}-{args.loss}-{args.bits}b-{args.mode}"
-    result = Trainer(config).fit(dataset, protocol.train, out_dir=out, resume=args.resume,
-                                 dataset_name=dataset.name, protocol=protocol.name)
-    print(f"trained in {result.seconds:.1f} s; final loss {result.history[-1]['loss']:.4f}; checkpoint {out}")
-    if not args.no_eval:
-        report = evaluate_model(result.model, dataset, protocol)
-        (Path(out) / "eval.json").write_text(json.dumps(report, indent=2))
-        print(f"{protocol.name}: mAP@all {report['map_all']:.4f}  P@20 {report['precision_at_20']:.4f}  "
-              f"top-8 vote accuracy {report['vote_accuracy_top8']:.4f}")
+    recipe = args.recipe or DEFAULT_RECIPE
+    if recipe == NO_RECIPE and args.max_minutes is not None:
+        raise InvalidInputError("--max-minutes sizes a recipe's run: give --recipe fast or best, or drop it")
+    progress = not args.quiet
+    prepared = prepare(args.source, dataset=args.dataset, protocol=args.protocol, split=args.split,
+                       seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                       database=args.database, progress=progress)
+    print("\n".join(prepared.lines(per_class=False)))
+    if recipe == NO_RECIPE:
+        config, lines = train_config(args), ["no recipe: TrainConfig's defaults, and the flags given"]
+    else:
+        config, lines = recipe_config(recipe, prepared, max_minutes=args.max_minutes,
+                                      overrides=train_overrides(args), augment=augment_overrides(args))
+    print(f"recipe {recipe}{'' if args.recipe else ' (the default; --recipe best fine-tunes the network)'}:")
+    print("\n".join(f"  {line}" for line in lines))
+    out = args.out or default_out(prepared, recipe, config.seed)
+    result = train_prepared(prepared, config, out, resume=args.resume, recipe=recipe, progress=progress)
+    print(f"trained in {result.seconds:.1f} s; model in {out}"
+          + (f"; selection: {describe_selection(result.selection)}" if result.selection else ""))
+    if args.no_eval:
+        return 0
+    run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress)
+    for part, figures in (("validation", run.validation), ("test", run.test)):
+        if figures:
+            print(f"{part:<10} ({figures['sizes']['query']} queries / {figures['sizes']['database']} database): "
+                  f"mAP@all {figures['map_all']:.4f}  P@20 {_f(figures['precision_at_20'])}  "
+                  f"top-8 vote {_f(figures['vote_accuracy_top8'])}")
+    if run.test["n_dropped"]:
+        print(f"{run.test['n_dropped']} test image(s) could not be read (listed in {out}/eval.json)")
+    print(f"report: {out}/summary.md, {out}/eval.json and plots; split: {out}/split.json.gz")
     return 0
+
+
+def _f(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def add_split_args(p: argparse.ArgumentParser) -> None:
+    """Flags that draw a user's split (``SplitSettings`` holds their defaults)."""
+    p.add_argument("--seed", type=int, help="seed of the split (and of training) (default 0)")
+    p.add_argument("--val-fraction", type=float, help="share of each class held out for selection (default 0.15)")
+    p.add_argument("--test-fraction", type=float, help="share of each class kept as test queries (default 0.2)")
+    p.add_argument("--database", choices=["split", "all"],
+                   help="database of the test figures: the training + validation images (split, default) or every "
+                        "image of the source, each query left out of its own ranking (all)")
 
 
 def register(sub) -> None:
     from hashseek.losses import list_losses
     from hashseek.models.heads import list_heads
+    from hashseek.train.recipes import list_recipes
 
-    p = sub.add_parser("train", help="train a deep hashing model (frozen features or fine-tuning)")
-    p.add_argument("--dataset", default="cars-bmw13", help="named dataset; its protocol gives the training split")
-    p.add_argument("--protocol", help="protocol name (default: the dataset's)")
-    p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--head", default="gap", choices=list_heads())
-    p.add_argument("--loss", default="hashnet", choices=list_losses())
-    p.add_argument("--bits", type=int, default=64)
-    p.add_argument("--mode", default="frozen", choices=["frozen", "finetune"])
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--augment-copies", type=int, default=0, help="frozen mode: seed-augmented copies per image")
-    p.add_argument("--no-augment", action="store_true", help="fine-tuning without the seed augmentation")
+    p = sub.add_parser("train", help="train a hashing model on labelled images: split, recipe, selection on "
+                                     "validation, report on the test queries")
+    p.add_argument("source", nargs="?",
+                   help="a folder with one sub-folder per class, a tar archive of such folders, a collection "
+                        "directory, or a built-in dataset (caltech101, cifar10, cars-bmw13)")
+    p.add_argument("--dataset", help="built-in dataset (its protocol gives the split); same as SOURCE")
+    p.add_argument("--protocol", help="built-in protocol (caltech101, cars-bmw13, cars-bmw13-unseen, cifar10)")
+    p.add_argument("--split", type=Path, help="a split written by `hashseek split` (instead of drawing one)")
+    add_split_args(p)
+    p.add_argument("--recipe", choices=[*list_recipes(), NO_RECIPE],
+                   help="fast: head on frozen maps (default); best: end-to-end fine-tuning; none: TrainConfig's "
+                        "defaults. Every flag below replaces one of its settings")
+    p.add_argument("--max-minutes", type=float, help="bound the run: the recipe sizes epochs (and input) to fit")
+    p.add_argument("--backbone")
+    p.add_argument("--backbone-weights", help="local weights file (a state dict in the layout the backbone documents)")
+    p.add_argument("--random-init", action="store_true", default=None, help="train the backbone from random weights")
+    p.add_argument("--head", choices=list_heads())
+    p.add_argument("--loss", choices=list_losses())
+    p.add_argument("--bits", type=int)
+    p.add_argument("--mode", choices=["frozen", "finetune"])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["adam", "sgd"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"])
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation mAP "
+                                                "(0: never stop early)")
+    p.add_argument("--validate-every", type=int, help="epochs between validations")
+    p.add_argument("--augment-copies", type=int, help="frozen mode: seed-augmented copies per image")
+    p.add_argument("--no-augment", action="store_true", default=None,
+                   help="fine-tuning without the seed augmentation")
     p.add_argument("--min-crop", type=float,
                    help="seed augmentation: smallest crop, as a fraction of each side (square crops: of the shorter "
-                        "side; default 0.5)")
-    p.add_argument("--max-degrees", type=float, help="seed augmentation: largest rotation (default 30)")
+                        "side)")
+    p.add_argument("--max-degrees", type=float, help="seed augmentation: largest rotation")
     p.add_argument("--crop-shape", choices=["image", "square"],
-                   help="seed augmentation: crops with the image's own aspect ratio, which match the squashed whole "
-                        "image that encoding sees (default), or the vehicle paper's square crops")
-    p.add_argument("--no-mirror", action="store_true",
+                   help="seed augmentation: crops with the image's own aspect ratio (image) or the vehicle paper's "
+                        "square crops")
+    p.add_argument("--no-mirror", action="store_true", default=None,
                    help="seed augmentation without the left-right mirror (text, digits, asymmetric layouts)")
-    p.add_argument("--mirror-average", action="store_true",
+    p.add_argument("--mirror-average", action="store_true", default=None,
                    help="the saved model encodes each image with its left-right mirror, averaged (2x encode time)")
     p.add_argument("--input-size", type=int, help="fine-tuning input size (reduced resolution on CPU)")
-    p.add_argument("--warmup-epochs", type=int, default=0,
+    p.add_argument("--warmup-epochs", type=int,
                    help="fine-tuning: first train the head alone on frozen maps for this many epochs")
-    p.add_argument("--backbone-lr-scale", type=float, default=0.1,
-                   help="fine-tuning: the backbone's learning rate is --lr times this")
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
-    p.add_argument("--weight-decay", type=float, default=1e-5)
-    p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="checkpoint folder (default runs/<protocol>-<backbone>-<head>-...)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--backbone-lr-scale", type=float, help="fine-tuning: the backbone's learning rate is --lr times this")
+    p.add_argument("--device", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+    p.add_argument("--out", type=Path, help="run folder: model, split.json.gz, eval.json, summary.md, plots "
+                                            "(default runs/<split>-<recipe>-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    p.add_argument("--no-eval", action="store_true", help="train only; no test evaluation or report")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from hashseek.core.atomic import atomic_write_bytes
-from hashseek.core.errors import InvalidInputError
+from hashseek.core.errors import InvalidInputError, NotFoundError
 from hashseek.core.registry import Registry
 from hashseek.data.datasets import ImageDataset
 
@@ -51,6 +51,8 @@ class Protocol:
 
     @classmethod
     def load(cls, path: str | Path) -> "Protocol":
+        if not Path(path).is_file():
+            raise NotFoundError(f"no split file at {path}")
         try:
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 return cls(**json.load(f))

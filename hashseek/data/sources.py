@@ -78,9 +78,9 @@ def check_source(dataset: ImageDataset, *, decode: bool = True, progress: bool =
     unlabelled = [r.id for r in dataset.records if r.label < 0]
     if unlabelled:
         raise InvalidInputError(
-            f"{where}: {len(unlabelled)} image(s) have no class: they are not in a class folder "
-            f"(e.g. {', '.join(unlabelled[:3])}); training needs labelled images, one sub-folder per class: "
-            "move them into their class's folder, or out of the source")
+            f"{where}: {len(unlabelled)} image(s) have no class (e.g. {', '.join(unlabelled[:3])}): training "
+            "needs labelled images, one sub-folder per class; move them into their class's folder, or out of the "
+            "source (in a collection: label them, or train on a folder)")
     check = SourceCheck(dataset, _unreadable(dataset, progress) if decode else {})
     counts = {c: n for c, n in check.class_counts().items() if n}
     if len(counts) < 2:

@@ -1,0 +1,193 @@
+"""The report of one trained model on its split: validation and test figures apart, the split's sizes,
+seed, recipe, every setting and the training time, as ``eval.json``, ``summary.md`` and the plots of
+``hashseek eval`` (``hashseek.eval.report.write_report``).
+
+Validation figures are those of the kept weights with the validation images as queries and the
+training images as the database (what selection saw); test figures come from one evaluation of the
+test queries against the split's database. Both go through the one evaluator
+(``hashseek.train.evaluator.evaluate_split``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from hashseek.core.atomic import atomic_write_json, atomic_write_text
+from hashseek.core.bits import hamming_distances
+from hashseek.core.errors import InvalidInputError
+from hashseek.core.metrics import confusion_matrix, retrieval_report, topk_precision_curve
+from hashseek.core.ranking import vote_classify
+from hashseek.data.datasets import ImageDataset
+from hashseek.data.protocols import Protocol
+from hashseek.data.splits import split_lines
+from hashseek.eval.cost import disk_bytes, machine, parameter_count
+from hashseek.eval.report import write_report
+from hashseek.eval.runner import MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, retrieval_figures
+from hashseek.models.hash_model import HashModel
+from hashseek.train.evaluator import PRECISION_K, Encoded, EvalRecord, evaluate_split
+
+EVAL_FILE = "eval.json"
+HEADLINE = (("map_all", "mAP@all"), ("map_at_r", "mAP@R"), ("precision_at_20", "P@20"),
+            ("vote_accuracy_top8", "top-8 vote accuracy"))
+
+
+def evaluate_protocol(model: HashModel, dataset: ImageDataset, protocol: Protocol, *, progress: bool = True,
+                      validate: bool = True) -> tuple[EvalRecord | None, EvalRecord]:
+    """(validation, test) records; validation is None without validation images (or ``validate=False``)."""
+    validation = None
+    if validate and protocol.validation and protocol.train:
+        validation = evaluate_split(model, dataset, protocol.validation, protocol.train, progress=progress)
+    if not protocol.leave_one_out:
+        return validation, evaluate_split(model, dataset, protocol.query, protocol.database, progress=progress)
+    full = evaluate_split(model, dataset, protocol.database, protocol.database, leave_one_out=True, progress=progress)
+    if set(protocol.query) == set(protocol.database):
+        return validation, full
+    return validation, _queries_of(full, protocol.query)
+
+
+def _queries_of(full: EvalRecord, query_ids: list[str]) -> EvalRecord:
+    """The figures of some of a leave-one-out record's queries (the test queries of a database=all split)."""
+    db = full.database
+    position = {i: n for n, i in enumerate(db.ids)}
+    rows = np.array([position[i] for i in query_ids if i in position], dtype=np.int64)
+    if not rows.size:
+        raise InvalidInputError(f"no readable test queries; {len(full.dropped)} unreadable images, "
+                                f"e.g. {full.dropped[:2]}")
+    query = Encoded([db.ids[r] for r in rows], db.codes[rows], db.features[rows], db.labels[rows])
+    figures = retrieval_report(hamming_distances(query.codes, db.codes), query.labels, db.labels, PRECISION_K, VOTE_K,
+                               exclude=rows)
+    sizes = {"query": len(rows), "database": len(db.ids), "query_requested": len(query_ids),
+             "database_requested": full.sizes["database_requested"]}
+    return EvalRecord(figures, sizes, full.dropped, full.seconds, True, query, db)
+
+
+def report_record(model: HashModel, dataset: ImageDataset, protocol: Protocol, test: EvalRecord,
+                  train_seconds: float, mode: str, model_dir: Path | None = None) -> dict:
+    """The test figures as a runner record, so ``write_report`` tables and plots them like any run."""
+    q, d = test.query, test.database
+    n_classes = len(dataset.classes)
+    distances = hamming_distances(q.codes, d.codes)
+    if test.leave_one_out:   # each query's own entry last, as the evaluator ranks it; curves up to nd - 1
+        position = {i: n for n, i in enumerate(d.ids)}
+        own = np.array([position[i] for i in q.ids])
+        distances = distances.astype(np.int32)
+        distances[np.arange(len(own)), own] = model.n_bits + 1
+        ks = [k for k in PRECISION_KS if k < len(d.ids)]
+        predicted, _ = vote_classify(distances, d.labels, VOTE_K, n_classes=n_classes)
+        figures = {**test.figures,
+                   "precision_curve": {"k": ks, "precision": topk_precision_curve(distances, q.labels, d.labels,
+                                                                                  np.array(ks)).tolist()},
+                   "confusion_matrix": confusion_matrix(q.labels, predicted, n_classes, normalize=False).tolist()}
+    else:
+        figures = {**retrieval_figures(distances, q.labels, d.labels, n_classes, model.n_bits), **test.figures}
+    head, loss = model.config["head"], model.config.get("loss")
+    sizes = {**protocol.sizes(), "query": test.sizes["query"], "database": test.sizes["database"]}
+    return {
+        "source": "measured", "method": f"{head}+{loss}", "kind": "deep", "mode": mode, "bits": model.n_bits,
+        "protocol": {"name": protocol.name, "dataset": dataset.name, "description": protocol.description,
+                     "seed": protocol.seed, "sizes": sizes, "unseen_classes": protocol.unseen_classes,
+                     "tie_rule": TIE_RULE, "map_definition": MAP_DEFINITION, "bits": model.n_bits,
+                     "backbone": model.config["backbone"], "head": head, "loss": loss, "training_mode": mode,
+                     "train_seconds": train_seconds, "machine": machine()},
+        "classes": dataset.classes, "figures": figures,
+        "times": {"train_seconds": train_seconds, "encode_seconds": test.seconds},
+        "costs": {"parameters": parameter_count(model), "head_parameters": parameter_count(model.head),
+                  **_checkpoint_bytes(model_dir)},
+    }
+
+
+def _checkpoint_bytes(model_dir: Path | None) -> dict:
+    files = [model_dir / name for name in ("model.safetensors", "config.json")] if model_dir else []
+    return {"checkpoint_bytes": sum(disk_bytes(f) for f in files)} if files and all(f.is_file() for f in files) else {}
+
+
+def mode_label(model: HashModel, selection: dict) -> str:
+    """How the weights were made and chosen, for the tables' mode column."""
+    train = model.config.get("train") or {}
+    label = f"{model.config.get('mode', 'frozen')}, {train.get('epochs', '?')} ep"
+    epoch = selection.get("best_epoch") or selection.get("epoch")
+    return f"{label}, kept epoch {epoch} (validation)" if epoch else label
+
+
+def write_run_report(out: str | Path, model: HashModel, dataset: ImageDataset, protocol: Protocol,
+                     test: EvalRecord, validation: EvalRecord | None, *, source: str, recipe: str | None,
+                     recipe_lines: list[str], selection: dict, train_seconds: float,
+                     history: list[dict], model_dir: Path | None = None) -> dict[str, Path]:
+    """``eval.json`` (every figure and setting), then ``write_report``'s summary.md, results.json and
+    plots, with the run's own section (split, recipe, selection, validation vs test) at the top."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mode = mode_label(model, selection)
+    record = report_record(model, dataset, protocol, test, train_seconds, mode, model_dir)
+    payload = {
+        "source": source, "dataset": dataset.name, "recipe": recipe, "recipe_lines": recipe_lines,
+        "split": {"name": protocol.name, "seed": protocol.seed, "description": protocol.description,
+                  "sizes": protocol.sizes(), "leave_one_out": protocol.leave_one_out,
+                  "unreadable": protocol.excluded},
+        "model": model.describe(), "settings": model.config.get("train") or {},
+        "train_seconds": train_seconds, "trained_on": model.config.get("trained_on"),
+        "selection": selection, "history": history,
+        "validation": validation.to_dict() if validation else None, "test": test.to_dict(),
+        "machine": machine(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    files = {"eval": atomic_write_json(out / EVAL_FILE, _jsonable(payload), indent=1)}
+    files.update(write_report([record], out, title=f"hashseek: {record['method']} {model.n_bits} bits on {dataset.name}"))
+    summary = files["markdown"].read_text().split("\n", 1)
+    run_section = _run_section(payload, dataset, protocol)
+    atomic_write_text(files["markdown"], "\n".join([summary[0], "", *run_section, summary[1] if len(summary) > 1 else ""]))
+    return files
+
+
+def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> list[str]:
+    val, test = payload["validation"], payload["test"]
+    rows = [f"| {label} | {_cell(val, key)} | {_cell(test, key)} |" for key, label in HEADLINE]
+    lines = ["## This run", "",
+             f"Source `{payload['source']}`, recipe `{payload['recipe'] or 'none (settings given one by one)'}`, "
+             f"trained in {payload['train_seconds']:.1f} s on {payload['trained_on'] or 'cpu'}.", "",
+             "| figure | validation (selection) | test queries (read once, after training) |", "|---|---|---|", *rows,
+             f"| queries / database | {_sizes(val)} | {_sizes(test)} |", ""]
+    if payload["selection"]:
+        lines += ["Selection: " + describe_selection(payload["selection"]), ""]
+    if payload["recipe_lines"]:
+        lines += ["Recipe:", "", *[f"- {line}" for line in payload["recipe_lines"]], ""]
+    lines += ["Split:", "", *split_lines(protocol, dataset, per_class=len(dataset.classes) <= 50), ""]
+    if test["n_dropped"]:
+        lines += [f"{test['n_dropped']} image(s) could not be read during the test evaluation:", "",
+                  *[f"- {image_id}: {reason}" for image_id, reason in test["dropped"]], ""]
+    settings = payload["settings"]
+    lines += ["Settings:", "", "| setting | value |", "|---|---|",
+              *[f"| {k} | {json.dumps(v)} |" for k, v in settings.items()], ""]
+    return lines
+
+
+def describe_selection(selection: dict) -> str:
+    """The trainer's selection record in one line (floats to 4 places)."""
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in selection.items()
+                     if not isinstance(v, (dict, list)))
+
+
+def _cell(record: dict | None, key: str) -> str:
+    value = None if record is None else record.get(key)
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _sizes(record: dict | None) -> str:
+    return "—" if record is None else f"{record['sizes']['query']} / {record['sizes']['database']}" + \
+        (" (leave-one-out)" if record.get("leave_one_out") else "")
+
+
+def _jsonable(value):
+    """Plain JSON: numpy scalars and tuples from the trainer's records."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "__dataclass_fields__"):
+        return _jsonable(asdict(value))
+    return value

@@ -1,0 +1,259 @@
+"""Train on your own labelled images: source -> honest split -> recipe -> model -> report, in one call.
+
+``hashseek train SOURCE`` runs exactly this; in Python::
+
+    from hashseek.eval.source_runs import train_on_source
+    run = train_on_source("~/photos", recipe="fast", out="runs/photos")
+    print(run.test["map_all"], run.validation["map_all"], run.out)
+
+A source is a folder with one sub-folder per class, a tar archive of such folders, a collection
+directory (its library images and their labels) or a built-in dataset name (its shipped protocol).
+A user's source gets a seeded, stratified split (``hashseek.data.splits``) saved beside the model as
+``split.json.gz``; training sees the training images, selects on the validation images, and the
+test queries are read once, after training, for the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
+from hashseek.data.datasets import ImageDataset, is_archive
+from hashseek.data.named import NAMED_DATASETS, load_dataset
+from hashseek.data.protocols import PROTOCOLS, Protocol, get_protocol, protocol_dataset
+from hashseek.data.sources import SourceCheck, check_source, is_builtin, is_collection, open_source
+from hashseek.data.splits import SplitSettings, split_lines, split_source
+from hashseek.eval.run_report import evaluate_protocol, write_run_report
+from hashseek.models.hash_model import HashModel, load_model
+from hashseek.search.collection import Collection
+from hashseek.train import TrainConfig, Trainer, TrainResult
+from hashseek.train.recipes import resolve_recipe
+
+SPLIT_FILE = "split.json.gz"
+MODEL_FILE = "config.json"     # present once a run has saved its model
+
+
+@dataclass
+class Prepared:
+    """A source opened and split, ready to train on."""
+
+    source: str                 # what reopens it: a built-in name or an absolute path
+    kind: str                   # builtin | folder | archive | collection
+    dataset: ImageDataset
+    protocol: Protocol
+    check: SourceCheck | None = None
+
+    def lines(self, per_class: bool = False) -> list[str]:
+        return split_lines(self.protocol, self.dataset, per_class=per_class)
+
+
+@dataclass
+class SourceRun:
+    """What ``train_on_source`` made: the model, its folder, the figures and the report files."""
+
+    out: Path
+    model: HashModel
+    result: TrainResult
+    validation: dict | None
+    test: dict
+    files: dict = field(default_factory=dict)
+
+
+def open_labelled(source: str | Path) -> tuple[ImageDataset, str, str]:
+    """(dataset, kind, source key) of a built-in name, a collection, a folder or an archive."""
+    if is_builtin(source):
+        return load_dataset(str(source)), "builtin", str(source)
+    path = Path(source).expanduser()
+    if path.is_dir() and is_collection(path):
+        with Collection.open(path) as collection:
+            dataset = collection.as_dataset()
+        return dataset, "collection", str(path.resolve())
+    dataset = open_source(path)
+    return dataset, "archive" if is_archive(path) else "folder", str(path.resolve())
+
+
+def prepare(source: str | Path | None = None, *, dataset: str | None = None, protocol: str | None = None,
+            split: str | Path | None = None, seed: int | None = None, val_fraction: float | None = None,
+            test_fraction: float | None = None, database: str | None = None, progress: bool = True) -> Prepared:
+    """Open the source and fix its split; contradictory choices are refused, never silently replaced.
+
+    ``dataset``/``protocol`` name a built-in dataset and protocol (the shipped split for ``seed``);
+    ``split`` is a split saved by ``hashseek split``; the fractions and ``database`` draw a new split
+    of a user's source (``SplitSettings`` holds their defaults).
+    """
+    seed = SplitSettings().seed if seed is None else seed
+    split_given = {k: v for k, v in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction),
+                                     ("--database", database)) if v is not None}
+    builtin_name = _builtin_choice(source, dataset, protocol)
+    if builtin_name is not None:
+        if split is not None or split_given:
+            flags = ", ".join([*split_given, *(["--split"] if split is not None else [])])
+            raise InvalidInputError(
+                f"{flags}: the built-in protocol {builtin_name!r} fixes its own split (choose it with --protocol "
+                f"and --seed); to draw your own split of these images, give the archive's path as SOURCE "
+                f"(e.g. $HASHSEEK_DATA/{NAMED_DATASETS[protocol_dataset(builtin_name)]})")
+        ds = load_dataset(protocol_dataset(builtin_name))
+        return Prepared(protocol_dataset(builtin_name), "builtin", ds, get_protocol(builtin_name, ds, seed=seed))
+
+    ds, kind, key = open_labelled(source)
+    check = check_source(ds, progress=progress)
+    if split is not None:
+        if split_given:
+            raise InvalidInputError(f"--split {split} is a split already drawn; drop {', '.join(split_given)} "
+                                    "(or drop --split to draw a new one)")
+        chosen = Protocol.load(split)
+        if chosen.dataset != key:
+            raise InvalidInputError(f"--split {split} was drawn from {chosen.dataset}, not from {key}; "
+                                    f"draw one for this source with `hashseek split {source} --out FILE`")
+        chosen.check(ds)
+        return Prepared(key, kind, ds, chosen, check)
+    settings = SplitSettings(seed=seed, **{k.lstrip("-").replace("-", "_"): v for k, v in split_given.items()})
+    return Prepared(key, kind, ds, split_source(ds, settings, unreadable=check.unreadable, source=key), check)
+
+
+def _builtin_choice(source, dataset: str | None, protocol: str | None) -> str | None:
+    """The built-in protocol asked for (by SOURCE, --dataset or --protocol), None for a user's source;
+    any two that disagree are an error that says what to do."""
+    if dataset is not None and dataset not in NAMED_DATASETS:
+        raise InvalidInputError(f"--dataset names a built-in dataset ({', '.join(NAMED_DATASETS)}), not "
+                                f"{dataset!r}; give your own folder or archive as SOURCE: `hashseek train {dataset}`")
+    if protocol is not None:
+        PROTOCOLS.get(protocol)   # UnknownNameError listing the known ones
+        if dataset is not None and protocol_dataset(protocol) != dataset:
+            raise InvalidInputError(f"--protocol {protocol} splits {protocol_dataset(protocol)}, not --dataset "
+                                    f"{dataset}; drop one of them")
+    if source is None:
+        if dataset is None and protocol is None:
+            raise InvalidInputError("nothing to train on: give SOURCE (a folder with one sub-folder per class, a tar "
+                                    f"archive of such folders, a collection, or one of {', '.join(NAMED_DATASETS)})")
+        return protocol or dataset
+    named = str(source) if is_builtin(source) else None
+    if named is None and (dataset is not None or protocol is not None):
+        flag = f"--protocol {protocol}" if protocol is not None else f"--dataset {dataset}"
+        raise InvalidInputError(f"{flag} picks a built-in dataset's split, but SOURCE {source} is your own images; "
+                                f"drop {flag} to train on {source} with a split drawn from it "
+                                "(see `hashseek split`)")
+    if named is not None:
+        for flag, value in (("--dataset", dataset), ("--protocol", protocol)):
+            if value is not None and protocol_dataset(value) != named:
+                raise InvalidInputError(f"SOURCE {named} and {flag} {value} disagree; drop {flag} or SOURCE")
+    return protocol or named
+
+
+def load_run_split(run: str | Path, model: HashModel | None = None) -> Protocol:
+    """The split a run was trained and selected with (``split.json.gz`` beside its model); a model trained
+    before splits were saved names its built-in protocol."""
+    path = Path(run) / SPLIT_FILE
+    named = (model.config.get("protocol") if model is not None else None) or ""
+    if not path.is_file() and named in PROTOCOLS:
+        return get_protocol(named, seed=int((model.config.get("train") or {}).get("seed", 0)))
+    if not path.is_file():
+        raise NotFoundError(f"{run} holds no {SPLIT_FILE}; it was trained before splits were saved: "
+                            "pass --protocol NAME or a saved split (.json.gz)")
+    return Protocol.load(path)
+
+
+def reopen(protocol: Protocol) -> ImageDataset:
+    """The dataset a saved split was drawn from (a built-in name, a folder, an archive or a collection)."""
+    try:
+        dataset = open_labelled(protocol.dataset)[0]
+    except NotFoundError as err:
+        raise NotFoundError(f"{err}; this split was drawn from {protocol.dataset}") from None
+    protocol.check(dataset)
+    return dataset
+
+
+def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, resume: bool = False,
+                   recipe: str | None = None, progress: bool = True) -> TrainResult:
+    """Train on the split's training images, selecting on its validation images; the test queries are
+    never passed to the trainer. The split is written beside the model before training starts."""
+    out = Path(out)
+    saved = out / SPLIT_FILE
+    if resume:
+        if saved.is_file() and Protocol.load(saved) != prepared.protocol:
+            raise ConflictError(f"{out} was trained on another split ({saved}); resume with the same source and "
+                                f"seed, or pass --split {saved}")
+    elif (out / MODEL_FILE).is_file() or (out / "trainer_state.pt").is_file():
+        raise ConflictError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    prepared.protocol.save(saved)
+    trainer = Trainer(config, progress=progress)
+    return trainer.fit(prepared.dataset, prepared.protocol.train, validation_ids=prepared.protocol.validation or None,
+                       out_dir=out, resume=resume, dataset_name=prepared.dataset.name,
+                       protocol=prepared.protocol.name, source=prepared.source, split=SPLIT_FILE, recipe=recipe)
+
+
+def recipe_config(recipe: str, prepared: Prepared, *, max_minutes: float | None = None, overrides: dict | None = None,
+                  augment: dict | None = None) -> tuple[TrainConfig, list[str]]:
+    """The recipe's settings for this split, each given override replacing one; ``augment`` entries
+    replace single SeedAugment settings of the recipe's own."""
+    protocol = prepared.protocol
+    given = {**(overrides or {}), **({"augment_kwargs": augment} if augment else {})}
+    return resolve_recipe(recipe, n_train=len(protocol.train), n_classes=_n_classes(prepared),
+                          n_validation=len(protocol.validation), max_minutes=max_minutes, overrides=given)
+
+
+def _n_classes(prepared: Prepared) -> int:
+    return len(set(prepared.dataset.labels(prepared.protocol.train).tolist()))
+
+
+def train_on_source(source: str | Path, recipe: str = "fast", out: str | Path | None = None, *,
+                    seed: int | None = None, max_minutes: float | None = None, overrides: dict | None = None,
+                    augment: dict | None = None, resume: bool = False, progress: bool = True,
+                    **split_options) -> SourceRun:
+    """The whole loop: split (or the built-in protocol), recipe, training with selection on
+    validation, one evaluation on the test queries, and the report written into ``out``.
+    ``split_options``: ``val_fraction``, ``test_fraction``, ``database``, ``split``, ``dataset``, ``protocol``."""
+    prepared = prepare(source, seed=seed, progress=progress, **split_options)
+    config, lines = recipe_config(recipe, prepared, max_minutes=max_minutes,
+                                  overrides={**({"seed": seed} if seed is not None else {}), **(overrides or {})},
+                                  augment=augment)
+    out = Path(out) if out is not None else default_out(prepared, recipe, config.seed)
+    result = train_prepared(prepared, config, out, resume=resume, recipe=recipe, progress=progress)
+    return report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress)
+
+
+def default_out(prepared: Prepared, recipe: str, seed: int) -> Path:
+    return Path("runs") / f"{prepared.protocol.name}-{recipe}-seed{seed}"
+
+
+def report_training(prepared: Prepared, result: TrainResult, out: str | Path, *, recipe: str | None,
+                    recipe_lines: list[str], progress: bool = True) -> SourceRun:
+    """Validation figures of the kept weights, then the test queries once; eval.json, summary.md, plots."""
+    validation, test = evaluate_protocol(result.model, prepared.dataset, prepared.protocol, progress=progress)
+    files = write_run_report(out, result.model, prepared.dataset, prepared.protocol, test, validation,
+                             source=prepared.source, recipe=recipe, recipe_lines=recipe_lines,
+                             selection=result.selection, train_seconds=result.seconds, history=result.history,
+                             model_dir=Path(out))
+    return SourceRun(Path(out), result.model, result, validation.to_dict() if validation else None,
+                     test.to_dict(), files)
+
+
+def evaluate_run(run: str | Path, *, source: str | Path | None = None, protocol: Protocol | None = None,
+                 out: str | Path | None = None, mirror_average: bool = False, progress: bool = True) -> SourceRun:
+    """``hashseek eval --model RUN``: the model on the split saved with it (or ``protocol``), or with
+    ``source`` on another labelled source, every image a query against all the others."""
+    run = Path(run)
+    model = load_model(run)
+    if mirror_average:
+        model.set_mirror_average(True)
+    if source is not None:
+        dataset, _, key = open_labelled(source)
+        check = check_source(dataset, progress=progress)
+        usable = check.usable
+        protocol = Protocol(f"{dataset.name}-all", key, 0,
+                            "Every readable image of another labelled source is a query against all the others "
+                            "(leave-one-out); the model never saw this source.", usable, usable, [],
+                            excluded=check.unreadable, leave_one_out=True)
+    else:
+        protocol = protocol or load_run_split(run, model)
+        dataset = reopen(protocol)
+    validation, test = evaluate_protocol(model, dataset, protocol, progress=progress,
+                                         validate=source is None)
+    out = Path(out) if out is not None else run / "eval"
+    files = write_run_report(out, model, dataset, protocol, test, validation, source=protocol.dataset,
+                             recipe=model.config.get("recipe"), recipe_lines=[],
+                             selection=model.config.get("selection") or {},
+                             train_seconds=float(model.config.get("train_seconds", 0.0)),
+                             history=model.config.get("history") or [], model_dir=run)
+    return SourceRun(out, model, None, validation.to_dict() if validation else None, test.to_dict(), files)

@@ -1,0 +1,111 @@
+"""The user path of issue #13 from the CLI: labelled folder -> split -> recipe -> model -> report -> eval."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hashseek.cli import main
+from hashseek.data.protocols import Protocol
+
+
+@pytest.fixture(scope="module")
+def run(photos, tmp_path_factory):
+    """One short `--recipe fast` run on the folder, shared by the tests that read its report."""
+    out = tmp_path_factory.mktemp("runs") / "photos-fast"
+    code = main(["train", str(photos), "--recipe", "fast", "--epochs", "3", "--seed", "1", "--out", str(out), "-q"])
+    assert code == 0
+    return out
+
+
+def test_a_folder_trains_end_to_end_and_the_report_keeps_validation_and_test_apart(run, photos):
+    split = Protocol.load(run / "split.json.gz")
+    assert split.dataset == str(photos.resolve()) and split.seed == 1
+    assert split.sizes() == {"train": 32, "validation": 8, "query": 8, "database": 40}   # 4 x (8 + 2 + 2)
+    report = json.loads((run / "eval.json").read_text())
+    assert report["recipe"] == "fast" and report["recipe_lines"]
+    assert report["settings"]["epochs"] == 3 and report["settings"]["seed"] == 1      # the flag replaced one setting
+    assert report["split"]["sizes"] == split.sizes() and report["train_seconds"] > 0
+    assert report["validation"]["sizes"]["query"] == 8 and report["validation"]["sizes"]["database"] == 32
+    assert report["test"]["sizes"]["query"] == 8 and report["test"]["sizes"]["database"] == 40
+    assert 0 < report["test"]["map_all"] <= 1 and 0 < report["validation"]["map_all"] <= 1
+    summary = (run / "summary.md").read_text()
+    assert "| figure | validation (selection) | test queries" in summary and "| BMW_1_Series" in summary
+    assert list(run.glob("*.png")) and (run / "model.safetensors").is_file()
+
+
+def test_eval_model_reads_the_saved_split(run, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--model", str(run), "-q"]) == 0
+    out = capsys.readouterr().out
+    trained = json.loads((run / "eval.json").read_text())
+    again = json.loads((run / "eval" / "eval.json").read_text())
+    assert again["split"] == trained["split"]
+    assert again["test"]["map_all"] == pytest.approx(trained["test"]["map_all"])
+    assert "test       (8 queries / 40 database)" in out
+
+
+def test_eval_on_another_folder_is_leave_one_out(run, other_photos, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--model", str(run), "--source", str(other_photos), "-q"]) == 0
+    report = json.loads((run / "eval-others" / "eval.json").read_text())
+    assert report["validation"] is None and report["test"]["leave_one_out"]
+    assert report["test"]["sizes"]["query"] == report["test"]["sizes"]["database"] == 24
+    assert "leave-one-out" in capsys.readouterr().out
+
+
+def test_resume_refuses_another_split_and_a_rerun_needs_resume(run, photos, capsys):
+    assert main(["train", str(photos), "--recipe", "fast", "--epochs", "3", "--out", str(run), "-q"]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert main(["train", str(photos), "--seed", "2", "--resume", "--out", str(run), "-q"]) == 2
+    assert "was trained on another split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--protocol", "cars-bmw13"], "--protocol cars-bmw13 picks a built-in dataset's split, but SOURCE"),
+    (["--dataset", "cars-bmw13"], "drop --dataset cars-bmw13 to train on"),
+    (["--val-fraction", "0.9", "--test-fraction", "0.5"], "must leave images to train on"),
+])
+def test_contradictory_flags_fail_with_a_clear_message(photos, argv, message, capsys):
+    assert main(["train", str(photos), *argv, "-q"]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["caltech101", "--dataset", "cars-bmw13"], "SOURCE caltech101 and --dataset cars-bmw13 disagree"),
+    (["--dataset", "caltech101", "--protocol", "cars-bmw13"], "--protocol cars-bmw13 splits cars-bmw13"),
+    (["cars-bmw13", "--test-fraction", "0.3"], "the built-in protocol 'cars-bmw13' fixes its own split"),
+    (["--protocol", "no-such"], "unknown protocol 'no-such'"),
+    ([], "nothing to train on: give SOURCE"),
+    (["/no/such/folder"], "no such folder or archive"),
+    (["cars-bmw13", "--recipe", "none", "--max-minutes", "3"], "--max-minutes sizes a recipe's run"),
+])
+def test_contradictory_builtin_choices_fail_with_exit_code_2(argv, message, capsys):
+    assert main(["train", *argv, "-q"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_split_command_writes_a_loadable_file(photos, tmp_path, capsys):
+    out = tmp_path / "s.json.gz"
+    assert main(["split", str(photos), "--out", str(out), "--seed", "5", "--val-fraction", "0.25", "-q"]) == 0
+    printed = capsys.readouterr().out
+    split = Protocol.load(out)
+    assert split.seed == 5 and split.sizes()["validation"] == 12 and "| class | training |" in printed
+    assert main(["split", str(photos), "--out", str(tmp_path / "t.json.gz"), "--seed", "5", "--val-fraction", "0.25",
+                 "-q"]) == 0
+    assert Protocol.load(tmp_path / "t.json.gz") == split                                   # reproducible
+    assert main(["train", str(photos), "--split", str(out), "--test-fraction", "0.1", "-q"]) == 2
+    assert "is a split already drawn" in capsys.readouterr().err
+
+
+def test_a_split_of_another_source_is_refused(photos, other_photos, tmp_path, capsys):
+    out = tmp_path / "other.json.gz"
+    assert main(["split", str(other_photos), "--out", str(out), "-q"]) == 0
+    assert main(["train", str(photos), "--split", str(out), "-q"]) == 2
+    assert "was drawn from" in capsys.readouterr().err
+
+
+def test_a_single_class_folder_is_refused(make_photos, cars_bmw13, capsys):
+    root = make_photos("one", cars_bmw13.classes[:1], 5)
+    assert main(["train", str(root), "-q"]) == 2
+    assert "at least two classes" in capsys.readouterr().err
