@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hashseek.eval.metrics import mean_average_precision
+from hashseek.core.metrics import mean_average_precision
 from hashseek.eval.retrieval import cosine_distances
 from hashseek.eval.runner import MethodSpec, retrieval_figures, run_method
 from hashseek.models.features import BackboneEncoder, extract_features
@@ -58,8 +58,17 @@ def test_hashed_runs_have_a_hamming_pr_curve_that_ends_at_the_whole_database(sma
         # radius = all bits retrieves the whole database: 8 of 24 items share each query's class
         assert curve["precision"][-1] == pytest.approx(8 / 24) and curve["recall"][-1] == pytest.approx(1.0)
         assert np.all(np.diff(curve["recall"]) >= 0)
-        assert r["times"]["time_drop_ratio"] == pytest.approx(
-            1 - r["times"]["coarse_to_fine_ms_per_query"] / r["times"]["linear_ms_per_query"])
+
+
+def test_search_timings_reach_the_record(tiny_protocol, scripted_clock, tmp_path):
+    # 12 timed queries: linear 5.000 -> 5.060 s (5 ms each), coarse-to-fine 7.000 -> 7.012 s (1 ms each)
+    clock = scripted_clock(5.000, 5.060, 7.000, 7.012)
+    times = run_method("lsh", tiny_protocol, 16, cache_dir=tmp_path, progress=False, timing=False)["times"]
+    assert clock.instants == []
+    assert times["linear_ms_per_query"] == pytest.approx(5.0)
+    assert times["coarse_to_fine_ms_per_query"] == pytest.approx(1.0)
+    assert times["time_drop_ratio"] == pytest.approx(0.8)
+    assert times["timed_queries"] == 12 and times["candidates"] == 24     # 100 candidates, capped at the database
 
 
 def test_unseen_class_queries_are_reported_apart(small_runs, tiny_protocol):
