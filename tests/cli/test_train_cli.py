@@ -109,3 +109,25 @@ def test_a_single_class_folder_is_refused(make_photos, cars_bmw13, capsys):
     root = make_photos("one", cars_bmw13.classes[:1], 5)
     assert main(["train", str(root), "-q"]) == 2
     assert "at least two classes" in capsys.readouterr().err
+
+
+def test_a_collection_trains_on_its_labelled_library_and_eval_reopens_it(photos, tmp_path, capsys):
+    collection, out = tmp_path / "C", tmp_path / "run"
+    assert main(["index", str(photos), "--collection", str(collection), "--bits", "32", "-q"]) == 0
+    assert main(["train", str(collection), "--recipe", "fast", "--epochs", "2", "--augment-copies", "0",
+                 "--out", str(out), "-q"]) == 0
+    split = Protocol.load(out / "split.json.gz")
+    assert split.dataset == str(collection.resolve()) and split.sizes()["train"] == 32
+    assert main(["eval", "--model", str(out), "-q"]) == 0
+    assert "test       (8 queries / 40 database)" in capsys.readouterr().out
+
+
+def test_the_python_api_runs_the_whole_loop_with_every_image_in_the_database(photos, tmp_path):
+    from hashseek.eval.source_runs import train_on_source
+
+    run = train_on_source(photos, "fast", tmp_path / "api", seed=3, overrides={"epochs": 2, "augment_copies": 0},
+                          database="all", progress=False)
+    assert run.test["leave_one_out"] and run.test["sizes"] == {"query": 8, "database": 48, "query_requested": 8,
+                                                               "database_requested": 48}
+    assert run.validation["sizes"]["database"] == 32 and (run.out / "summary.md").is_file()
+    assert run.model.config["train"]["seed"] == 3 and Protocol.load(run.out / "split.json.gz").leave_one_out
