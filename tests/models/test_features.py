@@ -1,4 +1,5 @@
-
+"""Frozen backbone features: ONNX against torch, the cache, unreadable files (shipped test images);
+pretrained against random weights (real Caltech101 photos)."""
 import numpy as np
 import pytest
 
@@ -11,8 +12,8 @@ def onnx_encoder():
     return BackboneEncoder("efficientnet_lite0", runtime="onnx")
 
 
-def test_onnx_features_match_torch(caltech_slice, onnx_encoder):
-    dataset, ids = caltech_slice
+def test_onnx_features_match_torch(image_set, onnx_encoder):
+    dataset, ids = image_set
     fast = extract_features(dataset, ids[:16], encoder=onnx_encoder, cache=False, progress=False)
     slow = extract_features(dataset, ids[:16], encoder=BackboneEncoder(onnx_encoder.backbone, runtime="torch"),
                             cache=False, progress=False)
@@ -22,8 +23,8 @@ def test_onnx_features_match_torch(caltech_slice, onnx_encoder):
     assert fast.features.dtype == np.float16 and fast.features.shape == (16, 1280)
 
 
-def test_cache_is_reused_and_keyed_by_ids(caltech_slice, onnx_encoder, monkeypatch):
-    dataset, ids = caltech_slice
+def test_cache_is_reused_and_keyed_by_ids(image_set, onnx_encoder, monkeypatch):
+    dataset, ids = image_set
     first = extract_features(dataset, ids[:8], encoder=onnx_encoder, progress=False)
 
     def fail(*_):
@@ -37,10 +38,10 @@ def test_cache_is_reused_and_keyed_by_ids(caltech_slice, onnx_encoder, monkeypat
         extract_features(dataset, ids[:9], encoder=onnx_encoder, progress=False)
 
 
-def test_unreadable_images_are_skipped_and_counted(tmp_path, caltech_slice, onnx_encoder):
+def test_unreadable_images_are_skipped_and_counted(tmp_path, image_set, onnx_encoder):
     from hashseek.data.datasets import FolderDataset
 
-    dataset, ids = caltech_slice
+    dataset, ids = image_set
     (tmp_path / "a").mkdir()
     for n, image_id in enumerate(ids[:3]):
         (tmp_path / "a" / f"{n}.jpg").write_bytes(dataset.read_bytes(image_id))
@@ -60,10 +61,10 @@ def test_feature_set_round_trip_and_select(tmp_path):
     assert sel.ids == ["c", "a"] and sel.labels.tolist() == [0, 0]
 
 
-def test_cached_features_are_memory_mapped_and_match_a_fresh_extraction(caltech_slice, onnx_encoder):
+def test_cached_features_are_memory_mapped_and_match_a_fresh_extraction(image_set, onnx_encoder):
     from hashseek.core.paths import cache_root
 
-    dataset, ids = caltech_slice
+    dataset, ids = image_set
     cached = extract_features(dataset, ids[:10], encoder=onnx_encoder, progress=False)
     fresh = extract_features(dataset, ids[:10], encoder=onnx_encoder, cache=False, progress=False)
     assert isinstance(cached.features, np.memmap) and not cached.features.flags.writeable
