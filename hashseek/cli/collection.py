@@ -5,36 +5,34 @@ import argparse
 import json
 from pathlib import Path
 
-_DEFAULTS = {"bits": 64, "backbone": "efficientnet_lite0", "index": "flat", "hasher": "itq"}
+from hashseek.core.errors import InvalidInputError, NotFoundError
+
+# flag dest -> keyword of Collection.create, which alone defines the defaults
+_CREATE_SETTINGS = {"bits": "n_bits", "backbone": "backbone", "index": "index", "hasher": "hasher"}
 
 
 def cmd_index(args) -> int:
-    from hashseek.search.collection import COLLECTION_JSON, Collection
     from hashseek.core.hasher import load_image_hasher
+    from hashseek.search.collection import COLLECTION_JSON, Collection
 
     if not args.source.exists():
-        raise FileNotFoundError(f"no such folder or archive: {args.source}")
+        raise NotFoundError(f"no such folder or archive: {args.source}")
+    given = {keyword: getattr(args, dest) for dest, keyword in _CREATE_SETTINGS.items()
+             if getattr(args, dest) is not None}
     if (args.collection / COLLECTION_JSON).is_file():
-        given = [f"--{'backend' if key == 'index' else key}" for key in _DEFAULTS if getattr(args, key) is not None]
-        given += ["--model"] if args.model else []
-        given += [flag for flag, value in (("--milvus-uri", args.milvus_uri),
+        flags = [f"--{'backend' if dest == 'index' else dest}" for dest in _CREATE_SETTINGS
+                 if getattr(args, dest) is not None]
+        flags += ["--model"] if args.model else []
+        flags += [flag for flag, value in (("--milvus-uri", args.milvus_uri),
                                            ("--milvus-collection", args.milvus_collection)) if value]
-        if given:
-            raise ValueError(f"{args.collection} exists and keeps the settings it was made with; "
-                             f"drop {' '.join(given)} (see `hashseek info`)")
+        if flags:
+            raise InvalidInputError(f"{args.collection} exists and keeps the settings it was made with; "
+                                    f"drop {' '.join(flags)} (see `hashseek info`)")
         collection = Collection.open(args.collection, batch_size=args.batch_size)
     else:
-        image_hasher = None
-        if args.model:
-            try:
-                image_hasher = load_image_hasher(args.model)
-            except FileNotFoundError as err:
-                raise ValueError(f"--model: {err}; collections from trained models are not available yet") from None
-        settings = {key: getattr(args, key) or default for key, default in _DEFAULTS.items()}
-        collection = Collection.create(args.collection, image_hasher, n_bits=settings["bits"],
-                                       backbone=settings["backbone"], index=settings["index"],
-                                       hasher=settings["hasher"], batch_size=args.batch_size,
-                                       index_options=_index_options(args, settings["index"]))
+        image_hasher = load_image_hasher(args.model) if args.model else None
+        collection = Collection.create(args.collection, image_hasher, batch_size=args.batch_size,
+                                       index_options=_index_options(args, given.get("index")), **given)
     with collection:
         report = collection.add_folder(args.source, progress=not args.quiet)
         print(f"{args.collection}: {report}; {len(collection)} images in the collection")
@@ -43,14 +41,14 @@ def cmd_index(args) -> int:
     return 0
 
 
-def _index_options(args, backend: str) -> dict | None:
+def _index_options(args, backend: str | None) -> dict | None:
     """--milvus-uri / --milvus-collection for ``--backend milvus``; refused with any other backend."""
     if backend != "milvus":
         if args.milvus_uri or args.milvus_collection:
-            raise ValueError("--milvus-uri and --milvus-collection go with --backend milvus")
+            raise InvalidInputError("--milvus-uri and --milvus-collection go with --backend milvus")
         return None
     if not args.milvus_uri:
-        raise ValueError("--backend milvus needs --milvus-uri (http://host:19530, or a milvus-lite file.db)")
+        raise InvalidInputError("--backend milvus needs --milvus-uri (http://host:19530, or a milvus-lite file.db)")
     return {"uri": args.milvus_uri, **({"collection_name": args.milvus_collection} if args.milvus_collection else {})}
 
 
@@ -156,12 +154,13 @@ def register(sub) -> None:
     p.add_argument("source", type=Path, help="folder (one sub-folder per class) or tar archive")
     p.add_argument("--collection", "-c", type=Path, required=True)
     p.add_argument("--model", type=Path, help="a saved image hasher (trained model) instead of pretrained + ITQ")
-    p.add_argument("--bits", type=int, help=f"code length of a new collection (default {_DEFAULTS['bits']})")
-    p.add_argument("--backbone", help=f"pretrained backbone of a new collection (default {_DEFAULTS['backbone']})")
-    p.add_argument("--hasher", help=f"shallow hasher of a new collection (default {_DEFAULTS['hasher']})")
+    p.add_argument("--bits", type=int, help="code length of a new collection (default: Collection.create's)")
+    p.add_argument("--backbone", help="pretrained backbone of a new collection (default: Collection.create's)")
+    p.add_argument("--hasher", help="shallow hasher of a new collection (default: Collection.create's)")
     p.add_argument("--backend", "--index", dest="index", metavar="BACKEND",
                    help="index backend of a new collection: flat, hash, multihash, ivf (FAISS, in the collection "
-                        "directory) or milvus (codes in a Milvus collection; needs --milvus-uri) (default flat)")
+                        "directory) or milvus (codes in a Milvus collection; needs --milvus-uri) "
+                        "(default: Collection.create's)")
     p.add_argument("--milvus-uri", metavar="URI",
                    help="--backend milvus: http[s]://host:19530, or a milvus-lite file.db (stored absolute); "
                         "the token comes from HASHSEEK_MILVUS_TOKEN and is never stored")

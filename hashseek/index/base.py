@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 import hashseek
+from hashseek.core.errors import InvalidInputError
 from hashseek.core.registry import Registry
 
 MISSING_DISTANCE = int(np.iinfo(np.int32).max)
@@ -68,6 +69,9 @@ class BinaryIndex(ABC):
 
     kind: ClassVar[str] = ""
     exact: ClassVar[bool] = True  # False where search may miss true neighbours (hash, multihash, ivf)
+    is_remote: ClassVar[bool] = False       # codes live on a server (Milvus): created with ``if_exists``
+    needs_training: ClassVar[bool] = False  # learns its structure from the codes it first gets (IVF)
+    threaded: ClassVar[bool] = False        # takes ``threads=`` for its scans (FAISS)
 
     def __init__(self, n_bits: int):
         if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or not 8 <= n_bits <= 1024:
@@ -88,6 +92,28 @@ class BinaryIndex(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_bits={self.n_bits}, items={len(self)})"
+
+    @property
+    def is_trained(self) -> bool:
+        """False while an index that ``needs_training`` has not seen its first codes."""
+        return True
+
+    @classmethod
+    def check_options(cls, n_bits: int, path: str | Path, options: dict[str, Any] | None) -> dict[str, Any]:
+        """The options to store for an index of this kind belonging to the directory ``path``, checked
+        without touching any server: unknown or invalid options raise ``InvalidInputError``.
+        Local indexes are checked by building an empty one in memory."""
+        options = dict(options or {})
+        try:
+            cls(n_bits, **options).close()
+        except TypeError as err:
+            raise InvalidInputError(f"index {cls.kind!r}: {err}") from None
+        except ValueError as err:
+            raise InvalidInputError(f"index {cls.kind!r}: {err}") from None
+        return options
+
+    def close(self) -> None:
+        """Release what the index holds outside this process (a server connection); local ones hold nothing."""
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Store ``codes`` (n, n_bytes) uint8 under ``ids`` (n,) int64, which must be new."""

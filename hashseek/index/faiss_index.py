@@ -105,6 +105,8 @@ def _labels_to_ids(labels: np.ndarray, ids: np.ndarray, keys: np.ndarray | None 
 class FaissBinaryIndex(BinaryIndex):
     """Shared by the FAISS backends: thread control and provenance."""
 
+    threaded = True
+
     def __init__(self, n_bits: int, threads: int | None = None):
         super().__init__(n_bits)
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
@@ -299,6 +301,7 @@ class IVFIndex(FaissBinaryIndex):
 
     kind = "ivf"
     exact = False
+    needs_training = True
 
     def __init__(self, n_bits: int, nlist: int | None = None, nprobe: int = 8, seed: int = 0,
                  threads: int | None = None):

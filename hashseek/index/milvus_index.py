@@ -30,6 +30,7 @@ import importlib.util
 import logging
 import os
 import re
+import uuid
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
+from hashseek.core.errors import InvalidInputError
 from hashseek.index.base import INDEXES, MISSING_DISTANCE, BinaryIndex
 
 TOKEN_ENV = "HASHSEEK_MILVUS_TOKEN"
@@ -174,6 +176,36 @@ class MilvusIndex(BinaryIndex):
     """
 
     kind = "milvus"
+    is_remote = True
+    _STORED_OPTIONS = ("uri", "collection_name", "index_type", "nlist", "nprobe")
+
+    @classmethod
+    def check_options(cls, n_bits: int, path: str | Path, options: dict[str, Any] | None) -> dict[str, Any]:
+        """The options a collection at ``path`` stores: the uri made absolute for a milvus-lite file, a
+        ``collection_name`` made from the directory name when none is given. Never stores a token."""
+        options = dict(options or {})
+        if "token" in options:
+            raise InvalidInputError(f"a Milvus token is never stored: set {TOKEN_ENV} instead")
+        if "if_exists" in options:
+            raise InvalidInputError("if_exists is chosen by the collection (it rebuilds its index from SQLite)")
+        unknown = sorted(set(options) - set(cls._STORED_OPTIONS))
+        if unknown:
+            raise InvalidInputError(f"unknown milvus index options {unknown}; known: {list(cls._STORED_OPTIONS)}")
+        _pymilvus()  # fail early when pymilvus is missing
+        if options.get("uri") is None:
+            raise InvalidInputError("the milvus index needs a uri: http://host:19530 or a milvus-lite file.db")
+        uri = str(options["uri"])
+        options["uri"] = str(Path(uri).expanduser().resolve()) if is_lite(uri) else uri
+        if options.get("collection_name") is None:
+            base = re.sub(r"[^A-Za-z0-9_]", "_", Path(path).resolve().name)[:200]
+            if not base or base[0].isdigit():
+                base = "c_" + base
+            options["collection_name"] = f"{base}_{uuid.uuid4().hex[:8]}"
+        try:
+            check_settings(**options)
+        except ValueError as err:
+            raise InvalidInputError(str(err)) from None
+        return options
 
     def __init__(self, n_bits: int, uri: str, token: str | None = None, collection_name: str = "hashseek",
                  index_type: str = "BIN_FLAT", nlist: int = 1024, nprobe: int = 16,

@@ -320,3 +320,21 @@ def test_tie_groups_far_larger_than_k_still_keep_the_earliest(kind, kw):
     queries = random_codes(rng, 10, 16, informative_bits=3)
     for k in (1, 10, 300):
         assert_same(index.search(queries, k), model.search(queries, k))
+
+
+def test_backends_describe_and_check_their_own_options(tmp_path):
+    from hashseek.core.errors import InvalidInputError
+    from hashseek.index import INDEXES
+
+    assert INDEXES.get("ivf").needs_training and not INDEXES.get("flat").needs_training
+    assert INDEXES.get("flat").threaded and not INDEXES.get("numpy").threaded
+    assert not any(INDEXES.get(kind).is_remote for kind in ("flat", "hash", "multihash", "ivf", "numpy"))
+    assert INDEXES.get("hash").check_options(64, tmp_path, {"nflip": 3}) == {"nflip": 3}
+    with pytest.raises(InvalidInputError, match="nprobe"):
+        INDEXES.get("flat").check_options(64, tmp_path, {"nprobe": 4})      # an IVF option on a flat index
+    with pytest.raises(InvalidInputError, match="b must be"):
+        INDEXES.get("hash").check_options(64, tmp_path, {"b": 40})
+    ivf = create_index("ivf", 16, nlist=1)
+    assert not ivf.is_trained
+    ivf.add(np.zeros((2, 2), np.uint8), np.arange(2))
+    assert ivf.is_trained and create_index("flat", 16).is_trained

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hashseek.core.bits import hamming_distances
+from hashseek.core.errors import ConflictError
 from hashseek.search.collection import Collection
 from hashseek.search.distances import pairwise_distance
 from hashseek.core.hasher import ImageHasher, RefittableHasher, load_image_hasher
@@ -206,5 +207,5 @@ def test_feature_hasher_round_trip(library, tmp_path):
 def test_one_process_at_a_time(copy):
     with pytest.raises(ValueError, match="open in another process"):
         Collection.open(copy.path)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ConflictError):
         Collection.create(copy.path)

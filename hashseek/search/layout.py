@@ -1,0 +1,38 @@
+"""The files of a collection directory, named once (see ``hashseek.search.collection`` for what each holds)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hashseek.core.atomic import atomic_write_json
+from hashseek.core.errors import DamagedError, InvalidInputError, NotFoundError
+
+FORMAT_VERSION = 1
+COLLECTION_JSON = "collection.json"
+HASHER_DIR = "hasher"
+META_DB = "meta.sqlite"
+FEATURES_FILE = "features.f16"
+INDEX_FILE = "index.faiss"
+INDEX_STATE = "index.state.json"
+IMAGES_DIR = "images"
+SLOTS_DIR = "slots"        # slots/N: a model's hasher, features and collection.json beside the live ones
+LOCK_FILE = ".lock"
+MODEL_FILES = (FEATURES_FILE, HASHER_DIR, COLLECTION_JSON)   # what a reindex swaps, collection.json last
+
+
+def read_config(path: Path) -> dict:
+    """collection.json of the collection at ``path``, checked for its format version."""
+    spec = path / COLLECTION_JSON
+    if not spec.is_file():
+        raise NotFoundError(f"{path} is not a hashseek collection ({COLLECTION_JSON} missing)")
+    try:
+        config = json.loads(spec.read_text())
+    except ValueError as err:
+        raise DamagedError(f"{spec} is not readable JSON ({err})") from None
+    if config.get("version") != FORMAT_VERSION:
+        raise InvalidInputError(f"{path}: unsupported collection version {config.get('version')!r}")
+    return config
+
+
+def write_config(path: Path, config: dict) -> None:
+    atomic_write_json(path / COLLECTION_JSON, config)

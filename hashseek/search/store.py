@@ -1,0 +1,129 @@
+"""The three stores of a collection kept in step: SQLite rows, feature rows and the index.
+
+Every change commits in SQLite last (its features are appended and fsynced first), then is
+followed in memory: the library's ids and feature rows, and the index when it was current.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hashseek.core.atomic import atomic_write_bytes
+from hashseek.core.errors import InvalidInputError, NotFoundError
+from hashseek.core.hasher import ImageHasher
+from hashseek.search.checker import CHUNK
+from hashseek.search.feature_store import FeatureStore
+from hashseek.search.index_cache import IndexCache
+from hashseek.search.layout import FEATURES_FILE, IMAGES_DIR
+from hashseek.search.metadata import Metadata, NewRow
+
+log = logging.getLogger(__name__)
+
+
+class LibraryStore:
+    """SQLite rows, features and index of one model of a collection; repairs a crash's leftovers on open."""
+
+    def __init__(self, path: Path, meta: Metadata, config: dict, image_hasher: ImageHasher):
+        self.path, self.meta = path, meta
+        self.n_bits = int(config["n_bits"])
+        self.features = FeatureStore(path / FEATURES_FILE, int(config["feature_dim"]))
+        self.index = IndexCache(path, meta, config["index"], config.get("index_options"), self.n_bits)
+        dropped = self.features.cut_to(meta.feature_rows_used())
+        if dropped:
+            log.info("%s: dropped %d feature rows of an unfinished batch", path, dropped)
+        self.sync_codes(image_hasher)
+        self.ids, self.rows = meta.library_rows()   # library ids ascending, and their feature rows
+        self.index.load()
+
+    def close(self) -> None:
+        self.index.close()
+        self.features.close()
+
+    # ------------------------------------------------------------------ changes
+    def commit(self, rows: list[NewRow], features: np.ndarray, codes: np.ndarray | None,
+               uploads: dict[str, bytes] | None = None) -> list[int]:
+        """One batch: stored copies (``uploads``: name under images/ -> bytes), then features (fsynced),
+        then one SQLite transaction."""
+        features = np.asarray(features, np.float16)
+        if not np.isfinite(features).all():  # NaN or beyond float16's range: re-ranking needs finite values
+            raise InvalidInputError("features must be finite in float16 (|x| <= 65504); nothing of this batch "
+                                    "was added")
+        self._store_uploads(uploads)
+        first = self.features.append(features)
+        packed = [None] * len(rows) if codes is None else [code.tobytes() for code in codes]
+        with self.meta.transaction(searchable=codes is not None) as db:
+            ids = self.meta.insert(db, rows, packed, range(first, first + len(rows)), time.time())
+        self._added(np.array(ids), first + np.arange(len(ids)), codes)
+        return ids
+
+    def restore(self, old_id: int, row: NewRow, uploads: dict[str, bytes] | None = None) -> int:
+        """Re-adding a removed source: the same features and code under a new id (no decoding)."""
+        self._store_uploads(uploads)
+        with self.meta.transaction(searchable=True) as db:
+            new_id, old = self.meta.restore(db, old_id, row, time.time())
+        codes = None if old.code is None else np.frombuffer(old.code, np.uint8)[None]
+        self._added(np.array([new_id]), np.array([old.feature_row]), codes)
+        return new_id
+
+    def remove(self, ids: list[int]) -> None:
+        """Tombstone library images and delete their stored copies; unknown ids raise NotFoundError."""
+        missing = [i for i in ids if not self.in_library(i)]
+        if missing:
+            raise NotFoundError(f"not in the collection: {', '.join(map(str, missing))}")
+        stored = self.meta.stored_names(ids)
+        with self.meta.transaction(searchable=True) as db:
+            self.meta.mark_removed(db, ids)
+        keep = ~np.isin(self.ids, ids)
+        self.ids, self.rows = self.ids[keep], self.rows[keep]
+        self.index.follow_remove(np.array(ids))
+        for name in stored:
+            (self.path / IMAGES_DIR / name).unlink(missing_ok=True)
+
+    def sync_codes(self, image_hasher: ImageHasher) -> None:
+        """Give every row the code of a refittable hasher's current fit: after a first fit, a refit,
+        or a crash between them (the state table records which fit the codes came from)."""
+        if not (image_hasher.can_refit and image_hasher.is_fitted):
+            return
+        digest = image_hasher.describe().get("fit_digest")
+        refit = self.meta.state("fit_digest") != digest
+        rows = self.meta.feature_rows_needing_codes(all_rows=refit)
+        if not len(rows) and not refit:
+            return
+        codes = [image_hasher.codes_from_features(self.features.read(rows[i:i + CHUNK, 1]))
+                 for i in range(0, len(rows), CHUNK)]
+        with self.meta.transaction(searchable=True) as db:
+            if codes:
+                self.meta.set_codes(db, rows[:, 0], np.concatenate(codes))
+            self.meta.set_state("fit_digest", digest, db)
+
+    def _store_uploads(self, uploads: dict[str, bytes] | None) -> None:
+        for name, data in (uploads or {}).items():
+            if not (target := self.path / IMAGES_DIR / name).exists():
+                atomic_write_bytes(target, data)
+
+    def _added(self, ids: np.ndarray, rows: np.ndarray, codes: np.ndarray | None) -> None:
+        """Follow a committed insert in memory; the index only when it was current (else it is rebuilt)."""
+        self.ids = np.concatenate([self.ids, ids])
+        self.rows = np.concatenate([self.rows, rows])
+        if codes is not None:
+            self.index.follow_add(ids, codes)
+
+    # ------------------------------------------------------------------ reading
+    def in_library(self, image_id: int) -> bool:
+        pos = np.searchsorted(self.ids, image_id)
+        return bool(pos < len(self.ids) and self.ids[pos] == image_id)
+
+    def feature_rows(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self.ids, ids)
+        if len(ids) and (pos.max(initial=0) >= len(self.ids) or np.any(self.ids[pos] != ids)):
+            raise NotFoundError(f"not in the collection: {ids[~np.isin(ids, self.ids)][:5].tolist()}")
+        return self.rows[pos]
+
+    def feature_table(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the memory-mapped feature store, the ids' rows in it): re-ranking reads rows in place."""
+        rows = self.feature_rows(ids)
+        return self.features.table(rows), rows
