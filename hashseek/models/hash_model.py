@@ -5,6 +5,14 @@ head, loss, bits, classes, preprocessing and how it was trained) and ``hasher.js
 (so a collection can load it as its image hasher). A model trained on frozen features
 stores only its head and the digest of the backbone's bundled weights, which is checked
 when it is loaded.
+
+What a trained model stores for re-ranking (``rerank_feature`` in its config): ``codes``, the
+relaxed codes before binarisation in [-1, 1] (tanh outputs, or 2*sigmoid - 1), which carry what
+training learned; or ``embedding``, the head's float input. The head's embedding of the ``gap``
+and ``latent`` heads is the pretrained backbone's pooled vector, which frozen training never
+changes: re-ranking a trained model's Hamming candidates by it undid the training (cars-bmw13,
+gap+csq 48 bits, validation mAP 0.54 -> 0.20). ``codes`` measured best on the validation splits
+of cars-bmw13 and caltech101 (benchmarks/search_defaults.py) and is the default.
 """
 from __future__ import annotations
 
@@ -23,9 +31,12 @@ from hashseek.core.bits import pack_bits
 from hashseek.models.backbones import Backbone, create_backbone
 from hashseek.models.heads import HashHead, HeadOutput, create_head
 from hashseek.models.runtime import InferenceRunner, weights_digest
+from hashseek.core.errors import InvalidInputError
 from hashseek.core.hasher import IMAGE_HASHER_LOADERS
 
 CHECKPOINT_FORMAT = "hashseek-model/1"
+RERANK_FEATURES = ("codes", "embedding")
+DEFAULT_RERANK_FEATURE = "codes"
 
 
 class HashModel(nn.Module):
@@ -45,8 +56,10 @@ class HashModel(nn.Module):
               **config) -> "HashModel":
         trunk = create_backbone(backbone, pretrained=pretrained, weights=weights)
         hash_head = create_head(head, trunk.feature_channels, bits, n_classes, **(head_kwargs or {}))
+        config.setdefault("rerank_feature", DEFAULT_RERANK_FEATURE)
         return cls(trunk, hash_head, {"backbone": backbone, "head": head, "bits": bits, "n_classes": n_classes,
-                                      "pretrained": pretrained, "head_kwargs": head_kwargs or {}, **config})
+                                      "pretrained": pretrained, "weights_file": str(weights) if weights else None,
+                                      "head_kwargs": head_kwargs or {}, **config})
 
     # -- forward ---------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> HeadOutput:
@@ -57,8 +70,26 @@ class HashModel(nn.Module):
         return self.head.n_bits
 
     @property
+    def rerank_feature(self) -> str:
+        """Which float feature encoding returns (see the module docstring); stored in the config."""
+        name = self.config.get("rerank_feature") or DEFAULT_RERANK_FEATURE
+        if name not in RERANK_FEATURES:
+            raise InvalidInputError(f"rerank_feature must be one of {RERANK_FEATURES}, got {name!r}")
+        return name
+
+    def set_rerank_feature(self, name: str) -> "HashModel":
+        self.config["rerank_feature"] = name
+        self.rerank_feature  # checks the name
+        self._runner = None  # the exported graph changes
+        return self
+
+    @property
     def feature_dim(self) -> int:
-        return self.head.embedding_dim
+        return self.n_bits if self.rerank_feature == "codes" else self.head.embedding_dim
+
+    @property
+    def has_classifier(self) -> bool:
+        return getattr(self.head, "classifier", None) is not None
 
     @property
     def classes(self) -> list[str]:
@@ -84,29 +115,46 @@ class HashModel(nn.Module):
         """Relaxed codes -> packed bits (sign for tanh heads, >= 0.5 for sigmoid heads)."""
         return pack_bits(np.asarray(codes) >= self.head.code_threshold)
 
+    def rerank_output(self, out: HeadOutput) -> torch.Tensor:
+        """The float feature a collection stores for re-ranking, from one forward pass."""
+        return out.signed_codes() if self.rerank_feature == "codes" else out.embedding
+
     @torch.no_grad()
     def encode_maps(self, maps: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Cached backbone maps -> (packed codes, float features), head only."""
         if self.mirror_average:
-            raise ValueError("mirror averaging needs the mirrored images' maps: encode the images instead")
+            raise InvalidInputError("mirror averaging needs the mirrored images' maps: encode the images instead")
         self.head.eval()
         codes, feats = [], []
         for i in range(0, len(maps), batch_size):
             out = self.head(torch.from_numpy(np.asarray(maps[i:i + batch_size], np.float32)))
             codes.append(out.codes.numpy())
-            feats.append(out.embedding.numpy())
+            feats.append(self.rerank_output(out).numpy())
         return self.codes_from_output(np.concatenate(codes)), np.concatenate(feats).astype(np.float32)
 
     # -- the ImageHasher protocol -------------------------------------------------------
-    def encode_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, 3, s, s) preprocessed images -> (packed codes, float32 features), through ONNX Runtime."""
+    def infer_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(n, 3, s, s) preprocessed images -> (packed codes, float32 features, class probabilities
+        (n, n_classes) or None without a classifier), one pass through ONNX Runtime."""
         if self._runner is None:
             self.eval()
-            tag = f"hashmodel-{self.config['head']}{'-mirror' if self.mirror_average else ''}"
-            self._runner = InferenceRunner(_EncodeGraph(self), self.input_size, "onnx",
-                                           tag=tag, output_names=("codes", "embedding"))
-        codes, embedding = self._runner(inputs)
-        return self.codes_from_output(codes), embedding.astype(np.float32)
+            tag = (f"hashmodel-{self.config['head']}-{self.rerank_feature}"
+                   f"{'-mirror' if self.mirror_average else ''}{'-logits' if self.has_classifier else ''}")
+            names = ("codes", "feature", "logits") if self.has_classifier else ("codes", "feature")
+            self._runner = InferenceRunner(_EncodeGraph(self), self.input_size, "onnx", tag=tag, output_names=names)
+        codes, feature, *logits = self._runner(inputs)
+        return self.codes_from_output(codes), feature.astype(np.float32), _softmax(logits[0]) if logits else None
+
+    def encode_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 3, s, s) preprocessed images -> (packed codes, float32 features), through ONNX Runtime."""
+        codes, features, _ = self.infer_arrays(inputs)
+        return codes, features
+
+    def classify_arrays(self, inputs: np.ndarray) -> np.ndarray:
+        """(n, 3, s, s) preprocessed images -> (n, n_classes) softmax of the model's classifier."""
+        if not self.has_classifier:
+            raise InvalidInputError(f"this {self.config['head']} model was trained without a classifier")
+        return self.infer_arrays(inputs)[2]
 
     def encode(self, sources, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Image paths, bytes or PIL images -> (packed codes, float features)."""
@@ -118,6 +166,7 @@ class HashModel(nn.Module):
     def describe(self) -> dict:
         keys = ("backbone", "head", "loss", "bits", "mode", "dataset_name", "protocol", "trained_at")
         return {"type": "hash_model", **{k: self.config.get(k) for k in keys},
+                "rerank_feature": self.rerank_feature, "classifier": self.has_classifier,
                 "input_size": self.input_size, "weights_digest": weights_digest(self)}
 
     def train(self, mode: bool = True):
@@ -128,11 +177,15 @@ class HashModel(nn.Module):
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        # a frozen run's trunk is reloaded from where it came from: the bundled weights or the user's file
         frozen = self.config.get("mode") == "frozen"
-        state = {k: v.contiguous() for k, v in self.state_dict().items() if not (frozen and k.startswith("backbone."))}
+        source = ("file" if frozen and self.config.get("weights_file") else
+                  "bundled" if frozen and self.config.get("pretrained", True) else "in checkpoint")
+        external = source != "in checkpoint"
+        state = {k: v.contiguous() for k, v in self.state_dict().items() if not (external and k.startswith("backbone."))}
         config = {**self.config, "format": CHECKPOINT_FORMAT, "input_size": self.input_size,
                   "preprocessing": {**self.backbone.preprocessing(), "input_size": self.input_size},
-                  "backbone_weights": "bundled" if frozen else "in checkpoint",
+                  "backbone_weights": source,
                   "backbone_digest": weights_digest(self.backbone)}
         _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p)))
         _atomic_write(directory / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
@@ -141,18 +194,27 @@ class HashModel(nn.Module):
 
 
 class _EncodeGraph(nn.Module):
-    """The exported inference graph: images -> (relaxed codes, embedding)."""
+    """The exported inference graph: images -> (relaxed codes, re-rank feature[, logits])."""
 
     def __init__(self, model: HashModel):
         super().__init__()
         self.model = model
 
     def forward(self, images: torch.Tensor):
-        out = self.model(images)
-        if not self.model.mirror_average:
-            return out.codes, out.embedding
-        mirrored = self.model(images.flip(-1))
-        return (out.codes + mirrored.codes) / 2, (out.embedding + mirrored.embedding) / 2
+        outputs = [self._parts(self.model(images))]
+        if self.model.mirror_average:
+            outputs.append(self._parts(self.model(images.flip(-1))))
+        return tuple(sum(parts) / len(parts) for parts in zip(*outputs))
+
+    def _parts(self, out: HeadOutput) -> tuple[torch.Tensor, ...]:
+        parts = (out.codes, self.model.rerank_output(out))
+        return parts + (out.logits,) if self.model.has_classifier else parts
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -174,11 +236,14 @@ def load_model(directory: str | Path) -> HashModel:
     config = json.loads(config_path.read_text())
     if config.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{directory}: unknown checkpoint format {config.get('format')!r}")
-    frozen = config.get("backbone_weights") == "bundled"
+    source = config.get("backbone_weights")
+    frozen = source in ("bundled", "file")
     model = HashModel.build(config["backbone"], config["head"], config["bits"], config.get("n_classes"),
-                            pretrained=frozen, head_kwargs=config.get("head_kwargs"),
+                            pretrained=source == "bundled", head_kwargs=config.get("head_kwargs"),
+                            weights=config.get("weights_file") if source == "file" else None,
                             **{k: v for k, v in config.items()
-                               if k not in ("backbone", "head", "bits", "n_classes", "pretrained", "head_kwargs")})
+                               if k not in ("backbone", "head", "bits", "n_classes", "pretrained", "head_kwargs",
+                                            "weights_file")})
     state = load_file(str(directory / "model.safetensors"))
     model.load_state_dict(state, strict=not frozen)
     if frozen and weights_digest(model.backbone) != config["backbone_digest"]:

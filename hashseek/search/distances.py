@@ -15,14 +15,24 @@ zero-division checks, which stop vectorisation) and reassociation allowed (vecto
 sums); features must be finite, which the collection checks on insertion.
 
 A new metric is one ``@DISTANCES.register`` function decorated with ``@_row_metric``.
-Each (metric, storage dtype) pair compiles on first use (under a second).
+The built-in metrics run in one driver compiled with ``cache=True``: the machine code is written
+once (beside this module, or under ``<hashseek cache>/numba`` when the package folder is read-only)
+and later processes load it in milliseconds instead of compiling for a second; ``warm_up()`` loads
+it ahead of the first query. A metric registered elsewhere compiles on its first use.
 """
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numba
 import numpy as np
 
+from hashseek.core.paths import cache_root
 from hashseek.core.registry import Registry
+
+if not os.environ.get("NUMBA_CACHE_DIR") and not os.access(Path(__file__).parent, os.W_OK):
+    numba.config.CACHE_DIR = str(cache_root() / "numba")  # read at compile time, not only at import
 
 DISTANCES: Registry = Registry("distance")
 
@@ -96,25 +106,55 @@ def cosine(x, q):
     return np.float32(1.0) - dot / max(norms, _TINY)
 
 
+@numba.njit(inline="always", nogil=True, error_model="numpy", fastmath=_FASTMATH)
+def _widen(src, half, bits, widened, x):
+    """One table row as float32 into ``x``; ``half``: the row holds float16 bits (``bits`` / ``widened``
+    are one scratch buffer seen as uint32 and float32)."""
+    if half:
+        for i in range(x.shape[0]):
+            h = np.uint32(src[i])
+            bits[i] = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | ((h & np.uint32(0x8000)) << np.uint32(16))
+        for i in range(x.shape[0]):
+            x[i] = widened[i] * _HALF_SCALE
+    else:
+        for i in range(x.shape[0]):
+            x[i] = src[i]
+
+
 @numba.njit(nogil=True, error_model="numpy", fastmath=_FASTMATH)
 def _distances(table, rows, queries, metric, half, out):
-    """out[i, j] = metric(table[rows[j]] as float32, queries[i]); ``half``: table holds float16 bits."""
+    """out[i, j] = metric(table[rows[j]] as float32, queries[i]), for any registered row metric."""
     bits = np.empty(table.shape[1], np.uint32)
-    widened = bits.view(np.float32)
     x = np.empty(table.shape[1], np.float32)
     for j in range(rows.shape[0]):
-        src = table[rows[j]]
-        if half:
-            for i in range(x.shape[0]):
-                h = np.uint32(src[i])
-                bits[i] = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | ((h & np.uint32(0x8000)) << np.uint32(16))
-            for i in range(x.shape[0]):
-                x[i] = widened[i] * _HALF_SCALE
-        else:
-            for i in range(x.shape[0]):
-                x[i] = src[i]
+        _widen(table[rows[j]], half, bits, bits.view(np.float32), x)
         for qi in range(queries.shape[0]):
             out[qi, j] = metric(x, queries[qi])
+
+
+_BUILT_IN = ("chi2", "euclidean", "manhattan", "chebyshev", "cosine")   # the branches of _built_in_distances
+
+
+@numba.njit(nogil=True, error_model="numpy", fastmath=_FASTMATH, cache=True)
+def _built_in_distances(table, rows, queries, metric, half, out):
+    """``_distances`` for the built-in metrics, chosen by their position in ``_BUILT_IN``: a driver
+    that names its metrics as globals can be cached on disk (one taking a function argument cannot)."""
+    bits = np.empty(table.shape[1], np.uint32)
+    x = np.empty(table.shape[1], np.float32)
+    for j in range(rows.shape[0]):
+        _widen(table[rows[j]], half, bits, bits.view(np.float32), x)
+        for qi in range(queries.shape[0]):
+            q = queries[qi]
+            if metric == 0:
+                out[qi, j] = chi2(x, q)
+            elif metric == 1:
+                out[qi, j] = euclidean(x, q)
+            elif metric == 2:
+                out[qi, j] = manhattan(x, q)
+            elif metric == 3:
+                out[qi, j] = chebyshev(x, q)
+            else:
+                out[qi, j] = cosine(x, q)
 
 
 def _real_array(x, name: str) -> np.ndarray:
@@ -154,12 +194,27 @@ def pairwise_distance(query, candidates, metric: str = "chi2", rows: np.ndarray 
             table, rows = np.ascontiguousarray(table[rows], dtype=np.float32), np.arange(len(rows), dtype=np.int64)
         else:
             table = np.ascontiguousarray(table)
-        _distances(table, rows, queries, fn, half, out)
+        if metric in _BUILT_IN and DISTANCES.get(metric) is _BUILT_IN_KERNELS[metric]:
+            _built_in_distances(table, rows, queries, _BUILT_IN.index(metric), half, out)
+        else:
+            _distances(table, rows, queries, fn, half, out)
     return out[0] if q.ndim == 1 else out
+
+
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile and cache) the built-in kernels for both storage
+    dtypes, so that no query pays for it: servers call this at start."""
+    table = np.ones((2, 4), np.float32)
+    for metric in _BUILT_IN:
+        pairwise_distance(table[0], table, metric)
+        pairwise_distance(table[0], table.astype(np.float16), metric)
+
+
+_BUILT_IN_KERNELS = {name: DISTANCES.get(name) for name in _BUILT_IN}
 
 
 def list_distances() -> list[str]:
     return DISTANCES.names()
 
 
-__all__ = ["DISTANCES", "list_distances", "pairwise_distance"]
+__all__ = ["DISTANCES", "list_distances", "pairwise_distance", "warm_up"]

@@ -147,11 +147,15 @@ def test_every_head_exports_to_onnx_and_matches_torch(name):
     torch.manual_seed(0)
     model = HashModel.build("efficientnet_lite0", name, 16, N_CLASSES, input_size=96).eval()
     images = torch.rand(3, 3, 96, 96)
-    codes, feats = model.encode_arrays(images.numpy())
+    codes, feats, probabilities = model.infer_arrays(images.numpy())
     with torch.inference_mode():
         out = model(images)
-    torch.testing.assert_close(torch.from_numpy(feats), out.embedding, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(feats), model.rerank_output(out), rtol=1e-4, atol=1e-4)
     assert (codes == model.codes_from_output(out.codes.numpy())).mean() > 0.99  # a bit exactly at 0 may flip
+    if out.logits is not None:  # the classifier's softmax comes out of the same exported graph
+        torch.testing.assert_close(torch.from_numpy(probabilities), out.logits.softmax(1), rtol=1e-4, atol=1e-5)
+    else:
+        assert probabilities is None
 
 
 def test_mirror_average_codes_ignore_which_way_the_image_faces(tmp_path):
@@ -169,7 +173,7 @@ def test_mirror_average_codes_ignore_which_way_the_image_faces(tmp_path):
     np.testing.assert_array_equal(codes, mirror_codes)
     np.testing.assert_allclose(feats, mirror_feats, rtol=1e-4, atol=1e-5)
     with torch.inference_mode():
-        expected = (model(images).embedding + model(images.flip(-1)).embedding) / 2
+        expected = (model.rerank_output(model(images)) + model.rerank_output(model(images.flip(-1)))) / 2
     np.testing.assert_allclose(feats, expected.numpy(), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="mirror"):
         model.encode_maps(np.zeros((1, 1280, 3, 3), np.float32))

@@ -1,0 +1,183 @@
+"""Choose the search defaults (hashseek/search/defaults.py) and a trained model's re-rank feature
+on validation data, then check them on the protocols' test queries.
+
+For each protocol, two collections, as a user builds them:
+
+* zero-training: pretrained EfficientNet-Lite0 pooled features + ITQ (64 bits) fitted on the
+  library's own float16 features; the float feature is the pooled vector;
+* trained: gap + csq (48 bits) trained on frozen maps of the protocol's ``train`` images; the float
+  feature is each of ``hashseek.models.hash_model.RERANK_FEATURES`` (relaxed codes, the head's
+  embedding), so the choice between them is measured too;
+
+and a latent + ce model (48 bits) whose softmax classifier is compared with the top-k vote.
+
+Splits: ``validation`` searches the protocol's validation images in a library of its training
+images (what the defaults are chosen on); ``test`` searches the protocol's queries in its
+database (what is reported). Every pipeline ranks the whole library with the engine's own order
+(``hashseek.search.engine.result_order``): Hamming-only with ties by insertion order (the old
+default), Hamming with ties by a float distance, and re-ranks of a candidate count that scales
+with the library. Insertion-order independence: the default pipeline run on 3 random insertion
+orders; the share of queries whose top-20 class composition is the same in all of them.
+
+    python benchmarks/search_defaults.py --protocols cars-bmw13 caltech101 --split validation test
+
+Backbone maps are extracted once into the hashseek feature cache (caltech101: about 2 minutes on
+2 cores); training takes seconds (cars) to minutes (caltech101).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, write_json  # noqa: E402
+
+from hashseek.core.bits import hamming_distances, pack_bits  # noqa: E402
+from hashseek.core.metrics import mean_average_precision, precision_at_k, vote_accuracy  # noqa: E402
+from hashseek.data.named import load_dataset  # noqa: E402
+from hashseek.data.protocols import get_protocol, protocol_dataset  # noqa: E402
+from hashseek.hashers import create_hasher  # noqa: E402
+from hashseek.models.features import BackboneEncoder, extract_features  # noqa: E402
+from hashseek.models.hash_model import RERANK_FEATURES  # noqa: E402
+from hashseek.search.defaults import SEARCH_DEFAULTS, SearchDefaults  # noqa: E402
+from hashseek.search.distances import pairwise_distance  # noqa: E402
+from hashseek.search.engine import candidate_cut, result_order  # noqa: E402
+from hashseek.train import TrainConfig, Trainer  # noqa: E402
+
+METRICS = ("chi2", "cosine", "euclidean")
+FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
+
+
+def rankings(h: np.ndarray, f: np.ndarray | None, candidates: int | None, insertion: np.ndarray) -> np.ndarray:
+    """(nq, n) library positions in result order; ``f`` None: Hamming with ties by insertion order."""
+    out = np.empty(h.shape, np.int64)
+    for q in range(len(h)):
+        if f is None:
+            out[q] = np.lexsort((insertion, h[q]))
+        else:
+            cut = None if candidates is None else candidate_cut(h[q], candidates)
+            out[q] = result_order(h[q], f[q], insertion, cut)
+    return out
+
+
+def scores(order: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray) -> dict:
+    """mAP@all, P@20 and top-8 vote accuracy of rankings (as rank positions: ties cannot occur)."""
+    position = np.empty_like(order)
+    np.put_along_axis(position, order, np.arange(order.shape[1])[None].repeat(len(order), 0), axis=1)
+    return {"map_all": round(float(mean_average_precision(position, q_labels, db_labels)), 4),
+            "precision_at_20": round(float(precision_at_k(position, q_labels, db_labels, 20)), 4),
+            "vote_top8": round(float(vote_accuracy(position, q_labels, db_labels, 8)), 4)}
+
+
+def pipelines(h, floats, q_labels, db_labels, n_library: int) -> dict:
+    """Every pipeline on one (codes, feature) pair: name -> scores."""
+    ids = np.arange(n_library)
+    rows = {"hamming, ties by insertion": scores(rankings(h, None, None, ids), q_labels, db_labels)}
+    for metric, f in floats.items():
+        rows[f"hamming, ties by {metric}"] = scores(rankings(h, f, None, ids), q_labels, db_labels)
+        for fraction in FRACTIONS:
+            m = SearchDefaults(candidate_fraction=fraction).candidate_count(n_library)
+            rows[f"rerank {metric}, {fraction:.0%} ({m})"] = scores(rankings(h, f, m, ids), q_labels, db_labels)
+    return rows
+
+
+def default_pipeline(h, floats, q_labels, db_labels, n_library: int, orders: int = 3, seed: int = 0) -> dict:
+    """SEARCH_DEFAULTS's pipeline, and its insertion-order independence over ``orders`` random orders."""
+    d = SEARCH_DEFAULTS
+    f = floats[d.rerank or d.tie_distance]
+    m = d.candidate_count(n_library) if d.rerank else None
+    base = rankings(h, f, m, np.arange(n_library))
+    def identical(f_used, m_used) -> float:
+        """Share of queries whose top-k class composition is the same under every insertion order."""
+        per_order = []
+        for order in range(orders):
+            insertion = np.random.default_rng(seed + order).permutation(n_library)
+            top = rankings(h, f_used, m_used, insertion)[:, :d.k]
+            per_order.append([Counter(db_labels[row].tolist()) for row in top])
+        return round(float(np.mean([all(c[q] == per_order[0][q] for c in per_order) for q in range(len(h))])), 4)
+
+    return {"settings": d.to_dict(), "candidates": m, **scores(base, q_labels, db_labels),
+            "top20_classes_identical_over_3_orders": identical(f, m),
+            "hamming_ties_by_insertion_top20_classes_identical": identical(None, None)}
+
+
+def head_outputs(model, maps: np.ndarray) -> dict:
+    with torch.no_grad():
+        out = model.head(torch.from_numpy(np.asarray(maps, np.float32)))
+    return {"codes": out.signed_codes().numpy(), "embedding": out.embedding.numpy(),
+            "logits": None if out.logits is None else out.logits.numpy()}
+
+
+def run_split(name: str, split: str, dataset, protocol, maps, models: dict) -> dict:
+    library, queries = ((protocol.train, protocol.validation) if split == "validation"
+                        else (protocol.database, protocol.query))
+    row = {i: n for n, i in enumerate(maps.ids)}
+    lib = np.array([row[i] for i in library if i in row])
+    qry = np.array([row[i] for i in queries if i in row])
+    db_labels, q_labels = maps.labels[lib], maps.labels[qry]
+    lib_maps = np.asarray(maps.features[lib], np.float32)
+    qry_maps = np.asarray(maps.features[qry], np.float32)
+    out = {"library": len(lib), "queries": len(qry)}
+
+    # zero-training: ITQ fitted on the library's float16 pooled features (as a collection does)
+    pooled_lib = lib_maps.mean(axis=(2, 3)).astype(np.float16)
+    pooled_qry = qry_maps.mean(axis=(2, 3)).astype(np.float16).astype(np.float32)
+    itq = create_hasher("itq", 64, seed=0).fit(pooled_lib.astype(np.float32))
+    h = hamming_distances(itq.transform(pooled_qry), itq.transform(pooled_lib.astype(np.float32)))
+    floats = {m: pairwise_distance(pooled_qry, pooled_lib, m) for m in METRICS}
+    t = time.perf_counter()
+    out["zero-training itq 64"] = {"pipelines": pipelines(h, floats, q_labels, db_labels, len(lib)),
+                                   "default": default_pipeline(h, floats, q_labels, db_labels, len(lib))}
+    print(f"{name} {split} zero-training: {time.perf_counter() - t:.0f} s", flush=True)
+
+    for tag, model in models.items():
+        lo, qo = head_outputs(model, lib_maps), head_outputs(model, qry_maps)
+        h = hamming_distances(pack_bits(qo["codes"] >= 0), pack_bits(lo["codes"] >= 0))
+        result = {}
+        for feature in RERANK_FEATURES:
+            floats = {m: pairwise_distance(qo[feature], lo[feature].astype(np.float16), m) for m in METRICS}
+            result[f"feature {feature}"] = pipelines(h, floats, q_labels, db_labels, len(lib))
+            if feature == model.rerank_feature:
+                result["default"] = default_pipeline(h, floats, q_labels, db_labels, len(lib))
+        if qo["logits"] is not None:
+            result["classifier_accuracy"] = round(float((qo["logits"].argmax(1) == q_labels).mean()), 4)
+        out[tag] = result
+        print(f"{name} {split} {tag}: done", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--protocols", nargs="+", default=["cars-bmw13", "caltech101"])
+    parser.add_argument("--split", nargs="+", default=["validation", "test"], choices=["validation", "test"])
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench/search_defaults.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    payload = {"command": "python " + " ".join(sys.argv), "machine": machine(), "defaults": SEARCH_DEFAULTS.to_dict(),
+               "results": {}}
+    for name in args.protocols:
+        dataset = load_dataset(protocol_dataset(name))
+        protocol = get_protocol(name, dataset, seed=0)
+        needed = set(protocol.train) | set(protocol.validation) | set(protocol.database) | set(protocol.query)
+        maps = extract_features(dataset, [i for i in dataset.ids if i in needed], encoder=BackboneEncoder("efficientnet_lite0", kind="map"))
+        models = {}
+        for head, loss in (("gap", "csq"), ("latent", "ce")):
+            t = time.perf_counter()
+            config = TrainConfig(head=head, loss=loss, bits=48, mode="frozen", epochs=args.epochs, seed=0)
+            models[f"trained {head}+{loss} 48"] = Trainer(config, progress=False).fit(dataset, protocol.train).model.eval()
+            print(f"{name}: trained {head}+{loss} in {time.perf_counter() - t:.0f} s", flush=True)
+        payload["results"][name] = {split: run_split(name, split, dataset, protocol, maps, models)
+                                    for split in args.split}
+        write_json(args.out, payload)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
