@@ -38,15 +38,20 @@ class CheckReport:
 
 def check(path: Path, meta: Metadata, features: FeatureStore, index: IndexCache, image_hasher: ImageHasher,
           n_bits: int) -> CheckReport:
-    """Verify that metadata, features and index agree (see ``CheckReport``)."""
-    problems, notes = [], []
+    """Verify that metadata, features and index agree (see ``CheckReport``). On a read-only open, what
+    a writable open would recover (rows of a batch that never committed, missing codes) is a note."""
+    problems, notes = [f"{META_DB}: {found}" for found in meta.quick_check()], []
     total, library, coded = meta.query(
         "SELECT COUNT(*), SUM(in_library), SUM(in_library AND code IS NOT NULL) FROM images")[0]
     library, coded = library or 0, coded or 0
     n_rows = len(features)
     counts = {"images": library, "removed": total - library, "searchable": coded, "feature_rows": n_rows}
-    if features.n_bytes % features.row_bytes:
-        problems.append(f"{FEATURES_FILE} ends in a partial row ({features.n_bytes} bytes)")
+    damage, used = feature_damage(meta, features), meta.feature_rows_used()
+    if damage:
+        problems.append(f"{damage}: `{meta.repair}` re-encodes the lost rows")
+    elif features.n_bytes > used * features.row_bytes:
+        notes.append(f"{FEATURES_FILE} holds {features.n_bytes - used * features.row_bytes} bytes past the rows "
+                     f"{META_DB} references (a batch that never committed): cut at the next writable open")
     bad_rows = meta.query("SELECT COUNT(*) FROM images WHERE feature_row < 0 OR feature_row >= ?", (n_rows,))[0][0]
     if bad_rows:
         problems.append(f"{bad_rows} rows reference feature rows beyond the {n_rows} stored")
@@ -56,7 +61,9 @@ def check(path: Path, meta: Metadata, features: FeatureStore, index: IndexCache,
     if bad_codes:
         problems.append(f"{bad_codes} codes do not have {n_bytes} bytes")
     if coded < library:
-        (problems if image_hasher.is_fitted else notes).append(f"{library - coded} images have no code yet")
+        fixed_on_open = meta.read_only and image_hasher.can_refit
+        (problems if image_hasher.is_fitted and not fixed_on_open else notes).append(
+            f"{library - coded} images have no code yet" + (": a writable open computes them" if fixed_on_open else ""))
     missing = [name for (name,) in meta.query("SELECT stored FROM images WHERE stored IS NOT NULL")
                if not (path / IMAGES_DIR / name).is_file()]
     if missing:
@@ -67,8 +74,19 @@ def check(path: Path, meta: Metadata, features: FeatureStore, index: IndexCache,
         problems += _codes_match_features(meta, features, image_hasher)
     problems += _index_matches(meta, index)
     if index.saved_state() != index.state():
-        notes.append(f"{INDEX_FILE} is stale; it is rewritten on close")
+        notes.append(f"{INDEX_FILE} is stale; " + ("it was rebuilt in memory (a read-only open rewrites nothing)"
+                                                    if meta.read_only else "it is rewritten on close"))
     return CheckReport(counts, problems, notes)
+
+
+def feature_damage(meta: Metadata, features: FeatureStore) -> str | None:
+    """What is wrong with a feature file that holds fewer rows than SQLite references (a cut file), or None."""
+    needed = meta.feature_rows_used()
+    if len(features) >= needed:
+        return None
+    tail = features.n_bytes - len(features) * features.row_bytes
+    return (f"{features.path} is damaged: it holds {len(features)} feature rows"
+            + (f" + {tail} bytes" if tail else "") + f", but {META_DB} references {needed}")
 
 
 def _codes_match_features(meta: Metadata, features: FeatureStore, image_hasher: ImageHasher) -> list[str]:

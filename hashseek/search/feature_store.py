@@ -1,48 +1,94 @@
 """A collection's float16 features for re-ranking: one append-only file, one row per image, memory-mapped."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
+from hashseek.core.errors import ReadOnlyError
+from hashseek.search.storage import os_error
+
+log = logging.getLogger(__name__)
+
 
 class FeatureStore:
     """Append-only float16 rows in one file, memory-mapped for reading.
 
-    A row is durable once ``append`` returns (flush + fsync); an append that fails (a full disk)
-    cuts the file back, so no partial row can shift the rows of the next batch.
+    Written with ``os.pwrite`` at the row the store counts, never through a buffer whose later
+    flush could land a partial row: an append that fails (a full disk, an I/O error) cuts the
+    file back to its rows before the call, and the next append writes at that row again even
+    when the cut itself failed. A row is durable once ``append`` returns (fsync).
     """
 
-    def __init__(self, path: Path, dim: int):
-        self.path, self.dim = path, dim
+    def __init__(self, path: Path, dim: int, read_only: bool = False):
+        self.path, self.dim, self.read_only = path, dim, read_only
         self.row_bytes = 2 * dim
-        self._file = open(path, "a+b")
+        if read_only and not path.exists():
+            self._fd = None           # a collection no image was added to yet
+        else:
+            self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o644)
+        self._rows = self.n_bytes // self.row_bytes   # whole rows; a partial one is cut or overwritten
         self._map: np.memmap | None = None
 
     @property
     def n_bytes(self) -> int:
-        return os.fstat(self._file.fileno()).st_size
+        return 0 if self._fd is None else os.fstat(self._fd).st_size
 
     def __len__(self) -> int:
-        return self.n_bytes // self.row_bytes
+        return self._rows
 
     def append(self, rows: np.ndarray) -> int:
-        """Write rows durably (flush + fsync); returns the first new row number."""
-        first = len(self)
-        try:
-            self._file.write(np.ascontiguousarray(rows, dtype="<f2").tobytes())
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except BaseException:  # e.g. a full disk: no partial row may shift the next batch
-            self.truncate(first)
-            raise
+        """Write rows durably; returns the first new row number. All or nothing."""
+        first = self._rows
+        self._write(first, np.ascontiguousarray(rows, dtype="<f2").tobytes(), "appending features")
+        self._rows += len(rows)
         return first
 
-    def truncate(self, n_rows: int) -> None:
+    def write_rows(self, at: int, rows: np.ndarray) -> None:
+        """Overwrite (or extend the file with) rows starting at row ``at``: repair re-encodes lost rows."""
+        self._write(at, np.ascontiguousarray(rows, dtype="<f2").tobytes(), "rewriting features")
+        self._rows = max(self._rows, at + len(rows))
+
+    def _write(self, at: int, data: bytes, doing: str) -> None:
+        self._require_writable()
         self._map = None
-        self._file.truncate(n_rows * self.row_bytes)
-        os.fsync(self._file.fileno())
+        size, offset, view = self.n_bytes, at * self.row_bytes, memoryview(data)
+        try:
+            done = 0
+            while done < len(view):   # a write to a nearly full disk may write part, then fail
+                done += os.pwrite(self._fd, view[done:], offset + done)
+            os.fsync(self._fd)
+        except OSError as err:  # rows past the store's own are nobody's: cut them; rows in place stay as they were
+            self._cut_back(offset if offset >= self._rows * self.row_bytes else size)
+            raise (os_error(err, self.path, doing) or err) from err
+
+    def _cut_back(self, size: int) -> None:
+        """Best effort after a failed write: a row no image references is cut at the next open anyway."""
+        try:
+            os.ftruncate(self._fd, size)
+            os.fsync(self._fd)
+        except OSError as err:
+            log.warning("%s: could not cut the failed write back (%s); it is cut at the next open", self.path, err)
+
+    def undo_append(self, first: int) -> None:
+        """Forget the rows appended from ``first`` on (their SQLite commit failed); never raises, so the
+        commit's own error is the one reported. The next append writes at ``first`` again."""
+        self._map = None
+        self._rows = first
+        self._cut_back(first * self.row_bytes)
+
+    def truncate(self, n_rows: int) -> None:
+        """Cut the file to ``n_rows`` whole rows, durably (a batch SQLite did not commit, a partial row)."""
+        self._require_writable()
+        self._map = None
+        try:
+            os.ftruncate(self._fd, n_rows * self.row_bytes)
+            os.fsync(self._fd)
+        except OSError as err:
+            raise (os_error(err, self.path, "cutting features") or err) from err
+        self._rows = n_rows
 
     def cut_to(self, n_rows: int) -> int:
         """Drop rows past ``n_rows`` (a batch killed before its commit); how many were dropped."""
@@ -69,4 +115,10 @@ class FeatureStore:
 
     def close(self) -> None:
         self._map = None
-        self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.path} is open read-only")

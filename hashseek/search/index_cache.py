@@ -60,7 +60,8 @@ class IndexCache:
         except (OSError, ValueError, RuntimeError, KeyError) as err:
             log.warning("%s: rebuilding the unreadable index (%s)", self.path, err)
             self.close()
-            (self.path / INDEX_STATE).unlink()
+            if not self.meta.read_only:  # a read-only open rebuilds in memory and rewrites nothing
+                (self.path / INDEX_STATE).unlink(missing_ok=True)
 
     def current(self) -> BinaryIndex:
         """The in-memory index, rebuilt from the codes in SQLite when it is behind."""

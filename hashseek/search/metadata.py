@@ -7,6 +7,7 @@ a model beside the live one (a reindex being staged, or the previous model; see 
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from hashseek.core.errors import DamagedError, ReadOnlyError
+from hashseek.search.storage import sqlite_error
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -71,13 +77,28 @@ class NewRow:
 class Metadata:
     """One SQLite connection to ``meta.sqlite``, synchronous = FULL: a committed change survives power loss."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA synchronous = FULL")
-        self.db.executescript(_SCHEMA)
-        self._migrate()
-        self.generation = int(self.state("generation"))
+    def __init__(self, path: Path, read_only: bool = False, repair: str = "hashseek check --repair"):
+        """``read_only``: SQLite's ``mode=ro``, which writes nothing (not even a hot journal's rollback:
+        that is reported instead). A damaged file is a ``DamagedError`` naming it; ``repair`` is the
+        command the messages suggest."""
+        self.path, self.read_only, self.repair = path, read_only, repair
+        self.db = None
+        try:
+            if read_only:
+                if not path.is_file():  # mode=ro would say "unable to open database file"
+                    raise DamagedError(f"{path} is missing: it holds the collection's metadata")
+                self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                          check_same_thread=False)
+            else:
+                self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                self.db.execute("PRAGMA synchronous = FULL")
+                self.db.executescript(_SCHEMA)
+                self._migrate()
+            self.generation = int(self.state("generation"))
+        except sqlite3.Error as err:
+            if self.db is not None:
+                self.db.close()
+            raise (sqlite_error(err, path, repair) or err) from err
 
     def _migrate(self) -> None:
         """Columns added since format 1 was first written, added in place to older collections."""
@@ -89,17 +110,38 @@ class Metadata:
     def close(self) -> None:
         self.db.close()
 
+    def quick_check(self) -> list[str]:
+        """SQLite's own check of the file (every page read once): its complaints, none when sound."""
+        try:
+            found = [row[0] for row in self.db.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as err:
+            return [str(err)]
+        return [] if found == ["ok"] else found
+
     @contextmanager
     def transaction(self, searchable: bool) -> Iterator[sqlite3.Connection]:
-        """One atomic SQLite transaction; ``searchable`` changes bump the generation the index is checked by."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """One atomic SQLite transaction; ``searchable`` changes bump the generation the index is checked by.
+
+        A failure raises its own cause (a full disk is a ``StorageFullError`` saying "database or disk
+        is full"): SQLite may have rolled the transaction back itself, and a ROLLBACK then would only
+        say "no transaction is active".
+        """
+        if self.read_only:
+            raise ReadOnlyError(f"{self.path.parent} is open read-only: this change needs a writable open")
         try:
+            self.db.execute("BEGIN IMMEDIATE")
             yield self.db
             if searchable:
                 self.db.execute("UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as err:
+            if self.db.in_transaction:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error as rollback_err:
+                    log.warning("%s: rollback after %r failed: %s", self.path, err, rollback_err)
+            if isinstance(err, sqlite3.Error) and (typed := sqlite_error(err, self.path, self.repair)):
+                raise typed from err
             raise
         if searchable:
             self.generation += 1
@@ -135,6 +177,11 @@ class Metadata:
         """Tombstones: the rows (and their features) stay so re-adding a source restores it."""
         db.execute(f"UPDATE images SET in_library = 0, stored = NULL WHERE id IN ({','.join('?' * len(ids))})",
                    list(map(int, ids)))
+
+    @staticmethod
+    def drop(db: sqlite3.Connection, ids: Sequence[int]) -> None:
+        """Delete rows outright (repair: images whose features are lost and cannot be re-encoded)."""
+        db.execute(f"DELETE FROM images WHERE id IN ({','.join('?' * len(ids))})", list(map(int, ids)))
 
     @staticmethod
     def relabel(db: sqlite3.Connection, image_id: int, label: str | None) -> None:

@@ -125,7 +125,8 @@ def test_full_disk_adds_are_all_or_nothing(tmpfs, fitted, caltech101):
         assert report.added == 3
         _assert_consistent(path, collection)
         for image_id, member in zip(report.ids, batch):
-            best = collection.search(caltech101.read_bytes(member), k=1, rerank="chi2").hits[0]
+            query = caltech101.read_bytes(member)
+            best = collection.search(query, k=1, rerank="chi2", include_self=True).hits[0]
             assert best.id == image_id and best.distance < 1e-3   # its own features, not a neighbour's
     with Collection.open(path) as collection:
         _assert_consistent(path, collection)
