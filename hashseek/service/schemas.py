@@ -17,7 +17,7 @@ class SearchParams(BaseModel):
     k: Digits | None = Field(None, ge=1, le=1000, description=f"results to return (default {SEARCH_DEFAULTS.k})")
     radius: Digits | None = Field(None, ge=0, le=4096, description="Hamming radius: only results within it")
     candidates: Digits | None = Field(None, ge=1, le=100_000, description="top Hamming candidates to re-rank "
-                                      f"(without radius; default {SEARCH_DEFAULTS.candidates})")
+                                      "(without radius; default: the collection's rule, see /api/search-defaults)")
     rerank: str | None = Field(None, description="re-rank distance between float features: "
                                + ", ".join(list_distances()) + f"; 'none' for Hamming order only "
                                f"(default {SEARCH_DEFAULTS.rerank or 'none'})")
@@ -33,10 +33,12 @@ class SearchParams(BaseModel):
         return SEARCH_DEFAULTS.k
 
     def resolved(self) -> dict:
-        """Keyword arguments of ``Collection.search``, defaults filled in."""
+        """Keyword arguments of ``Collection.search``: what was given, ``k`` and ``rerank`` from the defaults
+        otherwise; ``candidates`` and ``radius`` not given are left to the collection (its candidate rule)."""
         rerank = SEARCH_DEFAULTS.rerank if self.rerank is None else (None if self.rerank in NO_RERANK else self.rerank)
-        return {"k": self._default_k() if self.k is None else self.k, "radius": self.radius, "rerank": rerank,
-                "candidates": SEARCH_DEFAULTS.candidates if self.candidates is None else self.candidates}
+        given = {"radius": self.radius, "candidates": self.candidates}
+        return {"k": self._default_k() if self.k is None else self.k, "rerank": rerank,
+                **{key: value for key, value in given.items() if value is not None}}
 
 
 class ClassifyParams(SearchParams):

@@ -7,6 +7,8 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -47,6 +49,35 @@ def serve(app) -> Iterator[str]:
         sock.close()
 
 
+@contextmanager
+def serve_process(path: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``hashseek serve path`` in its own process on a free loopback port, as a user starts it:
+    yields the process and its base URL; stopped (if still alive) on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = "import sys; from hashseek.cli import main; sys.exit(main())"
+    process = subprocess.Popen([sys.executable, "-c", command, "serve", str(path), "--port", str(port), *options],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=5).raise_for_status()
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    raise RuntimeError(f"the server did not start:\n{process.communicate()[0]}") from None
+                time.sleep(0.2)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.communicate(timeout=60)
+
+
 @pytest.fixture(scope="session")
 def slice_collection(tmp_path_factory, caltech_slice) -> Path:
     """The Caltech101 slice (5 classes x 10 images) as a collection, built once and never served itself:
@@ -72,6 +103,12 @@ def collection_copy(slice_collection, tmp_path_factory):
 def serve_app():
     """``serve`` for tests that need a server of their own (writes, other settings)."""
     return serve
+
+
+@pytest.fixture(scope="session")
+def serve_cli():
+    """``serve_process`` for tests that need the server in a process of its own (memory, kill -9)."""
+    return serve_process
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +155,16 @@ def _unseen(dataset, cls: str) -> tuple[str, bytes]:
     """A real photo of ``cls`` that is not in the served collection: (id, JPEG bytes)."""
     image_id = [i for i in dataset.ids if i.startswith(cls + "/")][SLICE_PER_CLASS]
     return image_id, dataset.read_bytes(image_id)
+
+
+@pytest.fixture(scope="session")
+def unseen_photos(caltech_slice) -> list[tuple[str, bytes]]:
+    """60 real photos of the slice's classes that are not in the served collection: (id, JPEG bytes)."""
+    dataset, ids = caltech_slice
+    classes = sorted({i.split("/")[0] for i in ids})
+    extra = [i for cls in classes for i in [j for j in dataset.ids if j.startswith(cls + "/")][SLICE_PER_CLASS + 1:
+                                                                                             SLICE_PER_CLASS + 13]]
+    return [(i, dataset.read_bytes(i)) for i in extra]
 
 
 @pytest.fixture(scope="session")

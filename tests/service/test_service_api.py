@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from hashseek.cli import main
+from hashseek.core.errors import InvalidInputError
 from hashseek.search.collection import Collection
 from hashseek.service import create_app
-from hashseek.service.config import SERVICE_DEFAULTS
 from hashseek.service.media import THUMBNAIL_SIZE
 
 C = "/api/collections/caltech"
@@ -61,8 +61,8 @@ def test_thumbnails_are_bounded_jpegs_cached_in_the_collection(served_path, clie
 
 
 def test_search_by_library_id(client):
-    plain = client.get(f"{C}/images/12/similar", params={"k": 9}).json()
-    assert plain["query"] == {"id": 12} and plain["mode"] == "knn" and plain["took_ms"] > 0
+    plain = client.get(f"{C}/images/12/similar", params={"k": 9, "rerank": "none"}).json()
+    assert plain["query"]["id"] == 12 and plain["mode"] == "knn" and plain["took_ms"] > 0
     hits = plain["hits"]
     assert len(hits) == 9 and 12 not in [h["id"] for h in hits]            # the query leaves itself out
     assert [h["hamming"] for h in hits] == sorted(h["hamming"] for h in hits)
@@ -74,8 +74,18 @@ def test_search_by_library_id(client):
     assert reranked["mode"] == "rerank:chi2" and reranked["n_candidates"] >= 30 and distances == sorted(distances)
     assert set(reranked["timings_ms"]) >= {"coarse", "rerank", "total"}
 
-    ball = client.get(f"{C}/images/12/similar", params={"k": 50, "radius": 20}).json()
+    ball = client.get(f"{C}/images/12/similar", params={"k": 50, "radius": 20, "rerank": "none"}).json()
     assert ball["mode"] == "radius" and all(h["hamming"] <= 20 for h in ball["hits"])
+
+
+def test_parameters_not_given_take_the_search_defaults(client):
+    defaults = client.get("/api/search-defaults").json()
+    assert {"k", "vote_k", "rerank", "candidates"} <= set(defaults)
+    found = client.get(f"{C}/images/12/similar").json()
+    assert len(found["hits"]) == min(defaults["k"], 49)
+    assert found["mode"] == (f"rerank:{defaults['rerank']}" if defaults["rerank"] else "knn")
+    if defaults["candidates"] is not None:
+        assert found["n_candidates"] >= min(defaults["candidates"], 49)
 
 
 def test_random_search_is_reproducible(client):
@@ -115,19 +125,6 @@ def test_bad_uploads_get_a_clear_4xx_and_the_server_stays_up(client, broken_imag
             _healthy(client)
     assert "max_pixels" in client.post(f"{C}/search", files={"file": ("b.png", broken_images["bomb.png"])}).text
 
-    too_big = client.post(f"{C}/search", files={"file": ("big.jpg", b"\xff" * (SERVICE_DEFAULTS.max_upload_bytes + 1))})
-    assert too_big.status_code == 413
-    _healthy(client)
-
-    def streamed():   # chunked, no Content-Length: refused once the counted bytes pass the limit
-        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
-        for _ in range(SERVICE_DEFAULTS.max_upload_bytes // 2**20 + 2):
-            yield b"\xff" * 2**20
-        yield b"\r\n--x--\r\n"
-    chunked = client.post(f"{C}/search", content=streamed(),
-                          headers={"content-type": "multipart/form-data; boundary=x"})
-    assert chunked.status_code == 413
-    _healthy(client)
     assert client.post(f"{C}/search").status_code == 422                   # no file at all
     _healthy(client)
 
@@ -231,8 +228,33 @@ def test_writes_need_the_key_off_loopback_or_when_set(serve_app, collection_copy
 @pytest.mark.parametrize("api_key", ["", "   ", "\t"])
 def test_an_empty_api_key_refuses_to_start(collection_copy, api_key):
     """An unset variable expanded to "" must not open writes to anyone sending an empty X-API-Key."""
-    with pytest.raises(ValueError, match="API key is empty"):
+    with pytest.raises(InvalidInputError, match="API key is empty"):
         create_app(collection_copy(), api_key, host="0.0.0.0")
+
+
+def test_cli_api_key_sources_and_refusals(collection_copy, tmp_path, monkeypatch, capsys):
+    path = collection_copy()
+    empty = tmp_path / "empty.key"
+    empty.write_text("\n")
+    monkeypatch.setenv("HASHSEEK_API_KEY", "")
+    for argv in (["--api-key-file", str(empty)], [], ["--api-key", " "]):
+        assert main(["serve", str(path), "--host", "0.0.0.0", *argv]) == 2
+        assert "API key is empty" in capsys.readouterr().err
+    assert main(["serve", str(path), "--api-key", "a", "--api-key-file", str(empty)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["serve", str(path), "--api-key-file", str(tmp_path / "missing.key")]) == 2
+    assert "cannot read the API key file" in capsys.readouterr().err
+
+
+def test_cli_reads_the_key_from_a_file(serve_cli, collection_copy, tmp_path):
+    key_file = tmp_path / "api.key"
+    key_file.write_text("s3cret-from-a-file\n")      # the final newline is not part of the key
+    with serve_cli(collection_copy(), "--api-key-file", str(key_file)) as (_, url), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        assert client.get("/api/collections").json()[0]["needs_api_key"]
+        assert client.delete(f"{C}/images/5", headers={"X-API-Key": "s3cret-from-a-fil"}).status_code == 401
+        assert client.delete(f"{C}/images/5").status_code == 401
+        assert client.delete(f"{C}/images/5", headers={"X-API-Key": "s3cret-from-a-file"}).json()["removed"] == 1
 
 
 def test_openapi_docs_are_served_offline(client):

@@ -55,7 +55,7 @@ def test_settings_start_from_the_server_defaults(ready: Page, client):
     expect(ready.get_by_test_id("k-input")).to_have_value(str(defaults["k"]))
     expect(ready.get_by_test_id("vote-k-input")).to_have_value(str(defaults["vote_k"]))
     expect(ready.get_by_test_id("rerank-select")).to_have_value(defaults["rerank"] or "")
-    expect(ready.get_by_test_id("candidates-input")).to_have_value(str(defaults["candidates"]))
+    expect(ready.get_by_test_id("candidates-input")).to_have_value(str(defaults["candidates"] or ""))
 
 
 def test_click_any_picture_to_search(ready: Page, artifacts):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, UploadFile
 
@@ -15,10 +15,11 @@ router = APIRouter(tags=["search"])
 Search = Annotated[SearchParams, Query()]
 
 
-@router.get("/api/search-defaults", response_model=dict[str, int | str | None])
+@router.get("/api/search-defaults", response_model=dict[str, Any])
 async def search_defaults() -> dict:
     """What a search uses for a parameter it is not given: ``k`` results, ``vote_k`` voters when classifying,
-    the ``rerank`` distance (null: Hamming order only) over the top ``candidates``. The page starts from these."""
+    the ``rerank`` distance (null: Hamming order only) over the top ``candidates`` (null: the collection's
+    rule), and the rest of ``hashseek.search.defaults.SearchDefaults``. The page starts from these."""
     return SEARCH_DEFAULTS.to_dict()
 
 

@@ -45,7 +45,7 @@ async function loadDefaults() {
   $("k-input").value = defaults.k;
   $("vote-k-input").value = defaults.vote_k;
   $("rerank-select").value = defaults.rerank ?? "";
-  $("candidates-input").value = defaults.candidates;
+  $("candidates-input").value = defaults.candidates ?? "";   // empty: the server's candidate rule
 }
 
 // ------------------------------------------------------------------------------------ feedback
