@@ -122,12 +122,19 @@ def test_a_collection_trains_on_its_labelled_library_and_eval_reopens_it(photos,
     assert "test       (8 queries / 40 database)" in capsys.readouterr().out
 
 
-def test_the_python_api_runs_the_whole_loop_with_every_image_in_the_database(photos, tmp_path):
+def test_the_python_api_runs_the_whole_loop_and_lists_unreadable_files(make_photos, cars_bmw13, tmp_path):
     from hashseek.eval.source_runs import train_on_source
 
+    photos = make_photos("api", cars_bmw13.classes[:4], 12)
+    broken = photos / cars_bmw13.classes[2] / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     run = train_on_source(photos, "fast", tmp_path / "api", seed=3, overrides={"epochs": 2, "augment_copies": 0},
                           database="all", progress=False)
     assert run.test["leave_one_out"] and run.test["sizes"] == {"query": 8, "database": 48, "query_requested": 8,
                                                                "database_requested": 48}
-    assert run.validation["sizes"]["database"] == 32 and (run.out / "summary.md").is_file()
-    assert run.model.config["train"]["seed"] == 3 and Protocol.load(run.out / "split.json.gz").leave_one_out
+    assert run.validation["sizes"]["database"] == 32 and run.model.config["train"]["seed"] == 3
+    split = Protocol.load(run.out / "split.json.gz")
+    image_id = f"{cars_bmw13.classes[2]}/broken.jpg"
+    assert split.leave_one_out and list(split.excluded) == [image_id]
+    assert json.loads((run.out / "eval.json").read_text())["split"]["unreadable"] == split.excluded
+    assert f"1 unreadable file(s) left out of every part:\n  {image_id}: " in (run.out / "summary.md").read_text()
