@@ -89,6 +89,7 @@ class Metadata:
                     raise DamagedError(f"{path} is missing: it holds the collection's metadata")
                 self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
                                           check_same_thread=False)
+                self._migrate_in_memory()
             else:
                 self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 self.db.execute("PRAGMA synchronous = FULL")
@@ -106,6 +107,16 @@ class Metadata:
         if "content_hash" not in columns:
             self.db.execute("ALTER TABLE images ADD COLUMN content_hash TEXT")
         self.db.execute(_CONTENT_INDEX)
+
+    def _migrate_in_memory(self) -> None:
+        """A read-only open of an older file sees the newer schema through TEMP objects, which shadow
+        the file's own and live in memory: the file is not written."""
+        columns = {row[1] for row in self.db.execute("PRAGMA main.table_info(images)")}
+        if "content_hash" not in columns:
+            self.db.execute("CREATE TEMP VIEW images AS SELECT *, NULL AS content_hash FROM main.images")
+        tables = {row[0] for row in self.db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
+        if "slot_rows" not in tables:
+            self.db.execute("CREATE TEMP TABLE slot_rows (slot TEXT, id INTEGER, feature_row INTEGER, code BLOB)")
 
     def close(self) -> None:
         self.db.close()

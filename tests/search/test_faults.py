@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +347,46 @@ def test_truncated_index_is_rebuilt(tmp_path, fitted):
     with Collection.open(path) as collection:
         assert collection.check().ok and collection.search(4, k=6).ids == expected
     assert (path / "index.faiss").stat().st_size == size
+
+
+def test_read_only_open_of_an_older_file(tmp_path, fitted):
+    """A file from before the content_hash column and the slot table is read without migrating it."""
+    path = tmp_path / "C"
+    shutil.copytree(fitted, path)
+    with sqlite3.connect(path / "meta.sqlite") as db:
+        db.execute("DROP INDEX images_content_hash")
+        db.execute("ALTER TABLE images DROP COLUMN content_hash")
+        db.execute("DROP TABLE slot_rows")
+    before = _snapshot(path)
+    with Collection.open(path, read_only=True) as collection:
+        assert collection.check().ok and collection.info()["images"] == 14
+        assert len(collection.search(collection.image_bytes(13), k=3).hits) == 3
+    assert _snapshot(path) == before
+
+
+def test_read_only_open_names_an_unfinished_transaction(tmp_path, fitted):
+    """A writer killed mid-transaction leaves a hot journal: a read-only open says so and rolls nothing
+    back; the next writable open does."""
+    path = tmp_path / "C"
+    shutil.copytree(fitted, path)
+    killed = subprocess.run([sys.executable, "-c", HALF_WRITTEN, str(path / "meta.sqlite")])
+    assert killed.returncode == 9 and (path / "meta.sqlite-journal").stat().st_size
+    with pytest.raises(DamagedError, match="unfinished"):
+        Collection.open(path, read_only=True)
+    assert (path / "meta.sqlite-journal").stat().st_size
+    with Collection.open(path) as collection:
+        _assert_consistent(path, collection)
+        assert len(collection) == 14
+
+
+# Inserts rows in one transaction with a one-page cache, so pages reach the file before the commit, then dies.
+HALF_WRITTEN = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size = 1")
+db.execute("BEGIN IMMEDIATE")
+for n in range(3000):
+    db.execute("INSERT INTO images (name, source, feature_row, added_at) VALUES (?, ?, ?, 0)",
+               ("x" * 200, f"s{n}", 1000 + n))
+os._exit(9)
+"""
