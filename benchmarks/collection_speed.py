@@ -28,7 +28,7 @@ from _common import machine, write_json  # noqa: E402
 
 from hashseek.data.named import load_dataset  # noqa: E402
 from hashseek.data.protocols import get_protocol  # noqa: E402
-from hashseek.eval.metrics import precision_at_k  # noqa: E402
+from hashseek.core.metrics import precision_at_k  # noqa: E402
 from hashseek.index import create_index  # noqa: E402
 from hashseek.core.paths import cache_root  # noqa: E402
 from hashseek.search.collection import COLLECTION_JSON, FEATURES_FILE, INDEX_FILE, Collection  # noqa: E402

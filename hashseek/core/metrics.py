@@ -11,6 +11,11 @@ Queries with no relevant database item score AP 0 and still count in mAP (as the
 HashNet evaluation code does); recall and MAP@R are undefined for them, so those average over
 the queries that have at least one relevant item.
 
+Leave-one-out (a collection searched by its own images): ``exclude`` gives, per query, the
+database position of the query itself (-1 where it is not in the database); that item counts
+as not relevant and :func:`retrieval_report` ranks it last, so each query is scored against
+the rest of the database.
+
 Work is done over chunks of ``chunk_size`` queries (default: about 4M distance entries per
 chunk), so 1,000 x 60,000 needs about 100 MB beyond ``distances`` itself. Results are
 identical for every chunk size.
@@ -25,6 +30,32 @@ import numpy.typing as npt
 from hashseek.core.ranking import stable_order, vote_classify
 
 _CHUNK_ELEMENTS = 1 << 22
+
+
+def retrieval_report(distances: npt.ArrayLike, query_labels: npt.ArrayLike, db_labels: npt.ArrayLike,
+                     k_precision: int = 20, k_vote: int = 8, *, exclude: npt.ArrayLike | None = None) -> dict:
+    """The figures every run reports: mAP@all, mAP@R, P@k and top-k vote accuracy (ties by database order).
+
+    With ``exclude`` (leave-one-out) each query's own item is ranked last and not relevant. A
+    figure that needs more database items than there are (P@20 on 15 images) is None.
+    """
+    d = _as_distances(distances)
+    nd = d.shape[1]
+    if exclude is not None:
+        own = _as_exclude(exclude, d.shape)
+        d = d.astype(np.result_type(d.dtype, np.int32), copy=True)
+        hit = np.nonzero(own >= 0)[0]
+        d[hit, own[hit]] = d.max() + 1
+        nd -= int((own >= 0).any())
+    return {
+        "map_all": mean_average_precision(d, query_labels, db_labels, exclude=exclude),
+        "map_at_r": map_at_r(d, query_labels, db_labels, exclude=exclude),
+        f"precision_at_{k_precision}": (precision_at_k(d, query_labels, db_labels, k_precision)
+                                        if k_precision <= nd else None),
+        f"vote_accuracy_top{k_vote}": vote_accuracy(d, query_labels, db_labels, k_vote) if k_vote <= nd else None,
+        "n_query": int(d.shape[0]),
+        "n_database": int(nd),
+    }
 
 
 def rank_database(distances: npt.ArrayLike) -> np.ndarray:
@@ -45,6 +76,7 @@ def average_precision(
     topk: int | None = None,
     *,
     chunk_size: int | None = None,
+    exclude: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """(nq,) AP per query: mean of P(i) over the relevant positions i of the first ``topk`` results.
 
@@ -56,7 +88,7 @@ def average_precision(
     nd = d.shape[1]
     depth = nd if topk is None else min(_positive_int(topk, "topk"), nd)
     ap = np.zeros(d.shape[0])
-    for rows, rel, _ in _ranked_relevance(d, q, db, chunk_size, depth):
+    for rows, rel, _ in _ranked_relevance(d, q, db, chunk_size, depth, exclude):
         found = rel.sum(axis=1)
         total = _precision_sum(rel)
         ap[rows] = np.divide(total, found, out=np.zeros(len(found)), where=found > 0)
@@ -70,9 +102,11 @@ def mean_average_precision(
     topk: int | None = None,
     *,
     chunk_size: int | None = None,
+    exclude: npt.ArrayLike | None = None,
 ) -> float:
     """mAP@topk (mAP@all when ``topk`` is None): the mean of :func:`average_precision`."""
-    return float(average_precision(distances, query_labels, db_labels, topk, chunk_size=chunk_size).mean())
+    return float(average_precision(distances, query_labels, db_labels, topk, chunk_size=chunk_size,
+                                   exclude=exclude).mean())
 
 
 def map_at_r(
@@ -81,6 +115,7 @@ def map_at_r(
     db_labels: npt.ArrayLike,
     *,
     chunk_size: int | None = None,
+    exclude: npt.ArrayLike | None = None,
 ) -> float:
     """MAP@R (Musgrave et al. 2020): AP@R = (1/R) sum_{i<=R} P(i) rel(i), R = relevant items of the query.
 
@@ -90,7 +125,7 @@ def map_at_r(
     d, q, db = _prepare(distances, query_labels, db_labels)
     scores = np.zeros(d.shape[0])
     n_relevant = np.zeros(d.shape[0], dtype=np.int64)
-    for rows, rel, n_rel in _ranked_relevance(d, q, db, chunk_size, d.shape[1]):
+    for rows, rel, n_rel in _ranked_relevance(d, q, db, chunk_size, d.shape[1], exclude):
         total = _precision_sum(rel, n_rel)
         scores[rows] = np.divide(total, n_rel, out=np.zeros(len(n_rel)), where=n_rel > 0)
         n_relevant[rows] = n_rel
@@ -297,11 +332,17 @@ def _chunks(nq: int, nd: int, chunk_size: int | None) -> Iterator[slice]:
 
 
 def _ranked_relevance(
-    d: np.ndarray, q: np.ndarray, db: np.ndarray, chunk_size: int | None, depth: int
+    d: np.ndarray, q: np.ndarray, db: np.ndarray, chunk_size: int | None, depth: int,
+    exclude: npt.ArrayLike | None = None,
 ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
     """Per chunk: (query rows, relevance of the first ``depth`` ranked items, relevant items per query)."""
+    own = None if exclude is None else _as_exclude(exclude, d.shape)
     for rows in _chunks(d.shape[0], d.shape[1], chunk_size):
         rel = _relevance(q[rows], db)
+        if own is not None:
+            mine = own[rows]
+            hit = np.nonzero(mine >= 0)[0]
+            rel[hit, mine[hit]] = False
         order = stable_order(d[rows])[:, :depth]
         ranked = np.empty(order.shape, dtype=bool)
         for i in range(len(order)):  # row-wise take: ~4x faster than np.take_along_axis here
@@ -356,6 +397,13 @@ def _integral(d: np.ndarray, n_bits: int) -> np.ndarray:
     if out.min() < 0 or out.max() > n_bits:
         raise ValueError(f"Hamming distances must lie in [0, {n_bits}]")
     return out
+
+
+def _as_exclude(exclude: npt.ArrayLike, shape: tuple[int, int]) -> np.ndarray:
+    own = np.asarray(exclude)
+    if own.shape != (shape[0],) or not np.issubdtype(own.dtype, np.integer) or (own >= shape[1]).any():
+        raise ValueError(f"exclude must be {shape[0]} database positions (-1 for none) below {shape[1]}")
+    return own
 
 
 def _positive_int(value: int, name: str) -> int:

@@ -1,4 +1,4 @@
-"""Retrieval evaluation: exact metrics over distance matrices (ties broken by database order), and costs.
+"""Retrieval evaluation: the exact metrics (from ``hashseek.core.metrics``, ties broken by database order) and costs.
 
 The protocol runner and report writers (``hashseek.eval.runner``, ``.report``, ``.plots``) import
 torch and matplotlib, so they are imported from their modules, not from here.
@@ -13,7 +13,7 @@ from hashseek.eval.cost import (
     search_ms_per_query,
     time_drop_ratio,
 )
-from hashseek.eval.metrics import (
+from hashseek.core.metrics import (
     average_precision,
     confusion_matrix,
     f1_at_k,

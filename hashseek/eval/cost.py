@@ -17,6 +17,7 @@ import numpy as np
 
 from hashseek.index import BinaryIndex, create_index
 from hashseek.search.distances import pairwise_distance
+from hashseek.search.engine import rank
 
 if TYPE_CHECKING:
     from torch import nn
@@ -89,8 +90,6 @@ def coarse_to_fine_search(query_code: np.ndarray, query_feature: np.ndarray, ind
                           db_features: np.ndarray, candidates: int = DEFAULT_CANDIDATES,
                           metric: str = "cosine") -> np.ndarray:
     """The ``candidates`` nearest codes by Hamming distance, re-ranked by ``metric``; ties as the engine breaks them."""
-    from hashseek.search.engine import rank  # here, not at the top: the engine imports eval.metrics
-
     ranking = rank(index, query_code, candidates, candidates=candidates, rerank=metric, feature=query_feature,
                    features_of=lambda ids: (db_features, ids))
     return ranking.ids

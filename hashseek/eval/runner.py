@@ -1,8 +1,10 @@
 """The protocol runner: one method x protocol x code length x seed -> every figure, cached as JSON.
 
-A method is a deep combination ``head+loss`` trained by the one trainer, a shallow hasher
-(``lsh``, ``pcah``, ``itq``, ``sdh``) fitted on the protocol's training images' pooled frozen
-features (``sdh`` with their labels), or ``float``: cosine on the pooled features, no codes.
+A method is a deep combination ``head+loss`` trained by the one trainer (selected on the
+protocol's validation images when it has them) and scored by the one evaluator
+(``hashseek.train.evaluator``), a registered shallow hasher fitted on the protocol's training
+images' pooled frozen features (with their labels when the registry marks it supervised), or
+``float``: cosine on the pooled features, no codes.
 Each finished run is written to ``<cache>/<protocol>/seed<seed>-<split digest>/<key>.json`` before the next
 starts, so an interrupted benchmark resumes where it stopped; the key also names the
 training hyper-parameters and mode, so changing them never returns a stale result.
@@ -25,22 +27,24 @@ from hashseek.data.named import load_dataset
 from hashseek.data.protocols import Protocol, get_protocol
 from hashseek.eval.cost import (disk_bytes, forward_ms_per_image, hasher_parameter_count, machine,
                                 parameter_count, search_ms_per_query)
-from hashseek.eval.evaluate import encode_dataset
-from hashseek.eval.metrics import (confusion_matrix, f1_at_k, precision_recall_curve_hamming, recall_at_k,
-                                   topk_precision_curve, vote_classify)
-from hashseek.eval.retrieval import cosine_distances, retrieval_report
-from hashseek.hashers import create_hasher
+from hashseek.core.atomic import atomic_write_text
+from hashseek.core.errors import InvalidInputError, UnknownNameError
+from hashseek.core.metrics import (confusion_matrix, f1_at_k, precision_recall_curve_hamming, recall_at_k,
+                                   retrieval_report, topk_precision_curve, vote_classify)
+from hashseek.eval.retrieval import cosine_distances
+from hashseek.hashers import HASHERS, create_hasher
 from hashseek.core.bits import hamming_distances
 from hashseek.models.features import BackboneEncoder, FeatureSet, extract_features
 from hashseek.models.hash_model import HashModel
 from hashseek.core.paths import cache_root
+from hashseek.train import TrainConfig, Trainer
+from hashseek.train.evaluator import evaluate_split
 
 DEEP_METHODS = ("fc+hashnet", "gap+hashnet", "bilinear+hashnet", "spp_pmt+multitask", "latent+ce",
                 "gap+csq", "gap+dpsh", "gap+dsh")
-SHALLOW_METHODS = ("lsh", "pcah", "itq", "sdh")
+SHALLOW_METHODS = ("lsh", "pcah", "itq", "sdh")     # the results page's shallow rows; any registered hasher runs
 FLOAT_METHOD = "float"
 ALL_METHODS = (*DEEP_METHODS, *SHALLOW_METHODS, FLOAT_METHOD)
-SUPERVISED_HASHERS = {"sdh"}
 
 TIE_RULE = "database order: a stable sort keeps items at equal distance in database order"
 MAP_DEFINITION = ("mAP@all: mean over all queries of AP over the whole ranked database "
@@ -53,18 +57,18 @@ FORWARD_BATCHES = (1, 32)
 
 @dataclass
 class MethodSpec:
-    """What to run; the training fields matter for deep methods only."""
+    """What to run; the training fields matter for deep methods only, and default to TrainConfig's."""
 
     name: str
     kind: str                      # deep | shallow | float
     head: str | None = None
     loss: str | None = None
     hasher: str | None = None
-    backbone: str = "efficientnet_lite0"
-    epochs: int = 40
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-3
+    backbone: str = TrainConfig.backbone
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    optimizer: str = TrainConfig.optimizer
+    lr: float = TrainConfig.lr
     head_kwargs: dict = field(default_factory=dict)
     loss_kwargs: dict = field(default_factory=dict)
 
@@ -76,10 +80,10 @@ class MethodSpec:
             return cls(name, "deep", head=head, loss=loss, **train)
         if name in ("float", "cosine"):
             return cls(FLOAT_METHOD, "float", **_only_backbone(train))
-        if name in SHALLOW_METHODS:
+        if name in HASHERS:
             return cls(name, "shallow", hasher=name, **_only_backbone(train))
-        raise ValueError(f"unknown method {name!r}: use head+loss (e.g. gap+hashnet), "
-                         f"one of {', '.join(SHALLOW_METHODS)}, or float")
+        raise UnknownNameError(f"unknown method {name!r}: use head+loss (e.g. gap+hashnet), "
+                               f"a hasher ({', '.join(HASHERS.names())}), or float")
 
     def key(self, bits: int | None, mode: str) -> str:
         """File stem of the cached result: readable name plus a digest of everything else that matters."""
@@ -104,7 +108,8 @@ def results_dir(cache_dir: str | Path | None = None) -> Path:
 def result_path(spec: MethodSpec, protocol: Protocol, bits: int | None, mode: str,
                 cache_dir: str | Path | None = None) -> Path:
     """The split's own digest is part of the path: a custom split sharing a shipped one's name never collides."""
-    split = json.dumps([protocol.query, protocol.database, protocol.train, protocol.unseen_classes])
+    parts = [protocol.query, protocol.database, protocol.train, protocol.unseen_classes]
+    split = json.dumps(parts + [protocol.validation] if protocol.validation else parts)
     digest = hashlib.sha256(split.encode()).hexdigest()[:8]
     return results_dir(cache_dir) / protocol.name / f"seed{protocol.seed}-{digest}" / f"{spec.key(bits, mode)}.json"
 
@@ -122,6 +127,9 @@ def run_method(method_spec: MethodSpec | str, protocol_name: str | Protocol, bit
         raise ValueError(f"{spec.name} needs a code length (bits)")
     bits = None if spec.kind == "float" else bits
     protocol = protocol_name if isinstance(protocol_name, Protocol) else get_protocol(protocol_name, seed=seed)
+    if protocol.leave_one_out:
+        raise InvalidInputError(f"protocol {protocol.name} is leave-one-out; the runner scores held-out queries "
+                                "(evaluate such a split with hashseek.train.evaluator.evaluate_split)")
     path = result_path(spec, protocol, bits, mode, cache_dir)
     if path.is_file():
         return {**json.loads(path.read_text()), "cached": True}
@@ -155,9 +163,7 @@ def store_record(record: dict, cache_dir: str | Path | None = None) -> bool:
 def _write_record(path: Path, record: dict) -> None:
     """Atomic: a stopped run never leaves a half-written record that would pass for a cached one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(record, indent=1, default=_jsonable, allow_nan=False))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(record, indent=1, default=_jsonable, allow_nan=False))
 
 
 def evaluate_trained_model(model: HashModel, dataset: ImageDataset, protocol: Protocol, *,
@@ -174,37 +180,35 @@ def evaluate_trained_model(model: HashModel, dataset: ImageDataset, protocol: Pr
 # -- the three kinds of method ---------------------------------------------------------------
 def _run_deep(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, bits: int, mode: str, seed: int,
               progress: bool, timing: bool) -> dict:
-    from hashseek.train import TrainConfig, Trainer
-
     config = TrainConfig(backbone=spec.backbone, head=spec.head, loss=spec.loss, bits=bits, mode=mode,
                          epochs=spec.epochs, batch_size=spec.batch_size, optimizer=spec.optimizer, lr=spec.lr,
                          head_kwargs=spec.head_kwargs, loss_kwargs=spec.loss_kwargs, seed=seed)
-    result = Trainer(config, progress=progress).fit(dataset, protocol.train, dataset_name=dataset.name,
-                                                    protocol=protocol.name)
+    result = Trainer(config, progress=progress).fit(dataset, protocol.train, validation_ids=protocol.validation,
+                                                    dataset_name=dataset.name, protocol=protocol.name)
     record = _evaluate_model(spec, result.model, dataset, protocol, mode, result.seconds, progress, timing)
     record["final_loss"] = result.history[-1]["loss"] if result.history else None
+    record["selection"] = result.selection
     return record
 
 
 def _evaluate_model(spec: MethodSpec, model: HashModel, dataset: ImageDataset, protocol: Protocol, mode: str,
                     train_seconds: float, progress: bool, timing: bool) -> dict:
-    needed = sorted(set(protocol.query) | set(protocol.database))
-    start = time.perf_counter()
-    ids, codes, feats = encode_dataset(model, dataset, needed, progress)
-    encode_seconds = time.perf_counter() - start
-    q, d = _rows(ids, protocol.query), _rows(ids, protocol.database)
-    labels = dataset.labels(ids)
+    result = evaluate_split(model, dataset, protocol.query, protocol.database, progress=progress,
+                            leave_one_out=protocol.leave_one_out)
+    q, d = result.query, result.database
     costs = {"parameters": parameter_count(model), "head_parameters": parameter_count(model.head)}
     with tempfile.TemporaryDirectory() as tmp:
         costs["checkpoint_bytes"] = disk_bytes(model.save(tmp))
     costs["checkpoint_holds"] = "head only (backbone bundled)" if mode == "frozen" else "backbone and head"
-    times = {"train_seconds": train_seconds, "encode_seconds": encode_seconds,
+    times = {"train_seconds": train_seconds, "encode_seconds": result.seconds,
              "encode_source": ("images and their mirrors, averaged" if model.mirror_average else
                                "cached backbone maps, head only" if mode == "frozen" else "images")}
     if timing:
         times.update(_forward_times(model.encode_arrays, model.input_size))
-    return _record(spec, protocol, dataset, model.n_bits, mode, codes[q], codes[d], feats[q], feats[d],
-                   labels[q], labels[d], times, costs)
+    record = _record(spec, protocol, dataset, model.n_bits, mode, q.codes, d.codes, q.features, d.features,
+                     q.labels, d.labels, times, costs, headline=result.figures)
+    record["dropped"] = [list(item) for item in result.dropped]
+    return record
 
 
 def _run_on_pooled(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, bits: int | None, seed: int,
@@ -218,12 +222,12 @@ def _run_on_pooled(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, 
     if spec.kind == "float":
         if timing:
             times.update(_forward_times(encoder.encode_arrays, encoder.backbone.input_size))
-        return _record(spec, protocol, dataset, None, "frozen", None, None, q.features, d.features,
-                       q.labels, d.labels, times, costs)
+        return {**_record(spec, protocol, dataset, None, "frozen", None, None, q.features, d.features,
+                          q.labels, d.labels, times, costs), "dropped": _unreadable(pooled, needed)}
 
     hasher = create_hasher(spec.hasher, bits, seed=seed)
     start = time.perf_counter()
-    hasher.fit(train.features.astype(np.float32), train.labels if spec.hasher in SUPERVISED_HASHERS else None)
+    hasher.fit(train.features.astype(np.float32), train.labels if HASHERS.metadata(spec.hasher)["supervised"] else None)
     times["train_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     q_codes, d_codes = hasher.transform(q.features), hasher.transform(d.features)
@@ -237,16 +241,18 @@ def _run_on_pooled(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, 
     if timing:
         times.update(_forward_times(lambda x: hasher.transform(encoder.encode_arrays(x)),
                                     encoder.backbone.input_size))
-    return _record(spec, protocol, dataset, bits, "frozen", q_codes, d_codes, q.features, d.features,
-                   q.labels, d.labels, times, costs)
+    return {**_record(spec, protocol, dataset, bits, "frozen", q_codes, d_codes, q.features, d.features,
+                      q.labels, d.labels, times, costs), "dropped": _unreadable(pooled, needed)}
 
 
 # -- figures -----------------------------------------------------------------------------------
 def retrieval_figures(distances: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray, n_classes: int,
-                      n_bits: int | None = None) -> dict:
-    """Every retrieval figure of one distance matrix; ``n_bits`` marks Hamming distances (adds the P-R curve)."""
+                      n_bits: int | None = None, headline: dict | None = None) -> dict:
+    """Every retrieval figure of one distance matrix; ``n_bits`` marks Hamming distances (adds the P-R curve).
+    ``headline``: the evaluator's report of these distances, when it already ran (trained models)."""
     nd = distances.shape[1]
-    figures = retrieval_report(distances, query_labels, db_labels, k_precision=20, k_vote=VOTE_K)
+    figures = dict(headline) if headline else retrieval_report(distances, query_labels, db_labels, k_precision=20,
+                                                               k_vote=VOTE_K)
     ks = [k for k in PRECISION_KS if k <= nd]
     figures["precision_curve"] = {"k": ks, "precision": topk_precision_curve(distances, query_labels, db_labels,
                                                                              np.array(ks)).tolist()}
@@ -265,13 +271,13 @@ def retrieval_figures(distances: np.ndarray, query_labels: np.ndarray, db_labels
 
 def _record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset, bits: int | None, mode: str,
             q_codes: np.ndarray | None, d_codes: np.ndarray | None, q_feats: np.ndarray, d_feats: np.ndarray,
-            q_labels: np.ndarray, d_labels: np.ndarray, times: dict, costs: dict) -> dict:
+            q_labels: np.ndarray, d_labels: np.ndarray, times: dict, costs: dict, headline: dict | None = None) -> dict:
     hashed = q_codes is not None
     start = time.perf_counter()
     distances = hamming_distances(q_codes, d_codes) if hashed else cosine_distances(q_feats, d_feats)
     times["distance_ms_per_query"] = 1000 * (time.perf_counter() - start) / len(q_labels)
     n_classes = len(dataset.classes)
-    figures = retrieval_figures(distances, q_labels, d_labels, n_classes, bits)
+    figures = retrieval_figures(distances, q_labels, d_labels, n_classes, bits, headline)
     times.update(search_ms_per_query(q_feats, d_feats, q_codes, d_codes))
     record = {
         "source": "measured",
@@ -316,9 +322,11 @@ def _features(features: FeatureSet, ids: list[str]) -> FeatureSet:
     return FeatureSet(part.ids, part.labels, part.features.astype(np.float32), part.meta)
 
 
-def _rows(kept: list[str], wanted: list[str]) -> list[int]:
-    position = {i: n for n, i in enumerate(kept)}
-    return [position[i] for i in wanted if i in position]
+def _unreadable(features: FeatureSet, ids: list[str]) -> list[list[str]]:
+    """(id, reason) of the images feature extraction could not read: recorded, never dropped silently."""
+    reasons = dict(features.meta.get("failed", []))
+    kept = set(features.ids)
+    return [[i, reasons.get(i, "could not be read")] for i in ids if i not in kept]
 
 
 def _forward_times(encode, input_size: int) -> dict:

@@ -122,7 +122,7 @@ class Hasher:
         return f"{type(self).__name__}({args})"
 
 
-HASHERS: Registry[Hasher] = Registry("hasher")
+HASHERS: Registry[Hasher] = Registry("hasher", defaults={"supervised": False})   # supervised: fit needs labels
 
 
 def create_hasher(name: str, n_bits: int, seed: int = 0, **kwargs) -> Hasher:

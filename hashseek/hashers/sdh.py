@@ -26,7 +26,7 @@ def _label_matrix(y: np.ndarray | None, n: int, method: str = "sdh") -> np.ndarr
     raise ValueError(f"labels must be (n,) class ids or (n, c) multi-hot, got shape {y.shape}")
 
 
-@HASHERS.register("sdh")
+@HASHERS.register("sdh", supervised=True)
 class SDHHasher(Hasher):
     """min ||Y - BW||² + lam||W||² + nu||B - φ(X)P||² over B ∈ {±1}, W, P.
 

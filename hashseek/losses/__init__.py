@@ -4,7 +4,10 @@ from __future__ import annotations
 from hashseek.losses.base import HashLoss
 from hashseek.core.registry import Registry
 
-LOSSES: Registry[HashLoss] = Registry("loss")
+# needs_logits: the head must have a classifier; needs_classes: the loss holds per-class state (CSQ's
+# centres); supervised: it learns from labels (every loss here does).
+LOSSES: Registry[HashLoss] = Registry("loss", defaults={"needs_logits": False, "needs_classes": False,
+                                                        "supervised": True})
 
 # Each family registers itself on import.
 from hashseek.losses import ce, csq, dpsh, dsh, hashnet, multitask, triplet  # noqa: E402,F401

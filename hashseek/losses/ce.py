@@ -8,7 +8,7 @@ from hashseek.losses.base import HashLoss, classification_loss, require_logits
 from hashseek.models.heads.base import HeadOutput
 
 
-@LOSSES.register("ce")
+@LOSSES.register("ce", needs_logits=True, needs_classes=True)
 class CrossEntropyLoss(HashLoss):
     """Cross-entropy for class ids, binary cross-entropy with logits for multi-hot labels; codes unused."""
 

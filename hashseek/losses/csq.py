@@ -41,7 +41,7 @@ def hash_centres(n_classes: int, n_bits: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(centres).float()
 
 
-@LOSSES.register("csq")
+@LOSSES.register("csq", needs_classes=True)
 class CSQLoss(HashLoss):
     """BCE between (u + 1)/2 and each item's centre bits + lam * ||u - sign(u)||^2 (mean).
 

@@ -9,7 +9,7 @@ from hashseek.losses.dsh import DSHLoss
 from hashseek.models.heads.base import HeadOutput
 
 
-@LOSSES.register("multitask")
+@LOSSES.register("multitask", needs_logits=True, needs_classes=True)
 class MultitaskLoss(HashLoss):
     """mu * cross-entropy(logits) + lam * DSH-style contrastive loss on the relaxed codes.
 

@@ -1,5 +1,7 @@
-"""The one trainer: frozen-feature or fine-tuning runs for any head and loss."""
+"""The one trainer: frozen-feature or fine-tuning runs for any head and loss, selected on validation images."""
 from hashseek.models.hash_model import HashModel, load_model
-from hashseek.train.trainer import TrainConfig, Trainer, TrainResult
+from hashseek.train.config import TrainConfig, TrainResult
+from hashseek.train.evaluator import EvalRecord, evaluate_split
+from hashseek.train.trainer import Trainer
 
-__all__ = ["HashModel", "TrainConfig", "TrainResult", "Trainer", "load_model"]
+__all__ = ["EvalRecord", "HashModel", "TrainConfig", "TrainResult", "Trainer", "evaluate_split", "load_model"]

@@ -7,77 +7,45 @@ reduced input size on CPU and at full size on a GPU (``device="auto"`` takes CUD
 there is one; images are decoded and augmented on the CPU either way). Heads with a
 staged schedule (Bilinear-HashNet) expose ``stage_parameters``; tanh heads get HashNet's
 continuation (beta raised step by step).
+
+With validation images the run keeps the epoch of best validation mAP@all
+(``selection.py``), stops early when it stops improving, and a fine-tuning run that ends
+below its own head warm-up keeps the warm-up model. Test images are never passed in.
+Every completed epoch (warm-up epochs too) is checkpointed atomically, so a run killed at
+any point resumes from its last epoch with ``resume=True``.
 """
 from __future__ import annotations
 
-import json
+import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
+from hashseek.core.atomic import atomic_path, atomic_write_json
+from hashseek.core.errors import DamagedError, InvalidInputError
 from hashseek.data.augment import SeedAugment
 from hashseek.data.augmented import AugmentedDataset
 from hashseek.data.datasets import ImageDataset
-from hashseek.data.images import load_image
-from hashseek.data.loader import Preprocess, iter_batches
-from hashseek.losses import create_loss, hashnet_beta_schedule
+from hashseek.data.loader import Preprocess
+from hashseek.losses import LOSSES, create_loss, hashnet_beta_schedule
 from hashseek.models.features import BackboneEncoder, extract_features
 from hashseek.models.hash_model import HashModel
-from hashseek.models.heads import TanhHead
+from hashseek.models.heads import HEADS, TanhHead
+from hashseek.train.batches import ImageBatches, TensorBatches
+from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
+from hashseek.train.evaluator import Encoded, encode_with_torch, evaluate_split
+from hashseek.train.selection import Selection
 
-MODES = ("frozen", "finetune")
-LOGIT_LOSSES = {"ce", "multitask"}
-CLASSIFIER_HEADS = {"latent", "spp_pmt", "bilinear"}
-
-
-@dataclass
-class TrainConfig:
-    backbone: str = "efficientnet_lite0"
-    head: str = "gap"
-    loss: str = "hashnet"
-    bits: int = 64
-    mode: str = "frozen"
-    epochs: int = 60
-    batch_size: int = 64
-    optimizer: str = "adam"              # adam | sgd (momentum 0.9)
-    lr: float = 1e-3
-    backbone_lr_scale: float = 0.1       # fine-tuning: the pretrained trunk learns slower
-    weight_decay: float = 1e-5
-    schedule: str = "cosine"             # cosine | step | constant
-    continuation: bool = True            # tanh heads: beta = hashnet_beta_schedule(step)
-    augment_copies: int = 0              # frozen: extra seed-augmented copies per training image
-    augment: bool = True                 # finetune: online seed augmentation
-    augment_kwargs: dict = field(default_factory=dict)   # SeedAugment settings (both modes), e.g. milder crops
-    input_size: int | None = None        # finetune: None = the backbone's own size
-    warmup_epochs: int = 0               # finetune: first this many epochs of the head alone on frozen maps
-    mirror_average: bool = False         # the model encodes each image with its mirror, averaged (HashModel)
-    head_kwargs: dict = field(default_factory=dict)
-    loss_kwargs: dict = field(default_factory=dict)
-    seed: int = 0
-    device: str = "auto"                 # auto (CUDA when available) | cpu | cuda | cuda:N
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
-            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        if not 8 <= self.bits <= 1024:
-            raise ValueError(f"bits must be in 8..1024, got {self.bits}")
-
-
-@dataclass
-class TrainResult:
-    model: HashModel
-    history: list[dict]
-    seconds: float
+log = logging.getLogger(__name__)
+STATE_FILE = "trainer_state.pt"
+LOG_FILE = "loss_log.json"
 
 
 class Trainer:
@@ -86,98 +54,142 @@ class Trainer:
         self.progress = progress
 
     # -- public ------------------------------------------------------------------------
-    def fit(self, dataset: ImageDataset, train_ids: Sequence[str], out_dir: str | Path | None = None,
-            resume: bool = False, **provenance) -> TrainResult:
-        """Train on ``train_ids``; with ``out_dir`` a checkpoint is written after every epoch and
-        ``resume=True`` continues from it."""
+    def fit(self, dataset: ImageDataset, train_ids: Sequence[str], *, validation_ids: Sequence[str] | None = None,
+            out_dir: str | Path | None = None, resume: bool = False, **provenance) -> TrainResult:
+        """Train on ``train_ids``, select on ``validation_ids`` (queries) against ``train_ids`` (database).
+
+        With ``out_dir`` a checkpoint is written after every epoch and the chosen model is saved
+        there; ``resume=True`` continues from that checkpoint.
+        """
         cfg = self.config
+        train_ids, val_ids = list(train_ids), list(validation_ids or [])
+        _check_split(dataset, train_ids, val_ids)
+        out = Path(out_dir) if out_dir is not None else None
+        saved = _load_state(out) if resume and out is not None else None
+        warm = self._warm_up(dataset, train_ids, val_ids, out, resume, provenance) \
+            if cfg.mode == "finetune" and cfg.warmup_epochs else None
+
         torch.manual_seed(cfg.seed)
-        n_classes = len(dataset.classes)
-        needs_classes = cfg.loss in LOGIT_LOSSES or cfg.head in CLASSIFIER_HEADS
-        model = HashModel.build(
-            cfg.backbone, cfg.head, cfg.bits, n_classes if needs_classes else None,
-            head_kwargs=cfg.head_kwargs, loss=cfg.loss, mode=cfg.mode, classes=dataset.classes,
-            input_size=cfg.input_size, mirror_average=cfg.mirror_average, train=asdict(cfg), **provenance)
-        loss_fn = create_loss(cfg.loss, cfg.bits, n_classes, **cfg.loss_kwargs)
+        model = self._build(dataset, provenance)
+        if warm is not None:
+            model.head.load_state_dict(warm.model.head.state_dict())
+        device = training_device(cfg.device)
         labels = torch.from_numpy(dataset.labels(train_ids))
-        batches = self._frozen_batches(dataset, list(train_ids), model, labels) if cfg.mode == "frozen" \
-            else self._finetune_batches(dataset, list(train_ids), model, labels)
+        if cfg.mode == "frozen":
+            batches, encoder, dropped = self._frozen_data(dataset, train_ids, val_ids, model, labels, device)
+        else:
+            batches = self._finetune_batches(dataset, train_ids, model, labels)
+            encoder = lambda ids: encode_with_torch(model, dataset, ids, device)  # noqa: E731
+            dropped = batches.dropped
         steps_per_epoch = math.ceil(batches.n_items / cfg.batch_size)
         stages = _stages(model, cfg.epochs)
-        device = training_device(cfg.device)
         model.to(device)   # after the frozen maps were extracted: that runs on the CPU's ONNX graph
-        loss_fn.to(device)
+        loss_fn = create_loss(cfg.loss, cfg.bits, len(dataset.classes), **cfg.loss_kwargs).to(device)
+        selection = Selection(cfg.validate_every or 1, cfg.effective_patience,
+                              adaptive=cfg.mode == "frozen" and not cfg.validate_every)
 
-        start_epoch, history, step = 0, [], 0
-        state_path = Path(out_dir) / "trainer_state.pt" if out_dir else None
-        saved = torch.load(state_path, map_location=device, weights_only=False) \
-            if resume and state_path and state_path.is_file() else None
+        start_epoch, step, history = 0, 0, list(warm.history) if warm else []
         if saved:
-            model.load_state_dict(saved["model"])
-            start_epoch, history, step = saved["epoch"], saved["history"], saved["step"]
-        elif cfg.mode == "finetune" and cfg.warmup_epochs:
-            history = self._warm_up_head(model, dataset, train_ids, provenance)
-
+            model.load_state_dict(saved["model"], strict=False)
+            start_epoch, step, history = saved["epoch"], saved["step"], saved["history"]
+            selection.load_state_dict(saved["selection"])
+            torch.set_rng_state(saved["rng"])
         t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
-        bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.head}+{cfg.loss} {cfg.bits}b",
-                   disable=not self.progress, initial=start_epoch, total=cfg.epochs)
-        optimizer = scheduler = None
-        current_stage = None
-        for epoch in bar:
-            stage = stages[epoch]
-            if stage is not current_stage:
-                current_stage = stage
-                optimizer, scheduler = self._optimizer(model, stage, steps_per_epoch)
-                if saved and saved.get("stage") == stage.name and saved.get("optimizer"):
-                    optimizer.load_state_dict(saved["optimizer"])
-                    scheduler.load_state_dict(saved["scheduler"])
-            stage_loss = create_loss("ce", cfg.bits, n_classes).to(device) if stage.classification_only else loss_fn
-            self._train_mode(model)
-            losses = []
-            steps = tqdm(batches.epoch(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
-                         disable=not self.progress or cfg.mode == "frozen")
-            for inputs, y in steps:
-                inputs, y = inputs.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if isinstance(model.head, TanhHead):
-                    model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
-                out = model.head(inputs) if cfg.mode == "frozen" else model(inputs)
-                loss = stage_loss(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                step += 1
-            record = {"epoch": epoch + 1, "stage": stage.name, "loss": float(np.mean(losses)),
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
-            history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", stage=stage.name)
-            if out_dir:
-                self._checkpoint(model, out_dir, history, epoch, step, stage, optimizer, scheduler)
-        model.eval()
-        model.to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
-        model.config.update(history=history, train_seconds=history[-1]["seconds"] if history else 0.0,
-                            trained_on=device_name(device),
-                            trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        if out_dir:
-            model.save(out_dir)
-        return TrainResult(model, history, model.config["train_seconds"])
+        bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.head}+{cfg.loss} {cfg.bits}b {cfg.mode}",
+                   disable=not self.progress, initial=start_epoch, total=cfg.epochs, unit="epoch")
+        optimizer = scheduler = current_stage = None
+        epoch = start_epoch
+        try:
+            for epoch in bar:
+                if selection.stopped_early:
+                    break
+                stage = stages[epoch]
+                if stage is not current_stage:
+                    current_stage = stage
+                    optimizer, scheduler = self._optimizer(model, stage, steps_per_epoch)
+                    if saved and saved.get("stage") == stage.name and epoch == start_epoch:
+                        optimizer.load_state_dict(saved["optimizer"])
+                        scheduler.load_state_dict(saved["scheduler"])
+                stage_loss = create_loss("ce", cfg.bits, len(dataset.classes)).to(device) \
+                    if stage.classification_only else loss_fn
+                epoch_start = time.perf_counter()
+                loss, step = self._epoch(model, batches, epoch, stage_loss, optimizer, scheduler, device, step,
+                                         steps_per_epoch)
+                record = {"epoch": epoch + 1, "stage": stage.name, "loss": loss,
+                          "lr": optimizer.param_groups[0]["lr"]}
+                epoch_seconds = time.perf_counter() - epoch_start
+                if val_ids and stage is stages[-1] and selection.due(epoch + 1, cfg.epochs):
+                    result = evaluate_split(model, dataset, val_ids, train_ids, progress=False, encoder=encoder)
+                    record.update(val_map=result.figures["map_all"], val_seconds=result.seconds)
+                    selection.update(epoch + 1, record["val_map"], _trainable_state(model), epoch_seconds,
+                                     result.seconds)
+                    selection.should_stop(epoch + 1)
+                record["seconds"] = time.perf_counter() - t0
+                history.append(record)
+                bar.set_postfix(_postfix(record, selection))
+                if out is not None:
+                    self._checkpoint(out, model, history, epoch, step, stage, optimizer, scheduler, selection)
+                if selection.stopped_early:
+                    break
+        except KeyboardInterrupt:
+            log.warning("interrupted during epoch %d; %s", epoch + 1,
+                        f"resume with resume=True (--resume) from {out}" if out else "no checkpoint (no out_dir)")
+            raise
+        finally:
+            bar.close()
+        return self._finish(model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped)
 
     # -- pieces ------------------------------------------------------------------------
-    def _warm_up_head(self, model: HashModel, dataset, train_ids, provenance) -> list[dict]:
+    def _build(self, dataset: ImageDataset, provenance: dict) -> HashModel:
+        cfg = self.config
+        needs_classes = LOSSES.metadata(cfg.loss)["needs_logits"] or HEADS.metadata(cfg.head)["has_classifier"]
+        return HashModel.build(
+            cfg.backbone, cfg.head, cfg.bits, len(dataset.classes) if needs_classes else None,
+            pretrained=not cfg.random_init, weights=cfg.backbone_weights, head_kwargs=cfg.head_kwargs,
+            loss=cfg.loss, mode=cfg.mode, classes=dataset.classes, input_size=cfg.input_size,
+            mirror_average=cfg.mirror_average, train=asdict(cfg), **provenance)
+
+    def _warm_up(self, dataset, train_ids, val_ids, out: Path | None, resume: bool, provenance) -> TrainResult:
         """Fine-tuning starts from a head trained on frozen maps ("linear probe, then fine-tune"):
         a random head's first gradients would otherwise wreck the pretrained trunk, and on small
-        sets the codes collapse (HashNet's loss stuck at 2 ln 2 in our cars-bmw13 runs)."""
+        sets the codes collapse (HashNet's loss stuck at 2 ln 2 in our cars-bmw13 runs). The
+        warm-up is a frozen run of its own, checkpointed in ``out/warmup``."""
         cfg = self.config
-        frozen = replace(cfg, mode="frozen", epochs=cfg.warmup_epochs, warmup_epochs=0, input_size=None)
-        warm = Trainer(frozen, progress=self.progress).fit(dataset, train_ids, **provenance)
-        model.head.load_state_dict(warm.model.head.state_dict())
-        return [{**record, "stage": f"warmup-{record['stage']}"} for record in warm.history]
+        frozen = replace(cfg, mode="frozen", epochs=cfg.warmup_epochs, warmup_epochs=0, input_size=None,
+                         mirror_average=False, validate_every=0)
+        warm = Trainer(frozen, progress=self.progress).fit(
+            dataset, train_ids, validation_ids=val_ids, out_dir=out / "warmup" if out else None, resume=resume,
+            **provenance)
+        warm.history = [{**record, "stage": f"warmup-{record['stage']}"} for record in warm.history]
+        if val_ids and cfg.mirror_average:   # compare like with like: the warm-up model as it would encode
+            warm.model.set_mirror_average(True)
+            result = evaluate_split(warm.model, dataset, val_ids, train_ids, progress=False,
+                                    encoder=lambda ids: encode_with_torch(warm.model, dataset, ids,
+                                                                          torch.device("cpu")))
+            warm.selection["best_val_map_as_encoded"] = result.figures["map_all"]
+        return warm
 
-    def _train_mode(self, model: HashModel) -> None:
+    def _epoch(self, model, batches, epoch, loss_fn, optimizer, scheduler, device, step, steps_per_epoch):
+        cfg = self.config
         model.head.train()
         # Batch-norm statistics stay those of ImageNet: CPU batches are too small to re-estimate them.
         model.backbone.eval()
+        losses = []
+        steps = tqdm(batches.epoch(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
+                     disable=not self.progress or cfg.mode == "frozen")
+        for inputs, y in steps:
+            inputs, y = inputs.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if isinstance(model.head, TanhHead):
+                model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
+            out = model.head(inputs) if cfg.mode == "frozen" else model(inputs)
+            loss = loss_fn(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            step += 1
+        return float(np.mean(losses)) if losses else float("nan"), step
 
     def _optimizer(self, model: HashModel, stage: "_Stage", steps_per_epoch: int):
         cfg = self.config
@@ -192,37 +204,39 @@ class Trainer:
         # fused kernels: one pass per step instead of several (Adam's step on spp_pmt's 55M weights: 0.70 -> 0.045 s)
         if cfg.optimizer == "adam":
             opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay, fused=True)
-        elif cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay, fused=True)
         else:
-            raise ValueError(f"optimizer must be adam or sgd, got {cfg.optimizer!r}")
+            opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay, fused=True)
         total = max(1, stage.epochs * steps_per_epoch)
         if cfg.schedule == "cosine":
             factor = lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total))  # noqa: E731
         elif cfg.schedule == "step":
             factor = lambda t: 0.1 ** (t // max(1, total // 3))  # noqa: E731
-        elif cfg.schedule == "constant":
-            factor = lambda t: 1.0  # noqa: E731
         else:
-            raise ValueError(f"schedule must be cosine, step or constant, got {cfg.schedule!r}")
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            factor = lambda t: 1.0  # noqa: E731
+        # The trunk's rate rises from 0: a warmed head's large first gradients would otherwise throw the
+        # pretrained trunk off (the loss jumped from 0.03 to 0.65 in issue #13's collapsed run).
+        ramp = max(1.0, cfg.backbone_lr_ramp_epochs * steps_per_epoch)
+        trunk = lambda t: factor(t) * min(1.0, (t + 1) / ramp)  # noqa: E731
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, [factor, trunk][:len(groups)])
 
-    def _checkpoint(self, model, out_dir, history, epoch, step, stage, optimizer, scheduler) -> None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        state = {"model": model.state_dict(), "epoch": epoch + 1, "step": step, "history": history,
-                 "stage": stage.name, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        tmp = out_dir / "trainer_state.pt.part"
-        torch.save(state, tmp)
-        tmp.replace(out_dir / "trainer_state.pt")
-        (out_dir / "loss_log.json").write_text(json.dumps(history, indent=1))
+    def _checkpoint(self, out: Path, model, history, epoch, step, stage, optimizer, scheduler, selection) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        state = {"model": _trainable_state(model), "epoch": epoch + 1, "step": step, "history": history,
+                 "stage": stage.name, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "selection": selection.state_dict(), "rng": torch.get_rng_state()}
+        with atomic_path(out / STATE_FILE) as tmp:
+            torch.save(state, tmp)
+        atomic_write_json(out / LOG_FILE, history, indent=1)
 
-    def _frozen_batches(self, dataset, train_ids, model, labels) -> "_TensorBatches":
-        """Cached conv maps of the training images, plus their seed-augmented copies if asked."""
+    def _frozen_data(self, dataset, train_ids, val_ids, model, labels, device):
+        """Cached conv maps of the training images (plus their seed-augmented copies if asked), and an
+        encoder that scores validation against training maps with the head alone."""
         cfg = self.config
         encoder = BackboneEncoder(model.backbone, kind="map")
         maps = extract_features(dataset, train_ids, encoder=encoder, progress=self.progress)
-        if len(maps.ids) != len(train_ids):
+        readable = set(maps.ids)
+        dropped = [(i, "could not be read") for i in train_ids if i not in readable]
+        if dropped:
             labels = torch.from_numpy(dataset.labels(maps.ids))
         parts, part_labels = [maps.features], [labels]
         if cfg.augment_copies:
@@ -232,31 +246,81 @@ class Trainer:
             parts.append(aug.features)
             part_labels.append(torch.from_numpy(augmented.labels(aug.ids)))
         # one copy into memory: the cache hands out read-only memmaps
-        return _TensorBatches(torch.from_numpy(np.concatenate(parts)), torch.cat(part_labels), cfg.batch_size, cfg.seed)
+        batches = TensorBatches(torch.from_numpy(np.concatenate(parts)), torch.cat(part_labels), cfg.batch_size,
+                                cfg.seed)
+        if not val_ids:
+            return batches, None, dropped
+        if cfg.mirror_average:   # the mirrored images' maps are not cached: encode the images
+            return batches, lambda ids: encode_with_torch(model, dataset, ids, device), dropped
+        val = extract_features(dataset, val_ids, encoder=encoder, progress=self.progress)
+        sources = [(maps.ids, batches.inputs[:len(maps.ids)]), (val.ids, torch.from_numpy(np.array(val.features)))]
+        return batches, _MapEncoder(model, dataset, sources, device), dropped
 
-    def _finetune_batches(self, dataset, train_ids, model, labels) -> "_ImageBatches":
+    def _finetune_batches(self, dataset, train_ids, model, labels) -> ImageBatches:
         cfg = self.config
         pre = Preprocess(model.input_size, tuple(model.backbone.mean), tuple(model.backbone.std))
         augment = SeedAugment(**cfg.augment_kwargs) if cfg.augment else None
         # crops of at least min_crop of a side must still cover the input at full resolution
         smallest_crop = augment.min_crop_fraction if augment and augment.crop else 1.0
         working_side = max(320, math.ceil(model.input_size / smallest_crop))
-        return _ImageBatches(dataset, train_ids, labels, pre, cfg.batch_size, cfg.seed, augment, working_side)
+        return ImageBatches(dataset, train_ids, labels, pre, cfg.batch_size, cfg.seed, augment, working_side,
+                            progress=self.progress)
+
+    def _finish(self, model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped):
+        """Load the chosen weights, put the model back on the CPU (encoding runs there), save it."""
+        cfg = self.config
+        info = {"metric": "map_all", "evaluator": "hashseek.train.evaluator.evaluate_split",
+                "queries": f"{len(val_ids)} validation images", "database": f"{len(train_ids)} training images",
+                "epochs_run": history[-1]["epoch"] if history else 0, "validate_every": selection.every,
+                "patience": selection.patience, "stopped_early": selection.stopped_early}
+        if val_ids and selection.best_state is not None:
+            model.load_state_dict(selection.best_state, strict=False)
+            info.update(kept="best validation epoch", best_epoch=selection.best_epoch, best_val_map=selection.best_map)
+        else:
+            info.update(kept="last epoch (no validation images)")
+        if warm is not None and val_ids:
+            warm_map = warm.selection.get("best_val_map_as_encoded", warm.selection.get("best_val_map", -1.0))
+            info["warmup_val_map"] = warm_map
+            if selection.best_map < warm_map:
+                log.warning("fine-tuning's best validation mAP %.4f is below its warm-up's %.4f: "
+                            "keeping the warm-up model (head on frozen maps)", selection.best_map, warm_map)
+                info.update(kept="warm-up (fine-tuning ended below it on validation)",
+                            finetune_best_val_map=selection.best_map, best_val_map=warm_map,
+                            best_epoch=warm.selection.get("best_epoch"))
+                model = warm.model.set_mirror_average(cfg.mirror_average)
+        model.eval()
+        model.to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
+        model.config.update(history=history, train_seconds=history[-1]["seconds"] if history else 0.0,
+                            trained_on=device_name(device), selection=info, train=asdict(cfg),
+                            dropped_training_images=[list(d) for d in dropped or []],
+                            trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        if out is not None:
+            model.save(out)
+        return TrainResult(model, history, model.config["train_seconds"], info)
 
 
-def device_name(device: torch.device) -> str:
-    """What a run trained on, for its checkpoint: ``cpu`` or ``cuda (NVIDIA H100 80GB HBM3)``."""
-    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+class _MapEncoder:
+    """ids -> codes through the head alone, from maps already in memory (frozen runs' validation)."""
 
+    def __init__(self, model: HashModel, dataset: ImageDataset, sources, device: torch.device):
+        self.model, self.dataset, self.device = model, dataset, device
+        self.where = {i: (s, row) for s, (ids, _) in enumerate(sources) for row, i in enumerate(ids)}
+        self.tensors = [tensor for _, tensor in sources]
 
-def training_device(name: str = "auto") -> torch.device:
-    """``auto`` -> the first CUDA device when there is one, else the CPU; a named CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
-    return device
+    @torch.no_grad()
+    def __call__(self, ids: Sequence[str]) -> tuple[Encoded, list[tuple[str, str]]]:
+        kept = [i for i in ids if i in self.where]
+        dropped = [(i, "could not be read") for i in ids if i not in self.where]
+        self.model.head.eval()
+        codes, feats = [], []
+        for start in range(0, len(kept), 256):
+            chunk = kept[start:start + 256]
+            x = torch.stack([self.tensors[self.where[i][0]][self.where[i][1]] for i in chunk]).float()
+            out = self.model.head(x.to(self.device))
+            codes.append(out.codes.float().cpu().numpy())
+            feats.append(out.embedding.float().cpu().numpy())
+        return Encoded(kept, self.model.codes_from_output(np.concatenate(codes)), np.concatenate(feats),
+                       self.dataset.labels(kept)), dropped
 
 
 @dataclass
@@ -281,51 +345,39 @@ def _stages(model: HashModel, epochs: int) -> list[_Stage]:
     return [s for s in plan for _ in range(s.epochs)]
 
 
-class _TensorBatches:
-    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
-        self.inputs, self.labels, self.batch_size, self.seed = inputs, labels, batch_size, seed
-        self.n_items = len(inputs)
-
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = torch.randperm(self.n_items, generator=g)
-        for i in range(0, self.n_items, self.batch_size):
-            idx = order[i:i + self.batch_size]
-            if len(idx) > 1:
-                yield self.inputs[idx].float(), self.labels[idx]
+def _trainable_state(model: HashModel) -> dict[str, torch.Tensor]:
+    """What a frozen run changes is the head; a fine-tuning run changes everything."""
+    state = model.state_dict()
+    if model.config.get("mode") == "frozen":
+        return {k: v for k, v in state.items() if not k.startswith("backbone.")}
+    return state
 
 
-class _ImageBatches:
-    """Decoded images held in memory, shorter side at most ``working_side`` (aspect kept);
-    each epoch draws fresh seed augmentations."""
+def _postfix(record: dict, selection: Selection) -> dict:
+    shown = {"loss": f"{record['loss']:.4f}"}
+    if "val_map" in record:
+        shown["val_mAP"] = f"{record['val_map']:.4f}"
+    if selection.best_epoch:
+        shown["best"] = f"{selection.best_map:.4f}@{selection.best_epoch}"
+    return shown
 
-    def __init__(self, dataset, ids, labels, preprocess: Preprocess, batch_size: int, seed: int,
-                 augment: SeedAugment | None, working_side: int = 320):
-        self.images = {}
-        for i in tqdm(ids, desc="decode training images", leave=False):
-            image = load_image(dataset.read_bytes(i), draft_size=working_side)
-            scale = working_side / min(image.size)
-            if scale < 1:
-                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                     Image.Resampling.BILINEAR, reducing_gap=2.0)
-            self.images[i] = image
-        self.ids, self.labels, self.pre = list(ids), labels, preprocess
-        self.batch_size, self.seed, self.augment = batch_size, seed, augment
-        self.n_items = len(ids)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(self.n_items)
-        position = {image_id: n for n, image_id in enumerate(self.ids)}
+def _check_split(dataset: ImageDataset, train_ids: list[str], val_ids: list[str]) -> None:
+    if len(train_ids) < 2:
+        raise InvalidInputError(f"training needs at least 2 images, got {len(train_ids)}")
+    overlap = set(train_ids) & set(val_ids)
+    if overlap:
+        raise InvalidInputError(f"{len(overlap)} validation images are also training images, e.g. {sorted(overlap)[:3]}")
+    labels = dataset.labels(train_ids + val_ids)
+    if (labels < 0).any():
+        raise InvalidInputError(f"{int((labels < 0).sum())} training or validation images have no label")
 
-        def read(image_id: str):
-            image = self.images[image_id]
-            if self.augment is None:
-                return image
-            return self.augment(image, np.random.default_rng([self.seed, epoch, position[image_id]]))
 
-        ordered = [self.ids[n] for n in order]
-        for batch in iter_batches(ordered, read, self.pre, self.batch_size):
-            if len(batch.ids) > 1:
-                y = self.labels[[position[i] for i in batch.ids]]
-                yield torch.from_numpy(batch.inputs), y
+def _load_state(out: Path) -> dict | None:
+    path = out / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:   # a checkpoint is written atomically, so this is damage, not a half write
+        raise DamagedError(f"{path} cannot be read ({err}); delete it to train from the start") from err

@@ -379,7 +379,7 @@ def test_chunking_gives_identical_results():
 
 
 def test_default_chunking_splits_large_databases(monkeypatch):
-    import hashseek.eval.metrics as metrics
+    import hashseek.core.metrics as metrics
 
     rng = np.random.default_rng(7)
     d = rng.integers(0, 33, (12, 400))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hashseek.eval.metrics import mean_average_precision
+from hashseek.core.metrics import mean_average_precision
 from hashseek.hashers import HASHERS, ITQHasher, NotFittedError, create_hasher, list_hashers, load_hasher
 from hashseek.core.bits import hamming_distances, unpack_bits
 

@@ -9,6 +9,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
+from hashseek.core.errors import InvalidInputError
 from hashseek.data.images import load_image, resize_square, to_normalized_array
 from hashseek.models.backbones import Backbone, create_backbone, list_backbones
 
@@ -143,7 +144,7 @@ def test_random_init_is_seeded_and_scaled():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_pretrained_without_weights_refuses(name):
-    with pytest.raises(ValueError, match="no bundled weights.*weights=PATH.*pretrained=False"):
+    with pytest.raises(InvalidInputError, match="no bundled weights.*--backbone-weights FILE.*--random-init"):
         create_backbone(name)
 
 
@@ -170,5 +171,5 @@ def test_weights_file_round_trip(name, suffix, tmp_path, picture, built):
 def test_weights_of_another_layout_fail_strictly(tmp_path, built):
     path = tmp_path / "im_alexnet.pt"
     torch.save(built("im_alexnet").state_dict(), path)
-    with pytest.raises(RuntimeError, match="Error.s. in loading state_dict"):
+    with pytest.raises(InvalidInputError, match="does not fit AlexNet.*expected keys like"):
         create_backbone("alexnet", weights=path)

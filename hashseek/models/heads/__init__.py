@@ -4,7 +4,8 @@ from __future__ import annotations
 from hashseek.models.heads.base import HashHead, HeadOutput, SigmoidHead, TanhHead
 from hashseek.core.registry import Registry
 
-HEADS: Registry[HashHead] = Registry("head")
+# has_classifier: the method trains the head's classifier too, so it is built whenever classes are known.
+HEADS: Registry[HashHead] = Registry("head", defaults={"has_classifier": False})
 
 # Each family registers itself on import.
 from hashseek.models.heads import bilinear, fc, gap, latent, spp_pmt  # noqa: E402,F401

@@ -11,7 +11,7 @@ from hashseek.models.heads.base import HeadParts, TanhHead, global_average
 DEFAULT_REDUCED_CHANNELS = 256
 
 
-@HEADS.register("bilinear")
+@HEADS.register("bilinear", has_classifier=True)
 class BilinearHead(TanhHead):
     """[1x1 conv + ReLU reduction] -> bilinear pooling -> signed sqrt -> L2 norm -> hash layer -> tanh(beta z).
 

@@ -24,7 +24,7 @@ def grid_max_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.stack(cells, dim=2).flatten(1)
 
 
-@HEADS.register("spp_pmt")
+@HEADS.register("spp_pmt", has_classifier=True)
 class SPPPMTHead(SigmoidHead):
     """SPP (4x4, 2x2, 1x1 max) -> PMT [ln(x+b), ln^2(x+b)] -> L2 norm -> fc + ReLU -> sigmoid hash layer -> classifier.
 

@@ -1,0 +1,93 @@
+"""Every training setting and its default, defined once: the CLI, the recipes and the runner read them here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from hashseek.core.errors import InvalidInputError
+from hashseek.models.hash_model import HashModel
+
+MODES = ("frozen", "finetune")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "efficientnet_lite0"
+    head: str = "gap"
+    loss: str = "hashnet"
+    bits: int = 64
+    mode: str = "frozen"
+    epochs: int = 60
+    batch_size: int = 64
+    optimizer: str = "adam"              # adam | sgd (momentum 0.9)
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.1       # fine-tuning: the pretrained trunk learns slower
+    backbone_lr_ramp_epochs: float = 1.0  # fine-tuning: the trunk's rate rises linearly from 0 over these epochs
+    weight_decay: float = 1e-5
+    schedule: str = "cosine"             # cosine | step | constant
+    continuation: bool = True            # tanh heads: beta = hashnet_beta_schedule(step)
+    augment_copies: int = 0              # frozen: extra seed-augmented copies per training image
+    augment: bool = True                 # finetune: online seed augmentation
+    augment_kwargs: dict = field(default_factory=dict)   # SeedAugment settings (both modes), e.g. milder crops
+    input_size: int | None = None        # finetune: None = the backbone's own size
+    warmup_epochs: int = 0               # finetune: first this many epochs of the head alone on frozen maps
+    mirror_average: bool = False         # the model encodes each image with its mirror, averaged (HashModel)
+    backbone_weights: str | None = None  # a local state-dict file in the layout the backbone documents
+    random_init: bool = False            # train the backbone from random weights (no bundled or given ones)
+    validate_every: int = 0              # epochs between validations; 0 = every epoch when fine-tuning, and for
+                                         # frozen runs the interval that keeps validation near 10% of the time
+    patience: int | None = None          # stop after this many epochs without a better validation mAP;
+                                         # None = a third of the epochs (at least 5), 0 = never stop early
+    head_kwargs: dict = field(default_factory=dict)
+    loss_kwargs: dict = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"                 # auto (CUDA when available) | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        checks = [
+            (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),
+            (self.device == "auto" or self.device.startswith(("cpu", "cuda")),
+             f"device must be auto, cpu or cuda[:N], got {self.device!r}"),
+            (8 <= self.bits <= 1024, f"bits must be in 8..1024, got {self.bits}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch_size >= 2"),
+            (self.validate_every >= 0 and (self.patience is None or self.patience >= 0),
+             "validate_every and patience must be >= 0"),
+            (not (self.random_init and self.backbone_weights),
+             "random_init and backbone_weights contradict each other: give one (--random-init or --backbone-weights)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidInputError(message)
+
+    @property
+    def effective_patience(self) -> int:
+        """Epochs without improvement before stopping; 0 = never."""
+        return max(5, self.epochs // 3) if self.patience is None else self.patience
+
+
+@dataclass
+class TrainResult:
+    model: HashModel
+    history: list[dict]
+    seconds: float
+    selection: dict = field(default_factory=dict)   # how the returned weights were chosen (validation mAP, epoch)
+
+
+def device_name(device: torch.device) -> str:
+    """What a run trained on, for its checkpoint: ``cpu`` or ``cuda (NVIDIA H100 80GB HBM3)``."""
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+
+
+def training_device(name: str = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device when there is one, else the CPU; a named CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return device

@@ -1,0 +1,161 @@
+"""The one evaluator: encode a split with a model, rank by Hamming distance, report the figures.
+
+Training selects its epoch on it (validation images as queries, training images as the
+database) and ``hashseek eval`` reports test figures with it, so both read the same numbers.
+It lives in ``train`` because training selects on it and ``train`` sits below ``eval``.
+Images that cannot be read are listed in the record with the reason, never dropped silently.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hashseek.core.bits import hamming_distances
+from hashseek.core.errors import InvalidInputError
+from hashseek.core.metrics import retrieval_report
+from hashseek.data.datasets import ImageDataset
+from hashseek.data.loader import iter_batches
+from hashseek.models.features import BackboneEncoder, extract_features
+from hashseek.models.hash_model import HashModel
+
+PRECISION_K = 20
+VOTE_K = 8
+
+
+@dataclass
+class Encoded:
+    """Packed codes, float features and labels of the images that could be read, in request order."""
+
+    ids: list[str]
+    codes: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class EvalRecord:
+    figures: dict                                   # map_all, map_at_r, precision_at_20, vote_accuracy_top8, ...
+    sizes: dict                                     # queries and database images scored, and those asked for
+    dropped: list[tuple[str, str]]                  # (id, reason) of images that could not be read
+    seconds: float
+    leave_one_out: bool = False
+    query: Encoded | None = field(default=None, repr=False, compare=False)
+    database: Encoded | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        """What a report stores (the encodings stay out)."""
+        return {**self.figures, "sizes": self.sizes, "dropped": [list(d) for d in self.dropped],
+                "n_dropped": len(self.dropped), "leave_one_out": self.leave_one_out,
+                "tie_rule": "database order", "seconds": self.seconds}
+
+
+Encoder = Callable[[Sequence[str]], tuple[Encoded, list[tuple[str, str]]]]
+
+
+def evaluate_split(model: HashModel, dataset: ImageDataset, query_ids: Sequence[str], database_ids: Sequence[str],
+                   *, leave_one_out: bool = False, progress: bool = True,
+                   encoder: Encoder | None = None) -> EvalRecord:
+    """Figures of ``model`` with ``query_ids`` searching ``database_ids`` (Hamming ranking, ties by database order).
+
+    ``leave_one_out``: the queries are database images (e.g. all of them); each query is scored
+    against all the other images. ``encoder`` replaces how ids become codes (the trainer
+    passes one over its in-memory maps or the torch graph); the figures are computed the same way.
+    """
+    start = time.perf_counter()
+    query_ids, database_ids = list(query_ids), list(database_ids)
+    if not query_ids or not database_ids:
+        raise InvalidInputError(f"nothing to evaluate: {len(query_ids)} queries, {len(database_ids)} database images")
+    encode = encoder or partial(encode_ids, model, dataset, progress=progress)
+    if leave_one_out:
+        outside = set(query_ids) - set(database_ids)
+        if outside:
+            raise InvalidInputError(f"leave-one-out evaluation searches the database with its own images; "
+                                    f"{len(outside)} queries are not in it, e.g. {sorted(outside)[:3]}")
+        database, dropped = encode(database_ids)
+        row = {i: n for n, i in enumerate(database.ids)}
+        rows = [row[i] for i in query_ids if i in row]
+        query = Encoded([database.ids[r] for r in rows], database.codes[rows], database.features[rows],
+                        database.labels[rows])
+        exclude = np.asarray(rows, dtype=np.int64)
+    else:
+        overlap = set(query_ids) & set(database_ids)
+        if overlap:
+            raise InvalidInputError(f"{len(overlap)} queries are also in the database, e.g. {sorted(overlap)[:3]}; "
+                                    "pass leave_one_out=True to search a set with its own images")
+        query, dropped = encode(query_ids)
+        database, dropped_db = encode(database_ids)
+        dropped = dropped + dropped_db
+        exclude = None
+    if not len(query.ids) or not len(database.ids):
+        raise InvalidInputError(f"no readable {'queries' if not len(query.ids) else 'database images'}; "
+                                f"{len(dropped)} unreadable, e.g. {dropped[:2]}")
+    distances = hamming_distances(query.codes, database.codes)
+    figures = retrieval_report(distances, query.labels, database.labels, PRECISION_K, VOTE_K, exclude=exclude)
+    sizes = {"query": len(query.ids), "database": len(database.ids),
+             "query_requested": len(query_ids), "database_requested": len(database_ids)}
+    return EvalRecord(figures, sizes, dropped, time.perf_counter() - start, leave_one_out, query, database)
+
+
+def encode_ids(model: HashModel, dataset: ImageDataset, ids: Sequence[str],
+               progress: bool = True) -> tuple[Encoded, list[tuple[str, str]]]:
+    """Codes of ``ids`` as the saved model computes them (ONNX Runtime), and the (id, reason) of unreadable ones.
+
+    A model trained on frozen features reuses the cached backbone maps and runs only its head
+    (unless it averages with mirrored images, whose maps are not cached).
+    """
+    ids = list(ids)
+    if model.config.get("mode") == "frozen" and not model.mirror_average:
+        maps = extract_features(dataset, ids, encoder=BackboneEncoder(model.backbone, kind="map"), progress=progress)
+        codes, feats = model.encode_maps(maps.features)
+        reasons = {i: reason for i, reason in maps.meta.get("failed", [])}
+        kept = set(maps.ids)
+        dropped = [(i, reasons.get(i, "could not be read")) for i in ids if i not in kept]
+        return Encoded(list(maps.ids), codes, feats, dataset.labels(maps.ids)), dropped
+    return _encode_batches(ids, dataset, model.preprocess, model.encode_arrays, progress)
+
+
+@torch.no_grad()
+def encode_with_torch(model: HashModel, dataset: ImageDataset, ids: Sequence[str], device: torch.device,
+                      batch_size: int = 32, progress: bool = False) -> tuple[Encoded, list[tuple[str, str]]]:
+    """The same codes through the torch graph on ``device`` (mirror-averaged when the model is): used to
+    select epochs during fine-tuning, where exporting the changing trunk to ONNX every epoch would cost more."""
+    was_training = model.training
+    model.eval()
+
+    def run(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(inputs).to(device)
+        out = model(x)
+        codes, embedding = out.codes, out.embedding
+        if model.mirror_average:
+            mirrored = model(x.flip(-1))
+            codes, embedding = (codes + mirrored.codes) / 2, (embedding + mirrored.embedding) / 2
+        return model.codes_from_output(codes.float().cpu().numpy()), embedding.float().cpu().numpy()
+
+    try:
+        return _encode_batches(list(ids), dataset, model.preprocess, run, progress, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def _encode_batches(ids: list[str], dataset: ImageDataset, preprocess, run, progress: bool,
+                    batch_size: int = 32) -> tuple[Encoded, list[tuple[str, str]]]:
+    kept, codes, feats, dropped = [], [], [], []
+    bar = tqdm(total=len(ids), desc="encode", unit="img", disable=not progress, leave=False)
+    for batch in iter_batches(ids, dataset.read_bytes, preprocess, batch_size):
+        if batch.ids:
+            c, f = run(batch.inputs)
+            kept += batch.ids
+            codes.append(c)
+            feats.append(f)
+        dropped += batch.failed
+        bar.update(len(batch.ids) + len(batch.failed))
+    bar.close()
+    if not kept:
+        return Encoded([], np.empty((0, 0), np.uint8), np.empty((0, 0), np.float32), np.empty(0, np.int64)), dropped
+    return Encoded(kept, np.concatenate(codes), np.concatenate(feats).astype(np.float32), dataset.labels(kept)), dropped

@@ -1,0 +1,219 @@
+"""Named training recipes: the settings that worked, as presets over ``TrainConfig``.
+
+``fast``: the hash head alone on frozen, cached EfficientNet-Lite0 maps with a few seed-augmented
+copies of each training image (gap+csq, 64 bits); minutes on 2 CPU cores for a few hundred images.
+On ``caltech101`` gap+csq beat every other head on frozen maps (mAP@all 0.829 at 48 bits, ITQ
+0.589); on ``cars-bmw13`` copies with the photo's own aspect ratio lifted it to 0.597
+(docs/measurements.md).
+
+``best``: end-to-end fine-tuning with the best settings measured on the 2-core CPU: gap+csq,
+EfficientNet-Lite1 at 280 px, 100 warm-up epochs of the head on frozen maps, trunk learning rate
+0.3 x the head's, mild crops with the photo's aspect ratio (>= 0.8 of a side, ±10°, mirror), and
+mirror-averaged encoding (cars-bmw13: mAP@all 0.870, top-8 vote 0.835 in 20 minutes).
+
+Every run selects its epoch on validation images. ``max_minutes`` bounds a run: the machine's
+speed is measured with a few timed steps, and the recipe's epochs (``best``: then its input size;
+``fast``: first its augmented copies) shrink until the estimate fits. Settings in ``overrides``
+are never changed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from hashseek.core.errors import InvalidInputError
+from hashseek.core.registry import Registry
+from hashseek.models.backbones import create_backbone
+from hashseek.models.features import BackboneEncoder
+from hashseek.models.heads import create_head
+from hashseek.train.config import TrainConfig, training_device
+
+RECIPES: Registry[dict] = Registry("recipe", defaults={"description": "", "mode": "frozen"})
+
+DECODE_MS = 12.0        # decoding and resizing one photo on one core, beside the network
+MIN_EPOCHS = 8          # below this a fine-tuning run is not worth it: shrink the input instead
+SIZES = (280, 256, 240, 224, 192, 160, 128)
+
+
+@RECIPES.register("fast", description="hash head on frozen EfficientNet-Lite0 maps, 4 augmented copies "
+                                      "(gap+csq, 64 bits); minutes on a CPU", mode="frozen")
+def fast() -> dict:
+    return dict(backbone="efficientnet_lite0", head="gap", loss="csq", bits=64, mode="frozen", epochs=60,
+                batch_size=64, lr=1e-3, augment_copies=4)
+
+
+@RECIPES.register("best", description="end-to-end fine-tuning: gap+csq, EfficientNet-Lite1 at 280 px, head "
+                                      "warm-up on frozen maps, trunk lr x0.3, photo-shaped crops, mirror-averaged "
+                                      "encoding", mode="finetune")
+def best() -> dict:
+    return dict(backbone="efficientnet_lite1", head="gap", loss="csq", bits=64, mode="finetune", epochs=20,
+                batch_size=32, lr=1e-3, input_size=280, warmup_epochs=100, backbone_lr_scale=0.3,
+                mirror_average=True, augment_kwargs={"min_crop_fraction": 0.8, "max_degrees": 10.0,
+                                                     "crop_shape": "image"})
+
+
+@dataclass
+class Speed:
+    """Measured milliseconds per image on the training device."""
+
+    device: str
+    size: int               # input side the network steps were timed at
+    forward_ms: float       # backbone forward, no gradient (map extraction, encoding)
+    native_forward_ms: float  # the same at the backbone's own size (frozen maps, warm-up)
+    train_ms: float         # forward + backward + update of the whole model (fine-tuning)
+    head_ms: float          # forward + backward of the head alone on a cached map
+
+    def at(self, size: int) -> "Speed":
+        """Network costs grow with the number of pixels."""
+        scale = (size / self.size) ** 2
+        return replace(self, size=size, forward_ms=self.forward_ms * scale, train_ms=self.train_ms * scale)
+
+
+def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,
+                   overrides: dict | None = None, n_validation: int | None = None,
+                   speed: Speed | None = None) -> tuple[TrainConfig, list[str]]:
+    """The recipe's TrainConfig for this source, and lines saying what was chosen and why.
+
+    ``overrides``: TrainConfig settings that win over the recipe (None values mean "not given";
+    ``augment_kwargs`` entries merge into the recipe's). ``n_validation`` defaults to a quarter of
+    ``n_train``. ``speed`` skips the measurement (tests, or a machine measured before).
+    """
+    settings = RECIPES.create(name)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(given) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise InvalidInputError(f"unknown training settings {unknown}")
+    for key, value in given.items():
+        settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value
+    config = TrainConfig(**settings)
+    n_val = n_train // 4 if n_validation is None else n_validation
+    lines = [f"recipe {name}: {RECIPES.metadata(name)['description']}",
+             f"{n_train} training images, {n_val} validation images, {n_classes} classes; "
+             f"the epoch is selected on validation mAP@all"]
+    if given:
+        lines.append("given: " + ", ".join(f"{k}={v}" for k, v in sorted(given.items())))
+    if max_minutes is None:
+        return config, lines
+    if max_minutes <= 0:
+        raise InvalidInputError(f"max_minutes must be positive, got {max_minutes}")
+    speed = speed or measure_speed(config)
+    lines.append(f"measured on {speed.device}: backbone forward {speed.native_forward_ms:.1f} ms/image at its own "
+                 f"size, training step {speed.train_ms:.1f} ms/image at {speed.size} px, head step "
+                 f"{speed.head_ms:.2f} ms/image")
+    budget = 60.0 * max_minutes
+    config, changes = _fit_budget(config, set(given), n_train, n_val, speed, budget)
+    estimate = estimate_seconds(config, n_train, n_val, speed)
+    lines += changes
+    fits = "fits" if estimate <= budget else "does NOT fit"
+    lines.append(f"estimated {estimate / 60:.1f} min for --max-minutes {max_minutes:g} ({fits}): "
+                 f"{config.epochs} epochs" + (f", {config.augment_copies} augmented copies" if config.mode == "frozen"
+                                              else f" at {config.input_size or 'native'} px after "
+                                                   f"{config.warmup_epochs} warm-up epochs"))
+    return config, lines
+
+
+def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed) -> float:
+    """Wall time of a run from the measured per-image costs (validation included)."""
+    copies = config.augment_copies if config.mode == "frozen" else 0
+    maps = (n_train * (1 + copies) + n_val) * (speed.native_forward_ms + DECODE_MS)
+    head_epoch = n_train * (1 + copies) * speed.head_ms
+    if config.mode == "frozen":
+        return (maps + 1.1 * config.epochs * head_epoch) / 1000
+    at = speed.at(config.input_size or speed.size)
+    warm = maps + 1.1 * config.warmup_epochs * head_epoch if config.warmup_epochs else 0.0
+    mirror = 2 if config.mirror_average else 1
+    epoch = n_train * at.train_ms + (n_train + n_val) * (mirror * at.forward_ms + DECODE_MS)
+    return (warm + n_train * DECODE_MS + config.epochs * epoch) / 1000
+
+
+def _fit_budget(config: TrainConfig, fixed: set[str], n_train: int, n_val: int, speed: Speed,
+                budget: float) -> tuple[TrainConfig, list[str]]:
+    """Shrink what the user did not fix until the estimate fits: copies, epochs, then the input size."""
+    def cost(c: TrainConfig) -> float:
+        return estimate_seconds(c, n_train, n_val, speed)
+
+    start, changes = config, []
+    if config.mode == "frozen" and "augment_copies" not in fixed:
+        while config.augment_copies > 0 and cost(config) > budget:
+            config = replace(config, augment_copies=config.augment_copies - 1)
+    floor = 10 if config.mode == "frozen" else MIN_EPOCHS
+    if "epochs" not in fixed and cost(config) > budget:
+        config = replace(config, epochs=max(min(floor, config.epochs), _affordable_epochs(config, cost, budget)))
+    if config.mode == "finetune" and "input_size" not in fixed:
+        for size in SIZES:
+            if cost(config) <= budget or size >= (config.input_size or speed.size):
+                continue
+            config = replace(config, input_size=size)
+            if "epochs" not in fixed:
+                config = replace(config, epochs=max(MIN_EPOCHS, _affordable_epochs(replace(config, epochs=start.epochs),
+                                                                                   cost, budget)))
+    for key in ("augment_copies", "epochs", "input_size"):
+        if getattr(config, key) != getattr(start, key):
+            changes.append(f"{key}: {getattr(start, key)} -> {getattr(config, key)} to fit the time limit")
+    return config, changes
+
+
+def _affordable_epochs(config: TrainConfig, cost, budget: float) -> int:
+    """The most epochs (up to the config's) whose estimate fits the budget; 0 when none does."""
+    per_epoch = cost(replace(config, epochs=2)) - cost(replace(config, epochs=1))
+    room = budget - (cost(replace(config, epochs=1)) - per_epoch)
+    return min(config.epochs, int(room // per_epoch)) if per_epoch > 0 else config.epochs
+
+
+def measure_speed(config: TrainConfig, batch: int = 4, repeats: int = 2) -> Speed:
+    """Time a few steps as the run will take them: map extraction through ONNX Runtime, and for
+    fine-tuning the torch forward and training steps at the input size. Seconds on an idle CPU;
+    on a busy one it measures what the machine can do now."""
+    device = training_device(config.device)
+    backbone = create_backbone(config.backbone, pretrained=not config.random_init, weights=config.backbone_weights)
+    native_size = backbone.input_size
+    size = config.input_size or native_size
+    extractor = BackboneEncoder(backbone, kind="map")
+    head = create_head(config.head, backbone.feature_channels, config.bits, None, **config.head_kwargs).to(device)
+
+    def timed(step, side: int) -> float:
+        x = torch.randn(batch, 3, side, side)
+        step(x)                              # the first call allocates and picks kernels
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return 1000 * (time.perf_counter() - start) / (repeats * batch)
+
+    maps = torch.from_numpy(extractor.encode_arrays(torch.randn(batch, 3, native_size, native_size).numpy()))
+    native = timed(lambda x: extractor.encode_arrays(x.numpy()), native_size)
+    maps = maps.repeat(8, 1, 1, 1).to(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        head.zero_grad(set_to_none=True)
+        head(maps).codes.sum().backward()
+    head_ms = 1000 * (time.perf_counter() - start) / (repeats * len(maps))
+    if config.mode != "finetune":
+        return Speed(str(device), size, native, native, 0.0, head_ms)
+    backbone.to(device).eval()
+
+    def forward(x):
+        with torch.no_grad():
+            backbone.forward_features(x.to(device))
+
+    def train(x):
+        backbone.zero_grad(set_to_none=True)
+        head(backbone.forward_features(x.to(device))).codes.sum().backward()
+
+    return Speed(str(device), size, timed(forward, size), native, timed(train, size), head_ms)
+
+
+def list_recipes() -> list[str]:
+    return RECIPES.names()
+
+
+def describe_recipes() -> dict[str, dict]:
+    """Each recipe's metadata and settings, for help texts and reports."""
+    return {name: {**RECIPES.metadata(name), "settings": RECIPES.create(name)} for name in RECIPES.names()}
+
+
+__all__ = ["RECIPES", "Speed", "describe_recipes", "estimate_seconds", "list_recipes", "measure_speed",
+           "resolve_recipe"]
