@@ -90,14 +90,23 @@ class IndexCache:
         return self._index is not None and self._generation == self.meta.generation - 1
 
     def checkpoint(self) -> None:
-        """Write the index file (atomically) with the SQLite state it reflects, so the next open loads it."""
+        """Write the index file (atomically) with the SQLite state it reflects, so the next open loads it.
+
+        A full disk only logs a warning: the file is a cache, and the next open rebuilds it."""
         index, state = self.current(), self.state()
         if self.saved_state() == state or not len(index):  # an empty index is rebuilt for free
             return
-        with atomic_path(self.path / INDEX_FILE) as tmp:
-            index.save(tmp)
-            os.replace(tmp.with_name(tmp.name + ".json"), self.path / (INDEX_FILE + ".json"))
-        atomic_write_json(self.path / INDEX_STATE, state)
+        sidecar = None
+        try:
+            with atomic_path(self.path / INDEX_FILE) as tmp:
+                sidecar = tmp.with_name(tmp.name + ".json")
+                index.save(tmp)
+                os.replace(sidecar, self.path / (INDEX_FILE + ".json"))
+            atomic_write_json(self.path / INDEX_STATE, state)
+        except OSError as err:
+            if sidecar is not None:
+                sidecar.unlink(missing_ok=True)
+            log.warning("%s: the index cache was not saved (%s); the next open rebuilds it", self.path, err)
 
     def state(self) -> dict:
         count, top = self.meta.searchable_summary()

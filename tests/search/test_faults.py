@@ -159,6 +159,11 @@ def test_full_disk_uploads_keep_no_stored_copies(tmpfs, fitted, caltech101):
         assert failures >= 3
         _assert_consistent(path, collection)
         assert collection.image_bytes(report.ids[1]) == uploads[1]
+        _leave_free(tmpfs, 0)   # closing cannot save the index cache: a warning, not an error
+    assert sorted(os.listdir(path)) == sorted(os.listdir(fitted))
+    with Collection.open(path) as collection:
+        _assert_consistent(path, collection)
+        assert len(collection) == 16
 
 
 @pytest.fixture
