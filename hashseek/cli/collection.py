@@ -1,4 +1,4 @@
-"""`hashseek index`, `search`, `classify`, `remove`, `info`, `check`: persistent collections."""
+"""`hashseek index`, `reindex`, `search`, `classify`, `remove`, `info`, `check`: persistent collections."""
 from __future__ import annotations
 
 import argparse
@@ -28,10 +28,10 @@ def cmd_index(args) -> int:
         if flags:
             raise InvalidInputError(f"{args.collection} exists and keeps the settings it was made with; "
                                     f"drop {' '.join(flags)} (see `hashseek info`)")
-        collection = Collection.open(args.collection, batch_size=args.batch_size)
+        collection = Collection.open(args.collection, **_batch_size(args))
     else:
         image_hasher = load_image_hasher(args.model) if args.model else None
-        collection = Collection.create(args.collection, image_hasher, batch_size=args.batch_size,
+        collection = Collection.create(args.collection, image_hasher, **_batch_size(args),
                                        index_options=_index_options(args, given.get("index")), **given)
     with collection:
         report = collection.add_folder(args.source, progress=not args.quiet)
@@ -39,6 +39,28 @@ def cmd_index(args) -> int:
         for source, reason in report.failed[:10]:
             print(f"  unreadable: {source}: {reason}")
     return 0
+
+
+def cmd_reindex(args) -> int:
+    from hashseek.core.hasher import load_image_hasher
+    from hashseek.search.collection import Collection
+
+    if (args.model is None) == (not args.restore_previous):
+        raise InvalidInputError("give one of --model RUN (a new model) and --restore-previous")
+    with Collection.open(args.collection, **_batch_size(args)) as collection:
+        if args.restore_previous:
+            report = collection.restore_previous(progress=not args.quiet)
+        else:
+            report = collection.reindex(load_image_hasher(args.model), progress=not args.quiet)
+        print(f"{args.collection}: {report}; {len(collection)} images in the collection")
+        for source, reason in report.failed[:10]:
+            print(f"  unreadable: {source}: {reason}")
+    return 0
+
+
+def _batch_size(args) -> dict:
+    """--batch-size when given; otherwise the Collection's default."""
+    return {} if args.batch_size is None else {"batch_size": args.batch_size}
 
 
 def _index_options(args, backend: str | None) -> dict | None:
@@ -166,9 +188,19 @@ def register(sub) -> None:
                         "the token comes from HASHSEEK_MILVUS_TOKEN and is never stored")
     p.add_argument("--milvus-collection", metavar="NAME",
                    help="--backend milvus: Milvus collection name (default: the directory name + a random suffix)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="images encoded per batch (default: the Collection's)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("reindex", help="re-encode a collection's images with another model, swapped in atomically "
+                                       "at the end (resumable; the old model stays restorable)")
+    p.add_argument("collection", type=Path)
+    p.add_argument("--model", type=Path, help="the new model: a trained model's folder (or a saved image hasher)")
+    p.add_argument("--restore-previous", action="store_true",
+                   help="swap the model the last reindex replaced back in instead")
+    p.add_argument("--batch-size", type=int, help="images encoded per batch (default: the Collection's)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reindex)
 
     p = sub.add_parser("search", help="search a collection by an image, a library id or at random")
     _add_search_args(p, k=20)

@@ -1,27 +1,12 @@
 """A collection: one self-contained directory of searchable images that a user can copy, open and close.
 
-Layout::
-
-    C/
-      collection.json    format version, n_bits, index kind, how the codes are made, created time
-      hasher/            the saved ImageHasher (hasher.json names its type)
-      meta.sqlite        one row per image: the journal and the truth (``search.metadata``)
-      features.f16       float16 features for re-ranking, one row per image, append-only
-                         (``search.feature_store``)
-      index.faiss        the binary index of the codes (+ its .json sidecar): a cache
-                         (``search.index_cache``). With the ``milvus`` backend the codes live in a
-                         Milvus collection that collection.json names (``index_options``), and this
-                         file only says how to reconnect; the rest of the directory stays here
-      index.state.json   which meta.sqlite state the index file reflects
-      images/            stored copies of uploaded images, named by content hash
-      slots/             another model's hasher, features and collection.json: a reindex being
-                         staged, or the previous model (``search.reindex``)
-
-Crash safety. SQLite is the truth; everything else can be checked or rebuilt from it.
-A batch of images is done when its SQLite transaction commits: its features are appended
-to ``features.f16`` and fsynced first, so a committed row always finds its feature row.
-On open, feature rows no committed row references (a batch killed mid-way) are cut off,
-codes a crash left missing are filled, and the index is loaded or rebuilt (``IndexCache``).
+Its files are listed in ``search.layout``. Crash safety: SQLite is the truth
+(``search.metadata``); everything else can be checked or rebuilt from it. A batch of images is
+done when its SQLite transaction commits: its features are appended to ``features.f16`` and
+fsynced first (``search.store``), so a committed row always finds its feature row. On open,
+feature rows no committed row references are cut off, codes a crash left missing are filled,
+the index is loaded or rebuilt (``search.index_cache``), and a reindex killed after its switch
+is finished (``search.reindex``).
 
 Removal keeps the row as a tombstone (``in_library = 0``) with its features, so adding the
 same source again restores it without decoding it, under a new id: ids grow with
@@ -45,7 +30,7 @@ from hashseek.core.hasher import ImageHasher, load_image_hasher
 from hashseek.core.ranking import vote
 from hashseek.data.datasets import ImageDataset, open_images
 from hashseek.index import BinaryIndex
-from hashseek.search import adding
+from hashseek.search import adding, reindex as reindexing
 from hashseek.search.adding import AddReport, Pending
 from hashseek.search.checker import CheckReport, check
 from hashseek.search.engine import DEFAULT_CANDIDATES, Classification, SearchHit, SearchResult, rank
@@ -88,6 +73,7 @@ class Collection:
         try:
             self._meta = Metadata(path / META_DB)
             self._files = ImageFiles(path)
+            reindexing.finish_swap(path, self._meta)   # a reindex killed after its switch: move its files
             self._load_model(image_hasher)
         except BaseException:
             if self._meta is not None:
@@ -195,15 +181,10 @@ class Collection:
         They have no image file to show; ``sources`` must be new unique keys. One atomic batch.
         """
         self._require_open()
-        with np.errstate(over="ignore"):  # out-of-range values become inf and are refused below
-            features, codes = np.asarray(features, np.float16), np.asarray(codes, np.uint8)
         if not len(features) == len(codes) == len(sources) == len(names) == len(labels):
             raise InvalidInputError("features, codes, sources, names and labels must have the same length")
-        if features.shape[1:] != (self._store.features.dim,) or codes.shape[1:] != (-(-self.n_bits // 8),):
-            raise InvalidInputError(f"expected ({self._store.features.dim},) features and {-(-self.n_bits // 8)}-byte "
-                                    f"codes, got {features.shape[1:]} and {codes.shape[1:]}")
         rows = [NewRow(name, source, None, label) for source, name, label in zip(sources, names, labels)]
-        return self._store.commit(rows, features, codes)
+        return self._store.commit(rows, features, np.asarray(codes, np.uint8))
 
     def _add(self, pending: list[Pending], progress: bool, on_batch: Callable[[list[str]], None] | None) -> AddReport:
         self._require_open()
@@ -222,15 +203,32 @@ class Collection:
         zero-training collection are in; call it again after the library has grown a lot.
         """
         self._require_open()
-        if not self.image_hasher.can_refit:
-            raise InvalidInputError(f"only a pretrained+shallow collection can refit, this one has "
-                                    f"{self.image_hasher.describe().get('type')!r}")
-        if len(self) < 2:
-            raise ConflictError(f"fitting needs at least 2 images, the collection has {len(self)}")
-        rows = self._store.rows[self.image_hasher.fit_sample(len(self._store.rows))]
-        self.image_hasher.fit(self._store.features.read(rows))
-        self.image_hasher.save(self.path / HASHER_DIR)
-        self._store.sync_codes(self.image_hasher)
+        self._store.refit(self.image_hasher, self.path / HASHER_DIR)
+
+    def reindex(self, image_hasher: ImageHasher, *, progress: bool = True,
+                on_batch: Callable[[list[int]], None] | None = None) -> reindexing.ReindexReport:
+        """Re-encode every library image with another model (or hasher) and swap it in atomically.
+
+        The new features and codes are staged beside the live ones (resumable: calling again with
+        the same model continues); searches use the old model until the swap, which keeps it
+        restorable with ``restore_previous``. Images that cannot be read leave the library at the swap.
+        """
+        self._require_open()
+        report = reindexing.reindex(self.path, self._meta, self.config, image_hasher, self._library_records(),
+                                    self._files.read, self.batch_size, self.workers, progress, on_batch)
+        self._reload(image_hasher)
+        return report
+
+    def restore_previous(self, *, progress: bool = True) -> reindexing.ReindexReport:
+        """Swap the model a reindex replaced back in (images added since are encoded with it)."""
+        self._require_open()
+        hasher = reindexing.stage_previous(self.path, self._meta)
+        return self.reindex(hasher, progress=progress)
+
+    def _reload(self, image_hasher: ImageHasher | None = None) -> None:
+        """After a swap: the model files changed under this object."""
+        self._store.close()
+        self._load_model(image_hasher)
 
     # ------------------------------------------------------------------ editing and reading
     def remove(self, ids: Iterable[int]) -> int:
@@ -242,10 +240,7 @@ class Collection:
 
     def relabel(self, image_id: int, label: str | None) -> None:
         self._require_open()
-        if not self._store.in_library(image_id):
-            raise NotFoundError(f"not in the collection: {image_id}")
-        with self._meta.transaction(searchable=False) as db:
-            self._meta.relabel(db, image_id, label)
+        self._store.relabel(image_id, label)
 
     def get(self, image_id: int) -> Record:
         """The record of an image, removed ones included (``in_library`` says which)."""
@@ -293,7 +288,8 @@ class Collection:
         return {"path": str(self.path), "images": len(self), **self._meta.counts(), "unlabelled": unlabelled,
                 "classes": classes, "n_bits": self.n_bits, "feature_dim": self._store.features.dim,
                 "index": self.index_kind, "index_options": self.index_options, "bytes_on_disk": disk,
-                "hasher": self.image_hasher.describe(), "created": self.config["created"]}
+                "hasher": self.image_hasher.describe(), "created": self.config["created"],
+                "previous_hasher": reindexing.previous_model(self.path, self._meta)}
 
     def check(self) -> CheckReport:
         """Verify that metadata, features and index agree; repairs nothing (``open`` does)."""

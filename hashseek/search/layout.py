@@ -1,4 +1,19 @@
-"""The files of a collection directory, named once (see ``hashseek.search.collection`` for what each holds)."""
+"""The files of a collection directory, named once::
+
+    C/
+      collection.json    format version, n_bits, index kind, how the codes are made, created time
+      hasher/            the saved ImageHasher (hasher.json names its type)
+      meta.sqlite        one row per image: the journal and the truth
+      features.f16       float16 features for re-ranking, one row per image, append-only
+      index.faiss        the binary index of the codes (+ its .json sidecar): a cache. With the
+                         ``milvus`` backend the codes live in a Milvus collection that
+                         collection.json names (``index_options``), and this file only says how to
+                         reconnect; the rest of the directory stays here
+      index.state.json   which meta.sqlite state the index file reflects
+      images/            stored copies of uploaded images, named by content hash
+      slots/N/           another model's hasher/, features.f16 and collection.json: a reindex
+                         being staged, or the previous model (``search.reindex``)
+"""
 from __future__ import annotations
 
 import json

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hashseek.core.atomic import atomic_write_bytes
-from hashseek.core.errors import InvalidInputError, NotFoundError
+from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher
 from hashseek.search.checker import CHUNK
 from hashseek.search.feature_store import FeatureStore
@@ -47,7 +47,12 @@ class LibraryStore:
                uploads: dict[str, bytes] | None = None) -> list[int]:
         """One batch: stored copies (``uploads``: name under images/ -> bytes), then features (fsynced),
         then one SQLite transaction."""
-        features = np.asarray(features, np.float16)
+        with np.errstate(over="ignore"):  # out-of-range values become inf and are refused below
+            features = np.asarray(features, np.float16)
+        n_bytes = -(-self.n_bits // 8)
+        if features.shape[1:] != (self.features.dim,) or (codes is not None and codes.shape[1:] != (n_bytes,)):
+            raise InvalidInputError(f"expected ({self.features.dim},) features and {n_bytes}-byte codes, got "
+                                    f"{features.shape[1:]} and {None if codes is None else codes.shape[1:]}")
         if not np.isfinite(features).all():  # NaN or beyond float16's range: re-ranking needs finite values
             raise InvalidInputError("features must be finite in float16 (|x| <= 65504); nothing of this batch "
                                     "was added")
@@ -81,6 +86,23 @@ class LibraryStore:
         self.index.follow_remove(np.array(ids))
         for name in stored:
             (self.path / IMAGES_DIR / name).unlink(missing_ok=True)
+
+    def relabel(self, image_id: int, label: str | None) -> None:
+        if not self.in_library(image_id):
+            raise NotFoundError(f"not in the collection: {image_id}")
+        with self.meta.transaction(searchable=False) as db:
+            self.meta.relabel(db, image_id, label)
+
+    def refit(self, image_hasher: ImageHasher, hasher_dir: Path) -> None:
+        """Fit a refittable hasher on (a sample of) the library's stored features, save it, recompute the codes."""
+        if not image_hasher.can_refit:
+            raise InvalidInputError(f"only a pretrained+shallow collection can refit, this one has "
+                                    f"{image_hasher.describe().get('type')!r}")
+        if len(self.ids) < 2:
+            raise ConflictError(f"fitting needs at least 2 images, the collection has {len(self.ids)}")
+        image_hasher.fit(self.features.read(self.rows[image_hasher.fit_sample(len(self.rows))]))
+        image_hasher.save(hasher_dir)
+        self.sync_codes(image_hasher)
 
     def sync_codes(self, image_hasher: ImageHasher) -> None:
         """Give every row the code of a refittable hasher's current fit: after a first fit, a refit,
