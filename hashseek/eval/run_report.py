@@ -26,7 +26,7 @@ from hashseek.data.protocols import Protocol
 from hashseek.data.splits import split_lines
 from hashseek.eval.cost import disk_bytes, machine, parameter_count
 from hashseek.eval.report import write_report
-from hashseek.eval.runner import MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, retrieval_figures
+from hashseek.eval.runner import MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, retrieval_figures
 from hashseek.models.hash_model import HashModel
 from hashseek.train.evaluator import PRECISION_K, Encoded, EvalRecord, evaluate_split
 
@@ -85,6 +85,9 @@ def report_record(model: HashModel, dataset: ImageDataset, protocol: Protocol, t
     else:
         figures = {**retrieval_figures(distances, q.labels, d.labels, n_classes, model.n_bits), **test.figures}
     head, loss = model.config["head"], model.config.get("loss")
+    train = model.config.get("train") or {}
+    spec = MethodSpec(f"{head}+{loss}", "deep", head=head, loss=loss, backbone=model.config["backbone"],
+                      **{k: train[k] for k in ("epochs", "batch_size", "optimizer", "lr") if k in train})
     sizes = {**protocol.sizes(), "query": test.sizes["query"], "database": test.sizes["database"]}
     return {
         "source": "measured", "method": f"{head}+{loss}", "kind": "deep", "mode": mode, "bits": model.n_bits,
@@ -93,7 +96,7 @@ def report_record(model: HashModel, dataset: ImageDataset, protocol: Protocol, t
                      "tie_rule": TIE_RULE, "map_definition": MAP_DEFINITION, "bits": model.n_bits,
                      "backbone": model.config["backbone"], "head": head, "loss": loss, "training_mode": mode,
                      "train_seconds": train_seconds, "machine": machine()},
-        "classes": dataset.classes, "figures": figures,
+        "spec": asdict(spec), "classes": dataset.classes, "figures": figures,
         "times": {"train_seconds": train_seconds, "encode_seconds": test.seconds},
         "costs": {"parameters": parameter_count(model), "head_parameters": parameter_count(model.head),
                   **_checkpoint_bytes(model_dir)},
