@@ -40,7 +40,7 @@ def test_every_figure_and_the_protocol_record(small_runs, tiny_protocol):
         assert f["precision_curve"]["k"] == [1, 5, 10, 20]
         p = r["protocol"]
         assert (p["name"], p["dataset"], p["seed"]) == ("tiny-cars", "cars-bmw13", 0)
-        assert p["sizes"] == {"query": 12, "database": 24, "train": 16}
+        assert p["sizes"] == {"query": 12, "database": 24, "train": 16, "validation": 0}
         assert "database order" in p["tie_rule"] and "mAP@all" in p["map_definition"]
         assert p["backbone"] == "efficientnet_lite0" and p["machine"]["cores"] >= 1
         assert {"train_seconds", "encode_seconds", "linear_ms_per_query"} <= set(r["times"])
