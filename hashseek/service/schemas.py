@@ -54,7 +54,8 @@ class Hit(BaseModel):
     name: str
     label: str | None
     hamming: int = Field(description="Hamming distance between the codes")
-    distance: float | None = Field(description="re-rank distance (None without re-ranking)")
+    distance: float | None = Field(description="float distance between the features: the re-rank distance, or in "
+                                               "a Hamming search the one that orders ties (None without one)")
     thumbnail_url: str
 
 
