@@ -193,8 +193,14 @@ def commit_swap(path: Path, meta: Metadata, slot: str, image_hasher: ImageHasher
 
 def finish_swap(path: Path, meta: Metadata) -> None:
     """Move the files of a committed swap into place (idempotent: a rerun after a kill completes it),
-    then delete slot folders the state no longer names."""
+    then delete slot folders the state no longer names. A read-only open cannot move them: it refuses
+    a collection whose switch is committed but whose files are not in place yet."""
     swap = meta.state(SWAP)
+    if meta.read_only:
+        if swap is not None:
+            raise ConflictError(f"{path}: a reindex was stopped right after its switch; open the collection once "
+                                "writable to move its files into place")
+        return
     if swap is not None:
         slots = json.loads(swap)
         staged, previous = path / SLOTS_DIR / slots["in"], path / SLOTS_DIR / slots["out"]
