@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from hashseek.core.atomic import atomic_write_bytes
-from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
+from hashseek.core.errors import ConflictError, DamagedError, InvalidInputError, NotFoundError, ReadOnlyError
 from hashseek.core.hasher import ImageHasher
-from hashseek.search.checker import CHUNK
+from hashseek.search.checker import CHUNK, feature_damage
 from hashseek.search.feature_store import FeatureStore
 from hashseek.search.index_cache import IndexCache
 from hashseek.search.layout import FEATURES_FILE, IMAGES_DIR
 from hashseek.search.metadata import Metadata, NewRow
+from hashseek.search.storage import os_error
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,24 @@ log = logging.getLogger(__name__)
 class LibraryStore:
     """SQLite rows, features and index of one model of a collection; repairs a crash's leftovers on open."""
 
-    def __init__(self, path: Path, meta: Metadata, config: dict, image_hasher: ImageHasher):
-        self.path, self.meta = path, meta
+    def __init__(self, path: Path, meta: Metadata, config: dict, image_hasher: ImageHasher,
+                 damaged_ok: bool = False):
+        """Opens read-only when ``meta`` is (nothing is cut, coded or rewritten). A feature file shorter
+        than SQLite says is a ``DamagedError`` naming the repair command, unless ``damaged_ok``
+        (``check`` and ``repair`` open what they examine)."""
+        self.path, self.meta, self.read_only = path, meta, meta.read_only
         self.n_bits = int(config["n_bits"])
-        self.features = FeatureStore(path / FEATURES_FILE, int(config["feature_dim"]))
+        self.features = FeatureStore(path / FEATURES_FILE, int(config["feature_dim"]), read_only=meta.read_only)
         self.index = IndexCache(path, meta, config["index"], config.get("index_options"), self.n_bits)
-        dropped = self.features.cut_to(meta.feature_rows_used())
-        if dropped:
-            log.info("%s: dropped %d feature rows of an unfinished batch", path, dropped)
-        self.sync_codes(image_hasher)
+        self.damage = feature_damage(meta, self.features)
+        if self.damage and not damaged_ok:
+            self.features.close()
+            raise DamagedError(f"{self.damage}: run `{meta.repair}` to re-encode the lost rows")
+        if not self.read_only and not self.damage:
+            dropped = self.features.cut_to(meta.feature_rows_used())
+            if dropped:
+                log.info("%s: dropped %d feature rows of an unfinished batch", path, dropped)
+            self.sync_codes(image_hasher)
         self.ids, self.rows = meta.library_rows()   # library ids ascending, and their feature rows
         self.index.load()
 
@@ -46,7 +56,9 @@ class LibraryStore:
     def commit(self, rows: list[NewRow], features: np.ndarray, codes: np.ndarray | None,
                uploads: dict[str, bytes] | None = None) -> list[int]:
         """One batch: stored copies (``uploads``: name under images/ -> bytes), then features (fsynced),
-        then one SQLite transaction."""
+        then one SQLite transaction. All or nothing: a failure (a full disk) removes the batch's new
+        copies and cuts its feature rows before it raises."""
+        self.require_writable()
         with np.errstate(over="ignore"):  # out-of-range values become inf and are refused below
             features = np.asarray(features, np.float16)
         n_bytes = -(-self.n_bits // 8)
@@ -56,25 +68,39 @@ class LibraryStore:
         if not np.isfinite(features).all():  # NaN or beyond float16's range: re-ranking needs finite values
             raise InvalidInputError("features must be finite in float16 (|x| <= 65504); nothing of this batch "
                                     "was added")
-        self._store_uploads(uploads)
-        first = self.features.append(features)
-        packed = [None] * len(rows) if codes is None else [code.tobytes() for code in codes]
-        with self.meta.transaction(searchable=codes is not None) as db:
-            ids = self.meta.insert(db, rows, packed, range(first, first + len(rows)), time.time())
+        written = self._store_uploads(uploads)
+        try:
+            first = self.features.append(features)
+            packed = [None] * len(rows) if codes is None else [code.tobytes() for code in codes]
+            try:
+                with self.meta.transaction(searchable=codes is not None) as db:
+                    ids = self.meta.insert(db, rows, packed, range(first, first + len(rows)), time.time())
+            except BaseException:
+                self.features.undo_append(first)
+                raise
+        except BaseException:
+            self._unlink_uploads(written)
+            raise
         self._added(np.array(ids), first + np.arange(len(ids)), codes)
         return ids
 
     def restore(self, old_id: int, row: NewRow, uploads: dict[str, bytes] | None = None) -> int:
         """Re-adding a removed source: the same features and code under a new id (no decoding)."""
-        self._store_uploads(uploads)
-        with self.meta.transaction(searchable=True) as db:
-            new_id, old = self.meta.restore(db, old_id, row, time.time())
+        self.require_writable()
+        written = self._store_uploads(uploads)
+        try:
+            with self.meta.transaction(searchable=True) as db:
+                new_id, old = self.meta.restore(db, old_id, row, time.time())
+        except BaseException:
+            self._unlink_uploads(written)
+            raise
         codes = None if old.code is None else np.frombuffer(old.code, np.uint8)[None]
         self._added(np.array([new_id]), np.array([old.feature_row]), codes)
         return new_id
 
     def remove(self, ids: list[int]) -> None:
         """Tombstone library images and delete their stored copies; unknown ids raise NotFoundError."""
+        self.require_writable()
         missing = [i for i in ids if not self.in_library(i)]
         if missing:
             raise NotFoundError(f"not in the collection: {', '.join(map(str, missing))}")
@@ -88,6 +114,7 @@ class LibraryStore:
             (self.path / IMAGES_DIR / name).unlink(missing_ok=True)
 
     def relabel(self, image_id: int, label: str | None) -> None:
+        self.require_writable()
         if not self.in_library(image_id):
             raise NotFoundError(f"not in the collection: {image_id}")
         with self.meta.transaction(searchable=False) as db:
@@ -95,6 +122,7 @@ class LibraryStore:
 
     def refit(self, image_hasher: ImageHasher, hasher_dir: Path) -> None:
         """Fit a refittable hasher on (a sample of) the library's stored features, save it, recompute the codes."""
+        self.require_writable()
         if not image_hasher.can_refit:
             raise InvalidInputError(f"only a pretrained+shallow collection can refit, this one has "
                                     f"{image_hasher.describe().get('type')!r}")
@@ -121,10 +149,28 @@ class LibraryStore:
                 self.meta.set_codes(db, rows[:, 0], np.concatenate(codes))
             self.meta.set_state("fit_digest", digest, db)
 
-    def _store_uploads(self, uploads: dict[str, bytes] | None) -> None:
-        for name, data in (uploads or {}).items():
-            if not (target := self.path / IMAGES_DIR / name).exists():
-                atomic_write_bytes(target, data)
+    def _store_uploads(self, uploads: dict[str, bytes] | None) -> list[Path]:
+        """Write the copies not there yet; the paths written (a failed batch removes them again)."""
+        written = []
+        try:
+            for name, data in (uploads or {}).items():
+                if not (target := self.path / IMAGES_DIR / name).exists():
+                    atomic_write_bytes(target, data)
+                    written.append(target)
+        except OSError as err:
+            self._unlink_uploads(written)
+            raise (os_error(err, self.path / IMAGES_DIR, "storing an uploaded image") or err) from err
+        return written
+
+    @staticmethod
+    def _unlink_uploads(paths: list[Path]) -> None:
+        for target in paths:
+            target.unlink(missing_ok=True)
+
+    def require_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.path} is open read-only: adding, removing, relabelling and refitting "
+                                "need a writable open")
 
     def _added(self, ids: np.ndarray, rows: np.ndarray, codes: np.ndarray | None) -> None:
         """Follow a committed insert in memory; the index only when it was current (else it is rebuilt)."""
