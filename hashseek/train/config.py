@@ -37,8 +37,8 @@ class TrainConfig:
     mirror_average: bool = False         # the model encodes each image with its mirror, averaged (HashModel)
     backbone_weights: str | None = None  # a local state-dict file in the layout the backbone documents
     random_init: bool = False            # train the backbone from random weights (no bundled or given ones)
-    validate_every: int = 0              # epochs between validations; 0 = every epoch when fine-tuning, and for
-                                         # frozen runs the interval that keeps validation near 10% of the time
+    validate_every: int = 0              # epochs between validations; 0 = the interval that keeps validation near
+                                         # 10% of a frozen run's time, 25% of a fine-tuning run's (train/selection.py)
     patience: int | None = None          # stop after this many epochs without a better validation mAP;
                                          # None = a third of the epochs (at least 5), 0 = never stop early
     head_kwargs: dict = field(default_factory=dict)

@@ -29,6 +29,7 @@ from hashseek.models.backbones import create_backbone
 from hashseek.models.features import BackboneEncoder
 from hashseek.models.heads import create_head
 from hashseek.train.config import TrainConfig, training_device
+from hashseek.train.selection import validation_interval
 
 RECIPES: Registry[dict] = Registry("recipe", defaults={"description": "", "mode": "frozen"})
 
@@ -119,13 +120,23 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed
     copies = config.augment_copies if config.mode == "frozen" else 0
     maps = (n_train * (1 + copies) + n_val) * (speed.native_forward_ms + DECODE_MS)
     head_epoch = n_train * (1 + copies) * speed.head_ms
+    head_validation = (n_train + n_val) * speed.head_ms / 3
+    frozen = maps + _with_validation(config.warmup_epochs if config.mode == "finetune" else config.epochs,
+                                     head_epoch, head_validation, "frozen")
     if config.mode == "frozen":
-        return (maps + 1.1 * config.epochs * head_epoch) / 1000
+        return frozen / 1000
     at = speed.at(config.input_size or speed.size)
-    warm = maps + 1.1 * config.warmup_epochs * head_epoch if config.warmup_epochs else 0.0
-    mirror = 2 if config.mirror_average else 1
-    epoch = n_train * at.train_ms + (n_train + n_val) * (mirror * at.forward_ms + DECODE_MS)
-    return (warm + n_train * DECODE_MS + config.epochs * epoch) / 1000
+    validation = (n_train + n_val) * ((2 if config.mirror_average else 1) * at.forward_ms + DECODE_MS)
+    tuning = n_train * DECODE_MS + _with_validation(config.epochs, n_train * at.train_ms, validation, "finetune")
+    return ((frozen if config.warmup_epochs else 0.0) + tuning) / 1000
+
+
+def _with_validation(epochs: int, epoch_ms: float, validation_ms: float, mode: str) -> float:
+    """Training epochs plus the validations the trainer will run between them (the first and last always)."""
+    if epochs <= 0:
+        return 0.0
+    every = validation_interval(validation_ms, epoch_ms, mode)
+    return epochs * epoch_ms + (min(epochs, 2 + (epochs - 1) // every)) * validation_ms
 
 
 def _fit_budget(config: TrainConfig, fixed: set[str], n_train: int, n_val: int, speed: Speed,
@@ -157,9 +168,8 @@ def _fit_budget(config: TrainConfig, fixed: set[str], n_train: int, n_val: int, 
 
 def _affordable_epochs(config: TrainConfig, cost, budget: float) -> int:
     """The most epochs (up to the config's) whose estimate fits the budget; 0 when none does."""
-    per_epoch = cost(replace(config, epochs=2)) - cost(replace(config, epochs=1))
-    room = budget - (cost(replace(config, epochs=1)) - per_epoch)
-    return min(config.epochs, int(room // per_epoch)) if per_epoch > 0 else config.epochs
+    fitting = [n for n in range(1, config.epochs + 1) if cost(replace(config, epochs=n)) <= budget]
+    return fitting[-1] if fitting else 0
 
 
 def measure_speed(config: TrainConfig, batch: int = 4, repeats: int = 2) -> Speed:

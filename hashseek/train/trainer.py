@@ -86,7 +86,7 @@ class Trainer:
         model.to(device)   # after the frozen maps were extracted: that runs on the CPU's ONNX graph
         loss_fn = create_loss(cfg.loss, cfg.bits, len(dataset.classes), **cfg.loss_kwargs).to(device)
         selection = Selection(cfg.validate_every or 1, cfg.effective_patience,
-                              adaptive=cfg.mode == "frozen" and not cfg.validate_every)
+                              adaptive=None if cfg.validate_every else cfg.mode)
 
         start_epoch, step, history = 0, 0, list(warm.history) if warm else []
         if saved:

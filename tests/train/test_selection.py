@@ -1,0 +1,100 @@
+"""Selection on validation images: the best epoch is kept, early stopping, the warm-up kept when fine-tuning
+ends below it, and the test images are never read while training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashseek.core.errors import InvalidInputError
+from hashseek.train import TrainConfig, Trainer, evaluate_split
+
+
+def test_the_best_validation_epoch_is_kept_and_test_images_are_never_read(cars_split, watch, tmp_path):
+    dataset, train, validation, test = cars_split
+    watched = watch(dataset)
+    config = TrainConfig(head="gap", loss="csq", bits=32, epochs=24, batch_size=8, lr=3e-3, validate_every=1,
+                         patience=0, schedule="constant")
+    result = Trainer(config, progress=False).fit(watched, train, validation_ids=validation, out_dir=tmp_path)
+    assert watched.touched and not watched.touched & set(test)
+
+    validated = [(h["epoch"], h["val_map"]) for h in result.history if "val_map" in h]
+    assert [e for e, _ in validated] == list(range(1, 25))
+    best_epoch, best_map = max(validated, key=lambda item: (item[1], -item[0]))
+    sel = result.selection
+    assert (sel["best_epoch"], sel["best_val_map"], sel["kept"]) == (best_epoch, best_map, "best validation epoch")
+    assert "validation" in sel["queries"] and "training" in sel["database"]
+    # the returned (and saved) weights are that epoch's: the evaluator gives its figure again
+    again = evaluate_split(result.model, dataset, validation, train, progress=False)
+    assert again.figures["map_all"] == pytest.approx(best_map, abs=1e-9)
+    assert again.sizes == {"query": 12, "database": 24, "query_requested": 12, "database_requested": 24}
+    from hashseek.models.hash_model import load_model
+
+    saved = evaluate_split(load_model(tmp_path), dataset, validation, train, progress=False)
+    assert saved.figures["map_all"] == pytest.approx(best_map, abs=1e-9)
+    logged = (tmp_path / "loss_log.json").read_text()
+    assert '"val_map"' in logged
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(cars_split):
+    dataset, train, validation, _ = cars_split
+    config = TrainConfig(head="gap", loss="csq", bits=32, epochs=200, batch_size=8, lr=3e-3, validate_every=1,
+                         patience=4)
+    result = Trainer(config, progress=False).fit(dataset, train, validation_ids=validation)
+    sel = result.selection
+    assert sel["stopped_early"] and sel["epochs_run"] < 200
+    assert sel["epochs_run"] - sel["best_epoch"] == 4
+    assert result.history[-1]["epoch"] == sel["epochs_run"]
+
+
+def test_a_fine_tuning_run_below_its_warm_up_keeps_the_warm_up_model(cars_split):
+    dataset, train, validation, _ = cars_split
+    # a trunk learning rate that wrecks the pretrained features in one epoch
+    config = TrainConfig(head="gap", loss="csq", bits=32, mode="finetune", epochs=2, batch_size=8, input_size=64,
+                         warmup_epochs=12, lr=1e-3, backbone_lr_scale=300.0, backbone_lr_ramp_epochs=0.0)
+    result = Trainer(config, progress=False).fit(dataset, train, validation_ids=validation)
+    sel = result.selection
+    assert sel["kept"].startswith("warm-up"), sel
+    assert sel["finetune_best_val_map"] < sel["warmup_val_map"] == sel["best_val_map"]
+    assert result.model.config["mode"] == "frozen"          # the head on the untouched pretrained trunk
+    stages = [h["stage"] for h in result.history]
+    assert stages == ["warmup-all"] * 12 + ["all"] * 2
+
+
+def test_evaluator_lists_unreadable_images_and_scores_leave_one_out(cars_split, tmp_path):
+    from hashseek.data.datasets import FolderDataset
+
+    dataset, train, validation, _ = cars_split
+    result = Trainer(TrainConfig(head="gap", loss="csq", bits=32, epochs=3, batch_size=8), progress=False) \
+        .fit(dataset, train)
+    folder = tmp_path / "photos"
+    for image_id in validation:
+        target = folder / image_id
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(dataset.read_bytes(image_id))
+    broken = folder / validation[0].split("/")[0] / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    photos = FolderDataset(folder)
+    record = evaluate_split(result.model, photos, photos.ids, photos.ids, leave_one_out=True, progress=False)
+    assert [i for i, _ in record.dropped] == [f"{validation[0].split('/')[0]}/broken.jpg"]
+    assert record.sizes["query"] == record.sizes["database"] == 12
+    # each query is scored against the 11 others: 2 of them share its class
+    assert record.figures["n_database"] == 11 and 0 < record.figures["map_all"] <= 1
+    codes = record.database.codes
+    manual = []
+    from hashseek.core.bits import hamming_distances
+    from hashseek.core.metrics import average_precision
+
+    labels = record.database.labels
+    for n in range(12):
+        others = [m for m in range(12) if m != n]
+        d = hamming_distances(codes[n:n + 1], codes[others])
+        manual.append(average_precision(d, labels[n:n + 1], labels[others])[0])
+    assert record.figures["map_all"] == pytest.approx(np.mean(manual))
+    with pytest.raises(InvalidInputError, match="also in the database"):
+        evaluate_split(result.model, photos, photos.ids, photos.ids, progress=False)
+
+
+def test_validation_images_must_be_held_out(cars_split):
+    dataset, train, _, _ = cars_split
+    with pytest.raises(InvalidInputError, match="validation images are also training images"):
+        Trainer(TrainConfig(epochs=1), progress=False).fit(dataset, train, validation_ids=train[:2])
