@@ -2,8 +2,6 @@
 unreadable multipart bodies with their real cause, and bugs as a plain 500."""
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from python_multipart.exceptions import FormParserError
@@ -15,7 +13,6 @@ from hashseek.core.errors import (ConflictError, DamagedError, HashseekError, In
 TYPED_ERRORS = (InvalidInputError, NotFoundError, UnknownNameError, ConflictError, ReadOnlyError,
                 StorageFullError, DamagedError, UnavailableError)
 MULTIPART_HEADER_LIMIT = 4096 + 128   # python-multipart's longest header line, in bytes
-log = logging.getLogger("hashseek.service")
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -41,8 +38,8 @@ async def http_error(request: Request, err: HTTPException) -> JSONResponse:
 
 
 async def server_error(request: Request, err: Exception) -> JSONResponse:
-    """A bug: logged with its traceback by the server, answered without details."""
-    log.error("%s %s failed", request.method, request.url.path, exc_info=err)
+    """A bug: answered without details (Starlette re-raises it after this answer, and uvicorn logs the
+    traceback)."""
     return JSONResponse({"detail": "internal server error (the server's log has the details)"}, 500)
 
 

@@ -10,6 +10,7 @@ import time
 import httpx
 from PIL import Image
 
+from hashseek.service import create_app
 from hashseek.service.media import decode_upload
 
 UPLOADS = 8
@@ -48,6 +49,16 @@ def _burst(url: str, name: str, data: bytes) -> list[int]:
 def test_a_huge_png_is_decoded_straight_to_the_model_size():
     image = decode_upload(_bomb_png(), "bomb.png", 224, 50_000_000)
     assert image.mode == "RGB" and 224 <= min(image.size) < 2 * 224
+
+
+def test_the_pixel_limit_is_a_setting(serve_app, collection_copy, photo):
+    with Image.open(io.BytesIO(photo[1])) as image:
+        pixels = image.width * image.height
+    with serve_app(create_app(collection_copy(), max_pixels=pixels - 1)) as url, httpx.Client(base_url=url) as client:
+        refused = client.post("/api/collections/caltech/search", files={"file": ("p.jpg", photo[1])})
+        assert refused.status_code == 422 and f"max_pixels={pixels - 1}" in refused.json()["detail"]
+    with serve_app(create_app(collection_copy(), max_pixels=pixels)) as url, httpx.Client(base_url=url) as client:
+        assert client.post("/api/collections/caltech/search", files={"file": ("p.jpg", photo[1])}).status_code == 200
 
 
 def test_a_burst_of_bomb_uploads_is_bounded_and_given_back(serve_cli, collection_copy, photo):
