@@ -100,7 +100,7 @@ def _search_options(args) -> dict:
 def cmd_search(args) -> int:
     from hashseek.search.collection import Collection
 
-    with Collection.open(args.collection) as collection:
+    with Collection.open(args.collection, read_only=True) as collection:
         if args.random:
             if args.image is not None or args.id is not None:
                 raise ValueError("--random takes no IMAGE or --id")
@@ -122,7 +122,7 @@ def cmd_search(args) -> int:
 def cmd_classify(args) -> int:
     from hashseek.search.collection import Collection
 
-    with Collection.open(args.collection) as collection:
+    with Collection.open(args.collection, read_only=True) as collection:
         result = collection.classify(_query(args), args.k, **_search_options(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -145,7 +145,7 @@ def cmd_remove(args) -> int:
 def cmd_info(args) -> int:
     from hashseek.search.collection import Collection
 
-    with Collection.open(args.collection) as collection:
+    with Collection.open(args.collection, read_only=True) as collection:
         info = collection.info()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -163,10 +163,11 @@ def cmd_info(args) -> int:
 
 
 def cmd_check(args) -> int:
+    """Read-only unless --repair; exit 0 when the collection is (now) sound, 1 when problems remain."""
     from hashseek.search.collection import Collection
 
-    with Collection.open(args.collection) as collection:
-        report = collection.check()
+    with Collection.open(args.collection, read_only=not args.repair, damaged_ok=True) as collection:
+        report = collection.repair(progress=not args.quiet) if args.repair else collection.check()
     print(report)
     return 0 if report.ok else 1
 
@@ -222,6 +223,11 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("check", help="verify a collection's index, metadata and features agree")
+    p = sub.add_parser("check", help="verify a collection's index, metadata and features agree (read-only)")
     p.add_argument("collection", type=Path)
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild what can be rebuilt: lost or wrong feature rows re-encoded from the stored copies or "
+                        "source files, partial rows and orphaned files dropped, the index rebuilt; says what it "
+                        "could not recover")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check)

@@ -14,8 +14,8 @@ insertion, which is what the index's tie rule (insertion order) then follows.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from time import perf_counter
@@ -27,20 +27,21 @@ from PIL import Image
 import hashseek
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher, load_image_hasher
+from hashseek.core.ranking import vote
 from hashseek.data.datasets import ImageDataset, open_images
 from hashseek.index import BinaryIndex
 from hashseek.search import adding, reindex as reindexing
 from hashseek.search.adding import AddReport, Pending
 from hashseek.search.checker import CheckReport, check
-from hashseek.search import querying
-from hashseek.search.defaults import SEARCH_DEFAULTS
-from hashseek.search.engine import Classification, SearchResult
+from hashseek.search.engine import DEFAULT_CANDIDATES, Classification, SearchHit, SearchResult, rank
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.search.index_cache import checked_options
 from hashseek.search.layout import (COLLECTION_JSON, FEATURES_FILE, FORMAT_VERSION, HASHER_DIR, IMAGES_DIR,
-                                    INDEX_FILE, INDEX_STATE, LOCK_FILE, META_DB, read_config, write_config)
+                                    INDEX_FILE, INDEX_STATE, META_DB, read_config, write_config)
 from hashseek.search.library import ImageFiles, LibraryDataset
 from hashseek.search.metadata import Metadata, NewRow, Record
+from hashseek.search.repair import RepairReport, repair
+from hashseek.search.storage import sqlite_error, writer_lock
 from hashseek.search.store import LibraryStore
 
 __all__ = ["AddReport", "CheckReport", "Collection", "Record", "COLLECTION_JSON", "FEATURES_FILE", "HASHER_DIR",
@@ -61,25 +62,24 @@ class Collection:
     """
 
     def __init__(self, path: Path, batch_size: int = 32, workers: int | None = None,
-                 image_hasher: ImageHasher | None = None):
+                 image_hasher: ImageHasher | None = None, read_only: bool | None = False, damaged_ok: bool = False):
         """Use ``create`` or ``open``."""
-        self.path, self.batch_size, self.workers = path, batch_size, workers
-        self._lock = open(path / LOCK_FILE, "a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise ConflictError(f"collection {path} is open in another process") from None
+        self.path, self.batch_size, self.workers, self._damaged_ok = path, batch_size, workers, damaged_ok
+        self.read_only, self._lock = writer_lock(path, read_only)
         self._meta: Metadata | None = None
+        repair = f"hashseek check --repair {path}"
         try:
-            self._meta = Metadata(path / META_DB)
+            self._meta = Metadata(path / META_DB, read_only=self.read_only, repair=repair)
             self._files = ImageFiles(path)
-            reindexing.finish_swap(path, self._meta)   # a reindex killed after its switch: move its files
+            reindexing.finish_swap(path, self._meta)   # a reindex killed after its switch (read-only: refused)
             self._load_model(image_hasher)
-        except BaseException:
+        except BaseException as err:
             if self._meta is not None:
                 self._meta.close()
-            self._lock.close()
+            if self._lock is not None:
+                self._lock.close()
+            if isinstance(err, sqlite3.Error) and (typed := sqlite_error(err, path / META_DB, repair)):
+                raise typed from err
             raise
 
     def _load_model(self, image_hasher: ImageHasher | None = None) -> None:
@@ -89,7 +89,7 @@ class Collection:
         self.n_bits = int(self.config["n_bits"])
         self.index_kind = self.config["index"]
         self.index_options = dict(self.config.get("index_options") or {})
-        self._store = LibraryStore(self.path, self._meta, self.config, self.image_hasher)
+        self._store = LibraryStore(self.path, self._meta, self.config, self.image_hasher, self._damaged_ok)
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -123,22 +123,29 @@ class Collection:
 
     @classmethod
     def open(cls, path: str | Path, **kwargs) -> "Collection":
-        """Reopen a collection, repairing whatever an interrupted run left (see the module docstring)."""
+        """Reopen a collection, repairing whatever an interrupted run left (see the module docstring).
+
+        ``read_only=True`` takes no lock and writes nothing (what needs recovery, ``check`` reports);
+        ``None``: read-only when the directory cannot be written. A damaged file is a ``DamagedError``
+        naming it and ``hashseek check --repair`` unless ``damaged_ok`` (to check or repair it).
+        """
         path = Path(path).expanduser()
         read_config(path)   # says why this is not a collection, before anything is opened
         return cls(path, **kwargs)
 
     def close(self) -> None:
-        """Write the index cache back and release the collection."""
+        """Write the index cache back (unless read-only) and release the collection."""
         if self._meta is None:
             return
         try:
-            self.checkpoint()
+            if not self.read_only:
+                self.checkpoint()
         finally:
             self._store.close()
             self._meta.close()
             self._meta = None
-            self._lock.close()
+            if self._lock is not None:
+                self._lock.close()
 
     def __enter__(self) -> "Collection":
         return self
@@ -189,6 +196,7 @@ class Collection:
 
     def _add(self, pending: list[Pending], progress: bool, on_batch: Callable[[list[str]], None] | None) -> AddReport:
         self._require_open()
+        self._store.require_writable()   # before any image is decoded
         report = adding.add_pending(self._store, self.image_hasher, pending, self.batch_size, self.workers,
                                     progress, on_batch)
         if not self.image_hasher.is_fitted and len(self) >= 2:
@@ -293,45 +301,50 @@ class Collection:
                 "previous_hasher": reindexing.previous_model(self.path, self._meta)}
 
     def check(self) -> CheckReport:
-        """Verify that metadata, features and index agree; repairs nothing (``open`` does)."""
+        """Verify that metadata, features and index agree; repairs nothing (``open`` and ``repair`` do)."""
         self._require_open()
         store = self._store
         return check(self.path, self._meta, store.features, store.index, self.image_hasher, self.n_bits)
 
+    def repair(self, progress: bool = True) -> RepairReport:
+        """Rebuild what can be rebuilt (``search.repair``: feature rows re-encoded, index rebuilt), then check."""
+        self._require_open()
+        self._store.require_writable()
+        repaired, lost = repair(self._store, self.image_hasher, self._files, f"hashseek remove {self.path}",
+                                self.batch_size, progress)
+        return RepairReport(repaired, lost, self.check())
+
     # ------------------------------------------------------------------ search
-    def search(self, query: Query, k: int | None = None, *, rerank: str | None = SEARCH_DEFAULTS.rerank,
-               radius: int | None = None, candidates: int | None = None, exclude: Iterable[int] = (),
-               include_self: bool | None = None, content_hash: str | None = None) -> SearchResult:
+    def search(self, query: Query, k: int = 20, *, rerank: str | None = None,
+               radius: int | None = None, candidates: int = DEFAULT_CANDIDATES,
+               exclude: Iterable[int] = (), exclude_self: bool = True) -> SearchResult:
         """Search by an image (path, bytes or PIL image) or by the id (an int) of a library image.
 
-        ``rerank`` names a float distance for coarse-to-fine search over the ``radius`` ball or the top
-        ``candidates`` by Hamming (None: Hamming order only); see ``hashseek.search.engine`` for modes and
-        ties. Settings left None come from ``SEARCH_DEFAULTS``. Library images with the query's bytes
-        (the id's own image) are reported as ``query["self_match"]`` and left out unless ``include_self``;
-        ``content_hash`` is the sha256 of the bytes a PIL image was decoded from (see ``search.querying``).
+        ``rerank`` names a float distance for coarse-to-fine search over the ``radius`` ball or
+        the top ``candidates`` by Hamming; see ``hashseek.search.engine`` for modes and ties.
+        A library query leaves itself out unless ``exclude_self`` is False.
         """
         start = perf_counter()
-        resolved = querying.resolve(self, query, content_hash)
-        return querying.run(self, resolved, k, rerank, radius, candidates, exclude, include_self, start)
+        code, feature, described = self._resolve(query)
+        exclude = list(exclude)
+        if "id" in described and exclude_self:
+            exclude.append(described["id"])
+        return self._run(code, feature, described, k, rerank, radius, candidates, exclude, start)
 
-    def random_id(self, seed: int = 0) -> int:
-        """A library id drawn with ``seed`` (the ``random`` button)."""
+    def search_random(self, seed: int = 0, k: int = 20, **kwargs) -> SearchResult:
+        """Search by a library image drawn with ``seed`` (the ``random`` button)."""
         self._require_open()
         if not len(self):
             raise ConflictError("the collection is empty")
-        return int(self._store.ids[np.random.default_rng(seed).integers(len(self))])
-
-    def search_random(self, seed: int = 0, k: int | None = None, **kwargs) -> SearchResult:
-        """Search by a library image drawn with ``seed``."""
-        result = self.search(self.random_id(seed), k, **kwargs)
+        image_id = int(self._store.ids[np.random.default_rng(seed).integers(len(self))])
+        result = self.search(image_id, k, **kwargs)
         result.query["random"] = seed
         return result
 
-    def search_vector(self, feature: np.ndarray | None = None, code: np.ndarray | None = None, k: int | None = None,
-                      *, rerank: str | None = SEARCH_DEFAULTS.rerank, radius: int | None = None,
-                      candidates: int | None = None, exclude: Iterable[int] = ()) -> SearchResult:
-        """Search by a float feature (hashed here when the hasher can) and/or a packed code; a code alone
-        cannot be re-ranked (pass ``rerank=None``) and its Hamming ties keep insertion order."""
+    def search_vector(self, feature: np.ndarray | None = None, code: np.ndarray | None = None, k: int = 20, *,
+                      rerank: str | None = None, radius: int | None = None, candidates: int = DEFAULT_CANDIDATES,
+                      exclude: Iterable[int] = ()) -> SearchResult:
+        """Search by a float feature (hashed here when the hasher can) and/or a packed code."""
         start = perf_counter()
         if code is None:
             if feature is None or not self.image_hasher.can_refit:
@@ -339,28 +352,48 @@ class Collection:
             self._require_searchable()
             code = self.image_hasher.codes_from_features(np.asarray(feature)[None])[0]
         code = np.asarray(code, dtype=np.uint8).reshape(-1)
-        resolved = querying.Resolved(code, feature, {"vector": "feature" if feature is not None else "code"}, [], None)
-        return querying.run(self, resolved, k, rerank, radius, candidates, exclude, True, start)
+        return self._run(code, feature, {"vector": "feature" if feature is not None else "code"}, k, rerank,
+                         radius, candidates, list(exclude), start)
 
-    def classify(self, query: Query, k: int | None = None, *, method: str | None = None,
-                 rerank: str | None = SEARCH_DEFAULTS.rerank, **kwargs) -> Classification:
-        """The top-``k`` vote of the query's neighbours and, when the model has a classifier, its softmax;
-        the label is ``method``'s ("vote" or "classifier", default ``SEARCH_DEFAULTS.classify``).
+    def classify(self, query: Query, k: int = 8, **kwargs) -> Classification:
+        """Top-``k`` vote of the (re-ranked) neighbours: the predicted label and the class shares.
 
-        A new class needs no retraining for the vote: add its images with that label.
+        A new class needs no retraining: add its images with that label.
         """
-        k = SEARCH_DEFAULTS.vote_k if k is None else k
-        start = perf_counter()
-        resolved = querying.resolve(self, query, kwargs.pop("content_hash", None))
-        neighbours = querying.run(self, resolved, k, rerank, kwargs.pop("radius", None), kwargs.pop("candidates", None),
-                                  kwargs.pop("exclude", ()), kwargs.pop("include_self", None), start)
-        if kwargs:
-            raise InvalidInputError(f"unknown classify settings: {', '.join(kwargs)}")
-        return querying.classify(self, resolved, neighbours, k, method)
+        neighbours = self.search(query, k, **kwargs)
+        label, distribution = vote([hit.label for hit in neighbours.hits], k)
+        return Classification(label, distribution, neighbours)
 
     def features_of(self, ids: np.ndarray) -> np.ndarray:
         """(n, d) float16 stored features of library ids."""
         return self._store.features.read(self._store.feature_rows(ids))
+
+    def _resolve(self, query: Query) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(code, feature, description) of an image or a library id."""
+        self._require_searchable()
+        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+            record = self.get(int(query))
+            if not record.in_library:
+                raise NotFoundError(f"image {query} was removed from the collection")
+            feature = self._store.features.read(np.array([record.feature_row]))[0]
+            return np.frombuffer(record.code, np.uint8), feature, {"id": int(query)}
+        start = perf_counter()
+        codes, features = self.image_hasher.encode_arrays(self.image_hasher.preprocess(query)[None])
+        described = {"image": str(query) if isinstance(query, (str, Path)) else f"<{type(query).__name__}>",
+                     "encode_seconds": perf_counter() - start}
+        return codes[0], features[0], described
+
+    def _run(self, code, feature, described, k, rerank, radius, candidates, exclude, start) -> SearchResult:
+        ranking = rank(self._searchable_index(), code, k, radius=radius, candidates=candidates, rerank=rerank,
+                       feature=feature, features_of=self._store.feature_table, exclude=exclude)
+        named = self._meta.names_and_labels(ranking.ids.tolist())
+        hits = [SearchHit(image_id, *named[image_id], int(ranking.hamming[n]),
+                          None if ranking.distances is None else float(ranking.distances[n]))
+                for n, image_id in enumerate(ranking.ids.tolist())]
+        timings = {"encode": described.pop("encode_seconds", 0.0), **ranking.timings,
+                   "total": perf_counter() - start}
+        mode = f"rerank:{rerank}" if rerank else ("radius" if radius is not None else "knn")
+        return SearchResult(hits, described, mode, ranking.n_candidates, timings)
 
     # ------------------------------------------------------------------ internals
     def _searchable_index(self) -> BinaryIndex:
