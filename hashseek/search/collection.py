@@ -27,13 +27,14 @@ from PIL import Image
 import hashseek
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher, load_image_hasher
-from hashseek.core.ranking import vote
 from hashseek.data.datasets import ImageDataset, open_images
 from hashseek.index import BinaryIndex
 from hashseek.search import adding, reindex as reindexing
 from hashseek.search.adding import AddReport, Pending
 from hashseek.search.checker import CheckReport, check
-from hashseek.search.engine import DEFAULT_CANDIDATES, Classification, SearchHit, SearchResult, rank
+from hashseek.search import querying
+from hashseek.search.defaults import SEARCH_DEFAULTS
+from hashseek.search.engine import Classification, SearchResult
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.search.index_cache import checked_options
 from hashseek.search.layout import (COLLECTION_JSON, FEATURES_FILE, FORMAT_VERSION, HASHER_DIR, IMAGES_DIR,
@@ -315,36 +316,39 @@ class Collection:
         return RepairReport(repaired, lost, self.check())
 
     # ------------------------------------------------------------------ search
-    def search(self, query: Query, k: int = 20, *, rerank: str | None = None,
-               radius: int | None = None, candidates: int = DEFAULT_CANDIDATES,
-               exclude: Iterable[int] = (), exclude_self: bool = True) -> SearchResult:
+    def search(self, query: Query, k: int | None = None, *, rerank: str | None = SEARCH_DEFAULTS.rerank,
+               radius: int | None = None, candidates: int | None = None, exclude: Iterable[int] = (),
+               include_self: bool | None = None, content_hash: str | None = None) -> SearchResult:
         """Search by an image (path, bytes or PIL image) or by the id (an int) of a library image.
 
-        ``rerank`` names a float distance for coarse-to-fine search over the ``radius`` ball or
-        the top ``candidates`` by Hamming; see ``hashseek.search.engine`` for modes and ties.
-        A library query leaves itself out unless ``exclude_self`` is False.
+        ``rerank`` names a float distance for coarse-to-fine search over the ``radius`` ball or the top
+        ``candidates`` by Hamming (None: Hamming order only); see ``hashseek.search.engine`` for modes and
+        ties. Settings left None come from ``SEARCH_DEFAULTS``. Library images with the query's bytes
+        (the id's own image) are reported as ``query["self_match"]`` and left out unless ``include_self``;
+        ``content_hash`` is the sha256 of the bytes a PIL image was decoded from (see ``search.querying``).
         """
         start = perf_counter()
-        code, feature, described = self._resolve(query)
-        exclude = list(exclude)
-        if "id" in described and exclude_self:
-            exclude.append(described["id"])
-        return self._run(code, feature, described, k, rerank, radius, candidates, exclude, start)
+        resolved = querying.resolve(self, query, content_hash)
+        return querying.run(self, resolved, k, rerank, radius, candidates, exclude, include_self, start)
 
-    def search_random(self, seed: int = 0, k: int = 20, **kwargs) -> SearchResult:
-        """Search by a library image drawn with ``seed`` (the ``random`` button)."""
+    def random_id(self, seed: int = 0) -> int:
+        """A library id drawn with ``seed`` (the ``random`` button)."""
         self._require_open()
         if not len(self):
             raise ConflictError("the collection is empty")
-        image_id = int(self._store.ids[np.random.default_rng(seed).integers(len(self))])
-        result = self.search(image_id, k, **kwargs)
+        return int(self._store.ids[np.random.default_rng(seed).integers(len(self))])
+
+    def search_random(self, seed: int = 0, k: int | None = None, **kwargs) -> SearchResult:
+        """Search by a library image drawn with ``seed``."""
+        result = self.search(self.random_id(seed), k, **kwargs)
         result.query["random"] = seed
         return result
 
-    def search_vector(self, feature: np.ndarray | None = None, code: np.ndarray | None = None, k: int = 20, *,
-                      rerank: str | None = None, radius: int | None = None, candidates: int = DEFAULT_CANDIDATES,
-                      exclude: Iterable[int] = ()) -> SearchResult:
-        """Search by a float feature (hashed here when the hasher can) and/or a packed code."""
+    def search_vector(self, feature: np.ndarray | None = None, code: np.ndarray | None = None, k: int | None = None,
+                      *, rerank: str | None = SEARCH_DEFAULTS.rerank, radius: int | None = None,
+                      candidates: int | None = None, exclude: Iterable[int] = ()) -> SearchResult:
+        """Search by a float feature (hashed here when the hasher can) and/or a packed code; a code alone
+        cannot be re-ranked (pass ``rerank=None``) and its Hamming ties keep insertion order."""
         start = perf_counter()
         if code is None:
             if feature is None or not self.image_hasher.can_refit:
@@ -352,48 +356,28 @@ class Collection:
             self._require_searchable()
             code = self.image_hasher.codes_from_features(np.asarray(feature)[None])[0]
         code = np.asarray(code, dtype=np.uint8).reshape(-1)
-        return self._run(code, feature, {"vector": "feature" if feature is not None else "code"}, k, rerank,
-                         radius, candidates, list(exclude), start)
+        resolved = querying.Resolved(code, feature, {"vector": "feature" if feature is not None else "code"}, [], None)
+        return querying.run(self, resolved, k, rerank, radius, candidates, exclude, True, start)
 
-    def classify(self, query: Query, k: int = 8, **kwargs) -> Classification:
-        """Top-``k`` vote of the (re-ranked) neighbours: the predicted label and the class shares.
+    def classify(self, query: Query, k: int | None = None, *, method: str | None = None,
+                 rerank: str | None = SEARCH_DEFAULTS.rerank, **kwargs) -> Classification:
+        """The top-``k`` vote of the query's neighbours and, when the model has a classifier, its softmax;
+        the label is ``method``'s ("vote" or "classifier", default ``SEARCH_DEFAULTS.classify``).
 
-        A new class needs no retraining: add its images with that label.
+        A new class needs no retraining for the vote: add its images with that label.
         """
-        neighbours = self.search(query, k, **kwargs)
-        label, distribution = vote([hit.label for hit in neighbours.hits], k)
-        return Classification(label, distribution, neighbours)
+        k = SEARCH_DEFAULTS.vote_k if k is None else k
+        start = perf_counter()
+        resolved = querying.resolve(self, query, kwargs.pop("content_hash", None))
+        neighbours = querying.run(self, resolved, k, rerank, kwargs.pop("radius", None), kwargs.pop("candidates", None),
+                                  kwargs.pop("exclude", ()), kwargs.pop("include_self", None), start)
+        if kwargs:
+            raise InvalidInputError(f"unknown classify settings: {', '.join(kwargs)}")
+        return querying.classify(self, resolved, neighbours, k, method)
 
     def features_of(self, ids: np.ndarray) -> np.ndarray:
         """(n, d) float16 stored features of library ids."""
         return self._store.features.read(self._store.feature_rows(ids))
-
-    def _resolve(self, query: Query) -> tuple[np.ndarray, np.ndarray, dict]:
-        """(code, feature, description) of an image or a library id."""
-        self._require_searchable()
-        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
-            record = self.get(int(query))
-            if not record.in_library:
-                raise NotFoundError(f"image {query} was removed from the collection")
-            feature = self._store.features.read(np.array([record.feature_row]))[0]
-            return np.frombuffer(record.code, np.uint8), feature, {"id": int(query)}
-        start = perf_counter()
-        codes, features = self.image_hasher.encode_arrays(self.image_hasher.preprocess(query)[None])
-        described = {"image": str(query) if isinstance(query, (str, Path)) else f"<{type(query).__name__}>",
-                     "encode_seconds": perf_counter() - start}
-        return codes[0], features[0], described
-
-    def _run(self, code, feature, described, k, rerank, radius, candidates, exclude, start) -> SearchResult:
-        ranking = rank(self._searchable_index(), code, k, radius=radius, candidates=candidates, rerank=rerank,
-                       feature=feature, features_of=self._store.feature_table, exclude=exclude)
-        named = self._meta.names_and_labels(ranking.ids.tolist())
-        hits = [SearchHit(image_id, *named[image_id], int(ranking.hamming[n]),
-                          None if ranking.distances is None else float(ranking.distances[n]))
-                for n, image_id in enumerate(ranking.ids.tolist())]
-        timings = {"encode": described.pop("encode_seconds", 0.0), **ranking.timings,
-                   "total": perf_counter() - start}
-        mode = f"rerank:{rerank}" if rerank else ("radius" if radius is not None else "knn")
-        return SearchResult(hits, described, mode, ranking.n_candidates, timings)
 
     # ------------------------------------------------------------------ internals
     def _searchable_index(self) -> BinaryIndex:
