@@ -10,8 +10,9 @@ from starlette.exceptions import HTTPException
 from hashseek.core.errors import (ConflictError, DamagedError, HashseekError, InvalidInputError, NotFoundError,
                                   ReadOnlyError, StorageFullError, UnavailableError, UnknownNameError)
 
+# Each with its handler; the base catches a typed error added to core/errors.py later.
 TYPED_ERRORS = (InvalidInputError, NotFoundError, UnknownNameError, ConflictError, ReadOnlyError,
-                StorageFullError, DamagedError, UnavailableError)
+                StorageFullError, DamagedError, UnavailableError, HashseekError)
 MULTIPART_HEADER_LIMIT = 4096 + 128   # python-multipart's longest header line, in bytes
 
 

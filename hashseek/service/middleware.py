@@ -61,7 +61,7 @@ class AllowedHosts:
         self.hosts = set(hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         host = _hostname(Headers(scope=scope).get("host", ""))
         if host not in self.hosts:
