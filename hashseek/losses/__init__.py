@@ -10,7 +10,7 @@ LOSSES: Registry[HashLoss] = Registry("loss", defaults={"needs_logits": False, "
                                                         "supervised": True})
 
 # Each family registers itself on import.
-from hashseek.losses import ce, csq, dpsh, dsh, hashnet, multitask, triplet  # noqa: E402,F401
+from hashseek.losses import ce, cnnh, csq, dpsh, dsh, hashnet, multitask, triplet  # noqa: E402,F401
 from hashseek.losses.hashnet import hashnet_beta_schedule  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from hashseek.losses import create_loss, hashnet_beta_schedule, list_losses
 from hashseek.losses.csq import hash_centres
 from hashseek.models.heads import HeadOutput, create_head
 
-LOSSES = ["ce", "csq", "dpsh", "dsh", "hashnet", "multitask", "triplet"]
+LOSSES = ["ce", "cnnh", "csq", "dpsh", "dsh", "hashnet", "multitask", "triplet"]
 PAIRWISE = ["csq", "dpsh", "dsh", "hashnet", "triplet"]      # read only the codes
 K, N_CLASSES, C = 16, 8, 16
 
