@@ -27,14 +27,21 @@ CHECK_DRAFT_SIZE = 32                   # JPEGs decode at 1/8 scale: a full chec
 
 @dataclass
 class SourceCheck:
-    """What a source holds: readable images per class, and the files left out with the reason."""
+    """What a source holds: readable labelled images per class, and the images left out with the reason."""
 
     dataset: ImageDataset
     unreadable: dict[str, str] = field(default_factory=dict)   # id -> reason
+    unlabelled: list[str] = field(default_factory=list)        # a collection's images without a label
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """id -> why it is in no part of a split."""
+        return {**dict.fromkeys(self.unlabelled, "no label"), **self.unreadable}
 
     @property
     def usable(self) -> list[str]:
-        return [i for i in self.dataset.ids if i not in self.unreadable]
+        left_out = self.excluded
+        return [i for i in self.dataset.ids if i not in left_out]
 
     def class_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.dataset.classes, 0)
@@ -68,25 +75,27 @@ def open_source(source: str | Path) -> ImageDataset:
     return open_images(path)   # listed afresh: a user's folder changes between runs
 
 
-def check_source(dataset: ImageDataset, *, decode: bool = True, progress: bool = True) -> SourceCheck:
+def check_source(dataset: ImageDataset, *, decode: bool = True, leave_out_unlabelled: bool = False,
+                 progress: bool = True) -> SourceCheck:
     """Refuse what cannot train (no images, unlabelled images, fewer than two classes); with ``decode``
-    every image is decoded once and the unreadable ones are listed, not raised."""
+    every image is decoded once and the unreadable ones are listed, not raised. A collection's
+    unlabelled uploads (``leave_out_unlabelled``) are listed and left out instead of refused."""
     where = getattr(dataset, "root", None) or getattr(dataset, "path", None) or dataset.name
     if not len(dataset):
         raise InvalidInputError(f"{where}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
                                 "put each class's images in its own sub-folder")
     unlabelled = [r.id for r in dataset.records if r.label < 0]
-    if unlabelled:
+    if unlabelled and not leave_out_unlabelled:
         raise InvalidInputError(
             f"{where}: {len(unlabelled)} image(s) have no class (e.g. {', '.join(unlabelled[:3])}): training "
             "needs labelled images, one sub-folder per class; move them into their class's folder, or out of the "
-            "source (in a collection: label them, or train on a folder)")
-    check = SourceCheck(dataset, _unreadable(dataset, progress) if decode else {})
+            "source")
+    check = SourceCheck(dataset, _unreadable(dataset, progress) if decode else {}, unlabelled)
     counts = {c: n for c, n in check.class_counts().items() if n}
     if len(counts) < 2:
         found = ", ".join(f"{c} ({n})" for c, n in counts.items()) or "none"
-        extra = f"; {len(check.unreadable)} unreadable file(s) left out" if check.unreadable else ""
-        raise InvalidInputError(f"{where}: training needs at least two classes with readable images, "
+        extra = f"; {len(check.excluded)} image(s) left out (unreadable or unlabelled)" if check.excluded else ""
+        raise InvalidInputError(f"{where}: training needs at least two classes with readable labelled images, "
                                 f"found {len(counts)}: {found}{extra}")
     return check
 

@@ -9,7 +9,8 @@ left out of its own ranking). Small classes follow fixed rules instead of vanish
 - every class keeps at least one training image (and so at least one database image);
 - a class of one image gives no test query, a class of two no validation image: they are listed
   in the split's summary as untested / unvalidated, never dropped silently;
-- unreadable files are in no part; the split records them with the reason.
+- unreadable files (and a collection's unlabelled images) are in no part; the split records them
+  with the reason.
 
 The result is a ``Protocol`` (``hashseek.data.protocols``), saved as ``split.json.gz`` beside a model.
 """
@@ -62,14 +63,14 @@ def _round(x: float) -> int:
 
 
 def split_source(dataset: ImageDataset, settings: SplitSettings = SplitSettings(), *,
-                 unreadable: dict[str, str] | None = None, source: str | None = None) -> Protocol:
-    """The seeded, stratified split of ``dataset``'s labelled images; ``unreadable`` (id -> reason)
-    are left out and recorded; ``source`` (a path) is what reopens the dataset later."""
-    unreadable = dict(unreadable or {})
+                 excluded: dict[str, str] | None = None, source: str | None = None) -> Protocol:
+    """The seeded, stratified split of ``dataset``'s labelled images; ``excluded`` (id -> reason, e.g.
+    unreadable) are left out and recorded; ``source`` (a path) is what reopens the dataset later."""
+    excluded = dict(excluded or {})
     rng = np.random.default_rng(settings.seed)
     groups: dict[int, list[str]] = {}
     for record in dataset.records:
-        if record.label >= 0 and record.id not in unreadable:
+        if record.label >= 0 and record.id not in excluded:
             groups.setdefault(record.label, []).append(record.id)
     if len(groups) < 2:
         raise InvalidInputError(f"{dataset.name}: a split needs at least two classes with readable images, "
@@ -85,7 +86,7 @@ def split_source(dataset: ImageDataset, settings: SplitSettings = SplitSettings(
     return Protocol(
         f"{dataset.name}-split", source or dataset.name, settings.seed, _description(settings),
         _ordered(query, dataset), _ordered(everything, dataset), _ordered(train, dataset),
-        validation=_ordered(validation, dataset), excluded=unreadable, leave_one_out=settings.database == "all")
+        validation=_ordered(validation, dataset), excluded=excluded, leave_one_out=settings.database == "all")
 
 
 def _description(s: SplitSettings) -> str:
@@ -132,6 +133,6 @@ def split_lines(protocol: Protocol, dataset: ImageDataset, per_class: bool = Tru
     if unvalidated:
         lines.append(f"{len(unvalidated)} class(es) too small for a validation image: {', '.join(unvalidated)}")
     if protocol.excluded:
-        lines.append(f"{len(protocol.excluded)} unreadable file(s) left out of every part:")
+        lines.append(f"{len(protocol.excluded)} image(s) left out of every part:")
         lines += [f"  {image_id}: {reason}" for image_id, reason in sorted(protocol.excluded.items())]
     return lines

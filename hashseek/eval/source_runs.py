@@ -86,29 +86,38 @@ def prepare(source: str | Path | None = None, *, dataset: str | None = None, pro
                                      ("--database", database)) if v is not None}
     builtin_name = _builtin_choice(source, dataset, protocol)
     if builtin_name is not None:
-        if split is not None or split_given:
-            flags = ", ".join([*split_given, *(["--split"] if split is not None else [])])
+        name = protocol_dataset(builtin_name)
+        if split_given:
             raise InvalidInputError(
-                f"{flags}: the built-in protocol {builtin_name!r} fixes its own split (choose it with --protocol "
-                f"and --seed); to draw your own split of these images, give the archive's path as SOURCE "
-                f"(e.g. $HASHSEEK_DATA/{NAMED_DATASETS[protocol_dataset(builtin_name)]})")
-        ds = load_dataset(protocol_dataset(builtin_name))
-        return Prepared(protocol_dataset(builtin_name), "builtin", ds, get_protocol(builtin_name, ds, seed=seed))
+                f"{', '.join(split_given)}: the built-in protocol {builtin_name!r} fixes its own split (choose it "
+                f"with --protocol and --seed); to draw your own split of these images, give the archive's path as "
+                f"SOURCE (e.g. $HASHSEEK_DATA/{NAMED_DATASETS[name]})")
+        if split is not None and protocol is not None:
+            raise InvalidInputError(f"--split {split} and --protocol {protocol} both choose the split: give one")
+        ds = load_dataset(name)
+        chosen = _saved_split(split, name, source or name, ds) if split is not None \
+            else get_protocol(builtin_name, ds, seed=seed)
+        return Prepared(name, "builtin", ds, chosen)
 
     ds, kind, key = open_labelled(source)
-    check = check_source(ds, progress=progress)
+    check = check_source(ds, leave_out_unlabelled=kind == "collection", progress=progress)
     if split is not None:
         if split_given:
             raise InvalidInputError(f"--split {split} is a split already drawn; drop {', '.join(split_given)} "
                                     "(or drop --split to draw a new one)")
-        chosen = Protocol.load(split)
-        if chosen.dataset != key:
-            raise InvalidInputError(f"--split {split} was drawn from {chosen.dataset}, not from {key}; "
-                                    f"draw one for this source with `hashseek split {source} --out FILE`")
-        chosen.check(ds)
-        return Prepared(key, kind, ds, chosen, check)
+        return Prepared(key, kind, ds, _saved_split(split, key, source, ds), check)
     settings = SplitSettings(seed=seed, **{k.lstrip("-").replace("-", "_"): v for k, v in split_given.items()})
-    return Prepared(key, kind, ds, split_source(ds, settings, unreadable=check.unreadable, source=key), check)
+    return Prepared(key, kind, ds, split_source(ds, settings, excluded=check.excluded, source=key), check)
+
+
+def _saved_split(path: str | Path, key: str, source, dataset: ImageDataset) -> Protocol:
+    """A split written by ``hashseek split``, refused unless it was drawn from this source."""
+    chosen = Protocol.load(path)
+    if chosen.dataset != key:
+        raise InvalidInputError(f"--split {path} was drawn from {chosen.dataset}, not from {key}; "
+                                f"draw one for this source with `hashseek split {source} --out FILE`")
+    chosen.check(dataset)
+    return chosen
 
 
 def _builtin_choice(source, dataset: str | None, protocol: str | None) -> str | None:
@@ -238,13 +247,13 @@ def evaluate_run(run: str | Path, *, source: str | Path | None = None, protocol:
     if mirror_average:
         model.set_mirror_average(True)
     if source is not None:
-        dataset, _, key = open_labelled(source)
-        check = check_source(dataset, progress=progress)
+        dataset, kind, key = open_labelled(source)
+        check = check_source(dataset, leave_out_unlabelled=kind == "collection", progress=progress)
         usable = check.usable
         protocol = Protocol(f"{dataset.name}-all", key, 0,
                             "Every readable image of another labelled source is a query against all the others "
                             "(leave-one-out); the model never saw this source.", usable, usable, [],
-                            excluded=check.unreadable, leave_one_out=True)
+                            excluded=check.excluded, leave_one_out=True)
     else:
         protocol = protocol or load_run_split(run, model)
         dataset = reopen(protocol)

@@ -137,4 +137,13 @@ def test_the_python_api_runs_the_whole_loop_and_lists_unreadable_files(make_phot
     image_id = f"{cars_bmw13.classes[2]}/broken.jpg"
     assert split.leave_one_out and list(split.excluded) == [image_id]
     assert json.loads((run.out / "eval.json").read_text())["split"]["unreadable"] == split.excluded
-    assert f"1 unreadable file(s) left out of every part:\n  {image_id}: " in (run.out / "summary.md").read_text()
+    assert f"1 image(s) left out of every part:\n  {image_id}: " in (run.out / "summary.md").read_text()
+
+
+def test_a_builtin_protocol_written_by_split_is_taken_back_by_train(tmp_path, capsys):
+    out = tmp_path / "cars.json.gz"
+    assert main(["split", "cars-bmw13", "--out", str(out), "--seed", "2", "-q"]) == 0
+    assert "hashseek train cars-bmw13 --split" in capsys.readouterr().out
+    assert Protocol.load(out).sizes() == {"query": 206, "database": 325, "train": 260, "validation": 65}
+    assert main(["train", "cars-bmw13", "--split", str(out), "--protocol", "cars-bmw13", "-q"]) == 2
+    assert "both choose the split" in capsys.readouterr().err

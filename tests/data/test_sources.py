@@ -29,7 +29,7 @@ def test_a_class_of_only_unreadable_files_does_not_count(make_folder):
     root = make_folder({0: 5})
     (root / "empty_class").mkdir()
     (root / "empty_class" / "x.jpg").write_bytes(b"garbage")
-    with pytest.raises(InvalidInputError, match="found 1.*1 unreadable"):
+    with pytest.raises(InvalidInputError, match=r"found 1.*1 image\(s\) left out"):
         check_source(open_source(root), progress=False)
 
 

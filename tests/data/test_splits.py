@@ -68,11 +68,11 @@ def test_unreadable_files_are_recorded_not_split(make_folder, tmp_path):
     check = check_source(dataset, progress=False)
     image_id = broken.relative_to(root).as_posix()
     assert list(check.unreadable) == [image_id]
-    p = split_source(dataset, SplitSettings(), unreadable=check.unreadable, source=str(root))
+    p = split_source(dataset, SplitSettings(), excluded=check.excluded, source=str(root))
     assert image_id not in set(p.train + p.validation + p.query) and image_id in p.excluded
     loaded = Protocol.load(p.save(tmp_path / "split.json.gz"))
     assert loaded == p and loaded.dataset == str(root)
-    assert "1 unreadable file(s) left out of every part:" in split_lines(loaded, dataset)
+    assert "1 image(s) left out of every part:" in split_lines(loaded, dataset)
 
 
 @pytest.mark.parametrize("kwargs,message", [({"val_fraction": 0}, "between 0 and 1"),
