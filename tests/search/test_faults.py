@@ -218,7 +218,7 @@ def test_read_only_file_system(read_only, caltech101, capsys):
     assert main(["search", c, "--id", "3", "-k", "3", "--rerank", "chi2"]) == 0
     assert "airplanes" in capsys.readouterr().out
     assert main(["classify", c, "--id", "3", "-k", "3"]) == 0
-    assert capsys.readouterr().out.startswith("predicted: ")
+    assert "predicted" in capsys.readouterr().out
     assert main(["remove", c, "1"]) == ReadOnlyError.exit_code
     assert "read-only" in capsys.readouterr().err
     assert not (Path(c) / ".lock").exists()
