@@ -74,43 +74,62 @@ def _index_options(args, backend: str | None) -> dict | None:
     return {"uri": args.milvus_uri, **({"collection_name": args.milvus_collection} if args.milvus_collection else {})}
 
 
-def _add_search_args(p: argparse.ArgumentParser, k: int) -> None:
+def _add_search_args(p: argparse.ArgumentParser, results: str) -> None:
+    from hashseek.search.defaults import SEARCH_DEFAULTS as D
+
+    candidates = (f"{100 * D.candidate_fraction:g}%% of the library, at least {D.min_candidates} and at most "
+                  f"{D.max_candidates}; covering the whole library it is a linear float search")
     p.add_argument("collection", type=Path)
     p.add_argument("image", nargs="?", type=Path, help="query image file (or use --id / --random)")
     p.add_argument("--id", type=int, help="query by the id of a library image (left out of its own results)")
-    p.add_argument("-k", type=int, default=k, help=f"results (default {k})")
+    p.add_argument("--random", action="store_true", help="query by a random library image (left out of its results)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random")
+    p.add_argument("-k", type=int, help=f"{results} (default {D.k if results == 'results' else D.vote_k})")
     p.add_argument("--rerank", metavar="DISTANCE",
-                   help="re-rank Hamming candidates by float features: chi2, euclidean, manhattan, chebyshev, cosine")
+                   help="re-rank Hamming candidates by float features: chi2, euclidean, manhattan, chebyshev, cosine, "
+                        f"or none for Hamming ranking only (default {D.rerank or 'none'})")
     p.add_argument("--radius", type=int, help="Hamming radius: results (or candidates to re-rank) within it")
-    p.add_argument("--candidates", type=int, default=1000, help="top-M Hamming candidates to re-rank (default 1000)")
+    p.add_argument("--candidates", type=int, help=f"top-M Hamming candidates to re-rank (default {candidates})")
+    p.add_argument("--include-self", action="store_true",
+                   help="keep library images with the query's exact bytes (sha256) in the results; by default "
+                        "they are reported as self_match and left out")
     p.add_argument("--json", action="store_true")
 
 
-def _query(args) -> Path | int:
-    """The IMAGE or the --id N: exactly one of them."""
-    if (args.image is None) == (args.id is None):
-        raise ValueError("give one query: an IMAGE or --id N" + (" or --random" if "random" in args else ""))
-    return args.image if args.image is not None else args.id
+def _query(args, collection) -> tuple[object, dict]:
+    """Exactly one of IMAGE, --id N and --random: (the query, what to add to the result's query)."""
+    given = [name for name, value in (("IMAGE", args.image), ("--id", args.id), ("--random", args.random or None))
+             if value is not None]
+    if len(given) != 1:
+        raise InvalidInputError("give one query: an IMAGE, --id N or --random" +
+                                (f" (got {' and '.join(given)})" if given else ""))
+    if args.random:
+        return collection.random_id(args.seed), {"random": args.seed}
+    if args.image is not None and not args.image.is_file():
+        raise NotFoundError(f"no such image file: {args.image}")
+    return (args.image if args.image is not None else args.id), {}
 
 
 def _search_options(args) -> dict:
-    return {"rerank": args.rerank, "radius": args.radius, "candidates": args.candidates}
+    """The flags given; the rest keep the Collection's defaults (SEARCH_DEFAULTS)."""
+    options = {"radius": args.radius, "candidates": args.candidates, "include_self": args.include_self or None}
+    if args.rerank is not None:
+        options["rerank"] = None if args.rerank.lower() == "none" else args.rerank
+    return {key: value for key, value in options.items() if value is not None or key == "rerank"}
 
 
 def cmd_search(args) -> int:
     from hashseek.search.collection import Collection
 
     with Collection.open(args.collection, read_only=True) as collection:
-        if args.random:
-            if args.image is not None or args.id is not None:
-                raise ValueError("--random takes no IMAGE or --id")
-            result = collection.search_random(args.seed, args.k, **_search_options(args))
-        else:
-            result = collection.search(_query(args), args.k, **_search_options(args))
+        query, described = _query(args, collection)
+        result = collection.search(query, args.k, **_search_options(args))
+        result.query.update(described)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    print(f"query {result.query}: {result.mode}, {result.n_candidates} candidates, "
+    linear = " (linear: every library image)" if result.linear else ""
+    print(f"query {result.query}: {result.mode}, {result.n_candidates} candidates{linear}, "
           f"{1000 * result.timings['total']:.1f} ms")
     print(f"{'rank':>4} {'id':>7} {'hamming':>7} {'distance':>10}  label / name")
     for n, hit in enumerate(result.hits, 1):
@@ -123,13 +142,18 @@ def cmd_classify(args) -> int:
     from hashseek.search.collection import Collection
 
     with Collection.open(args.collection, read_only=True) as collection:
-        result = collection.classify(_query(args), args.k, **_search_options(args))
+        query, described = _query(args, collection)
+        result = collection.classify(query, args.k, method=args.method, **_search_options(args))
+        result.neighbours.query.update(described)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    print(f"predicted: {result.label}")
-    for label, share in result.distribution.items():
-        print(f"  {share:6.1%}  {label}")
+    print(f"query {result.neighbours.query}: predicted {result.label} (by {result.method})")
+    for name, shares in (("vote of the top-k neighbours", result.vote), ("the model's classifier", result.classifier)):
+        if shares is not None:
+            print(f"  {name}:")
+            for label, share in list(shares.items())[:5]:
+                print(f"    {share:6.1%}  {label}")
     return 0
 
 
@@ -204,13 +228,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_reindex)
 
     p = sub.add_parser("search", help="search a collection by an image, a library id or at random")
-    _add_search_args(p, k=20)
-    p.add_argument("--random", action="store_true", help="query by a random library image")
-    p.add_argument("--seed", type=int, default=0, help="seed of --random")
+    _add_search_args(p, "results")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("classify", help="top-k vote of an image's neighbours in a collection")
-    _add_search_args(p, k=8)
+    p = sub.add_parser("classify", help="classify an image: the vote of its neighbours in a collection, and the "
+                                        "model's own classifier when it has one")
+    _add_search_args(p, "neighbours that vote")
+    p.add_argument("--method", choices=["vote", "classifier"],
+                   help="which prediction is the label (default: the collection's, see SEARCH_DEFAULTS.classify; "
+                        "vote for models without a classifier)")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("remove", help="remove images from a collection by id")

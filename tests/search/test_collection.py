@@ -11,6 +11,7 @@ import pytest
 from hashseek.core.bits import hamming_distances
 from hashseek.core.errors import ConflictError
 from hashseek.search.collection import Collection
+from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.search.distances import pairwise_distance
 from hashseek.core.hasher import ImageHasher, RefittableHasher, load_image_hasher
 from hashseek.search.feature_hasher import FeatureHasher
@@ -66,27 +67,33 @@ def test_zero_training_flow_and_layout(library, caltech_slice):
         assert first.name == caltech_slice[1][0] and first.label == "airplanes" and first.in_library
 
 
-def _reference(collection: Collection, query_id: int, k: int, rerank=None, candidates=None, radius=None):
-    """Brute force: numpy Hamming + stable sort; re-rank by sorting candidates on (distance, Hamming, id)."""
+def _reference(collection: Collection, query_id: int, k: int, rerank=SEARCH_DEFAULTS.rerank, candidates=None,
+               radius=None):
+    """Brute force with the engine's rule: Hamming order with ties by float distance, then id; a re-rank
+    orders every item within the candidates' Hamming cut by (float, Hamming, id), then the rest by
+    (Hamming, float, id). Float distances are the re-rank's, or SEARCH_DEFAULTS.tie_distance."""
     records = [r for r in collection.list(limit=10_000) if r.id != query_id]
     ids = np.array([r.id for r in records])
     codes = np.stack([np.frombuffer(r.code, np.uint8) for r in records])
     query = collection.get(query_id)
     hamming = hamming_distances(np.frombuffer(query.code, np.uint8)[None], codes)[0]
-    order = np.argsort(hamming, kind="stable")
-    if radius is not None:
-        order = order[hamming[order] <= radius]
+    distances = pairwise_distance(collection.features_of([query_id])[0], collection.features_of(ids),
+                                  rerank or SEARCH_DEFAULTS.tie_distance)
+    items = [i for i in range(len(ids)) if radius is None or hamming[i] <= radius]
     if rerank is None:
-        return ids[order][:k].tolist(), hamming[order][:k].tolist()
-    if radius is None:
-        order = order[:candidates]
-    distances = pairwise_distance(collection.features_of([query_id])[0], collection.features_of(ids[order]), rerank)
-    fine = sorted(range(len(order)), key=lambda i: (distances[i], hamming[order[i]], ids[order[i]]))[:k]
-    return [int(ids[order[i]]) for i in fine], [int(hamming[order[i]]) for i in fine]
+        key = lambda i: (hamming[i], distances[i], ids[i])  # noqa: E731
+    else:
+        m = SEARCH_DEFAULTS.candidate_count(len(collection), candidates)
+        cut = radius if radius is not None else sorted(hamming)[min(m, len(ids)) - 1]
+        key = lambda i: ((0, distances[i], hamming[i], ids[i]) if hamming[i] <= cut  # noqa: E731
+                         else (1, hamming[i], distances[i], ids[i]))
+    fine = sorted(items, key=key)[:k]
+    return [int(ids[i]) for i in fine], [int(hamming[i]) for i in fine]
 
 
 @pytest.mark.parametrize("query_id", [1, 17, 38])
-@pytest.mark.parametrize("mode", [{}, {"radius": 24}, {"rerank": "chi2", "candidates": 12},
+@pytest.mark.parametrize("mode", [{}, {"rerank": None}, {"rerank": None, "radius": 24}, {"radius": 24},
+                                  {"rerank": "chi2", "candidates": 12},
                                   {"rerank": "chi2"}, {"rerank": "cosine", "radius": 26}])
 def test_search_equals_brute_force(library, query_id, mode):
     with Collection.open(library[0]) as collection:
@@ -94,7 +101,7 @@ def test_search_equals_brute_force(library, query_id, mode):
         expected_ids, expected_hamming = _reference(collection, query_id, 10, **mode)
     assert result.ids == expected_ids and [h.hamming for h in result.hits] == expected_hamming
     assert query_id not in result.ids
-    if "rerank" in mode:
+    if mode.get("rerank"):
         distances = [h.distance for h in result.hits]
         assert distances == sorted(distances) and result.mode == f"rerank:{mode['rerank']}"
     if "radius" in mode:
@@ -103,16 +110,19 @@ def test_search_equals_brute_force(library, query_id, mode):
 
 def test_query_modes(copy, caltech_slice):
     dataset, ids = caltech_slice
-    by_bytes = copy.search(dataset.read_bytes(ids[12]), k=5, rerank="chi2")
-    assert by_bytes.hits[0].id == 13 and by_bytes.hits[0].hamming <= 1 and by_bytes.hits[0].distance < 1e-2
+    by_bytes = copy.search(dataset.read_bytes(ids[12]), k=5, rerank="chi2")   # the bytes of library image 13
+    assert by_bytes.query["self_match"] == [13] and 13 not in by_bytes.ids
     assert by_bytes.timings["encode"] > 0 and by_bytes.timings["total"] >= by_bytes.timings["coarse"]
+    kept = copy.search(dataset.read_bytes(ids[12]), k=5, rerank="chi2", include_self=True)
+    assert kept.hits[0].id == 13 and kept.hits[0].hamming <= 1 and kept.hits[0].distance < 1e-2
+    assert kept.ids[1:] == by_bytes.ids[:4]
 
-    with_self = copy.search(13, k=5, exclude_self=False)
+    with_self = copy.search(13, k=5, include_self=True)
     assert with_self.hits[0].id == 13 and with_self.hits[0].hamming == 0
     by_vector = copy.search_vector(feature=copy.features_of([13])[0], k=5)
     assert by_vector.ids == with_self.ids
-    by_code = copy.search_vector(code=np.frombuffer(copy.get(13).code, np.uint8), k=5, exclude=[13])
-    assert by_code.ids == copy.search(13, k=5).ids
+    by_code = copy.search_vector(code=np.frombuffer(copy.get(13).code, np.uint8), k=5, exclude=[13], rerank=None)
+    assert [h.hamming for h in by_code.hits] == [h.hamming for h in copy.search(13, k=5, rerank=None).hits]
     with pytest.raises(ValueError, match="re-ranking needs"):
         copy.search_vector(code=np.frombuffer(copy.get(13).code, np.uint8), rerank="chi2")
 

@@ -23,7 +23,7 @@ def test_trained_model_indexes_searches_and_reopens(image_set, tmp_path):
     with Collection.create(tmp_path / "C", image_hasher=result.model) as c:
         added = c.add_dataset(dataset, ids, progress=False).ids
         assert len(c) == len(ids)
-        hits = c.search(added[1], k=len(ids)).hits                    # a library image: itself left out
+        hits = c.search(added[1], k=len(ids), rerank=None).hits                    # a library image: itself left out
         assert hits[0].label == ids[1].split("/")[0]
         row = {image_id: n for n, image_id in enumerate(added)}
         # every item's Hamming distance equals the one between the model's codes
@@ -34,7 +34,7 @@ def test_trained_model_indexes_searches_and_reopens(image_set, tmp_path):
         assert want.max() > 0                                            # the codes are not all alike
     with Collection.open(tmp_path / "C") as c:
         assert c.info()["hasher"]["type"] == "hash_model"
-        again = c.search(added[1], k=len(ids)).hits
+        again = c.search(added[1], k=len(ids), rerank=None).hits
         assert [h.id for h in again] == [h.id for h in hits]
         assert [int(h.hamming) for h in again] == [int(h.hamming) for h in hits]
         assert c.check().ok
