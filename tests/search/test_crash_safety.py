@@ -71,7 +71,7 @@ def test_kill_during_zero_training_add_then_resume(tmp_path, caltech101):
         assert (resumed.skipped, resumed.added) == (done_before, 60 - done_before)
         assert len(collection) == 60 and collection.image_hasher.is_fitted and collection.check().ok
         assert collection.get(36).name == ids[35]                      # ids follow the order of the adds
-        assert collection.search(36, k=3, exclude_self=False).hits[0].hamming == 0
+        assert collection.search(36, k=3, include_self=True).hits[0].hamming == 0
 
 
 @pytest.fixture(scope="module")
