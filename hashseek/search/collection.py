@@ -224,6 +224,7 @@ class Collection:
         restorable with ``restore_previous``. Images that cannot be read leave the library at the swap.
         """
         self._require_open()
+        self._store.require_writable()
         report = reindexing.reindex(self.path, self._meta, self.config, image_hasher, self._library_records(),
                                     self._files.read, self.batch_size, self.workers, progress, on_batch)
         self._reload(image_hasher)
@@ -232,6 +233,7 @@ class Collection:
     def restore_previous(self, *, progress: bool = True) -> reindexing.ReindexReport:
         """Swap the model a reindex replaced back in (images added since are encoded with it)."""
         self._require_open()
+        self._store.require_writable()
         hasher = reindexing.stage_previous(self.path, self._meta)
         return self.reindex(hasher, progress=progress)
 

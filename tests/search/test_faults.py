@@ -205,6 +205,8 @@ def test_read_only_file_system(read_only, caltech101, capsys):
             collection.relabel(1, "x")
         with pytest.raises(ReadOnlyError):
             collection.repair()
+        with pytest.raises(ReadOnlyError):
+            collection.reindex(collection.image_hasher)
     with Collection.open(read_only, read_only=None) as collection:   # None: read-only when it cannot write
         assert collection.read_only
     with pytest.raises(ReadOnlyError, match="read-only"):
