@@ -6,8 +6,6 @@
 const PAGE_SIZE = 48;
 const $ = (id) => document.getElementById(id);
 const state = { collection: null, info: null, offset: 0, label: "" };
-// The server's search defaults (GET /api/search-defaults): the settings form starts from them.
-let defaults = null;
 
 // ------------------------------------------------------------------------------------ API
 async function api(path, options) {
@@ -40,8 +38,9 @@ function searchParams(kInput = "k-input") {
   return params;
 }
 
+// The settings form starts from the server's search defaults.
 async function loadDefaults() {
-  defaults = await api("/api/search-defaults");
+  const defaults = await api("/api/search-defaults");
   $("k-input").value = defaults.k;
   $("vote-k-input").value = defaults.vote_k;
   $("rerank-select").value = defaults.rerank ?? "";
