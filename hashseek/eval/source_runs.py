@@ -65,7 +65,7 @@ def open_labelled(source: str | Path) -> tuple[ImageDataset, str, str]:
         return load_dataset(str(source)), "builtin", str(source)
     path = Path(source).expanduser()
     if path.is_dir() and is_collection(path):
-        with Collection.open(path) as collection:
+        with Collection.open(path, read_only=True) as collection:   # a server may hold it open
             dataset = collection.as_dataset()
         return dataset, "collection", str(path.resolve())
     dataset = open_source(path)
