@@ -83,13 +83,18 @@ def _f(value) -> str:
 
 
 def add_split_args(p: argparse.ArgumentParser) -> None:
-    """Flags that draw a user's split (``SplitSettings`` holds their defaults)."""
-    p.add_argument("--seed", type=int, help="seed of the split (and of training) (default 0)")
-    p.add_argument("--val-fraction", type=float, help="share of each class held out for selection (default 0.15)")
-    p.add_argument("--test-fraction", type=float, help="share of each class kept as test queries (default 0.2)")
-    p.add_argument("--database", choices=["split", "all"],
-                   help="database of the test figures: the training + validation images (split, default) or every "
-                        "image of the source, each query left out of its own ranking (all)")
+    """Flags that draw a user's split; their defaults are SplitSettings'."""
+    from hashseek.data.splits import DATABASES, SplitSettings
+
+    d = SplitSettings()
+    p.add_argument("--seed", type=int, help=f"seed of the split and of training (default {d.seed})")
+    p.add_argument("--val-fraction", type=float,
+                   help=f"share of each class held out for selection (default {d.val_fraction})")
+    p.add_argument("--test-fraction", type=float,
+                   help=f"share of each class kept as test queries (default {d.test_fraction})")
+    p.add_argument("--database", choices=DATABASES,
+                   help="database of the test figures: the training + validation images (split) or every image of "
+                        f"the source, each query left out of its own ranking (all) (default {d.database})")
 
 
 def register(sub) -> None:
