@@ -2,7 +2,9 @@
 and decoded uploads."""
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Annotated
 
@@ -56,11 +58,21 @@ async def library_record(library: Library, image_id: int) -> Record:
     return record
 
 
-async def decode(request: Request, library: Library, data: bytes, name: str | None) -> tuple[Image.Image, float]:
+@dataclass
+class Upload:
+    """A decoded upload: the image, the sha256 of its bytes (a library image with the same bytes is the
+    query's self-match), and the seconds decoding took, waiting for a slot included."""
+
+    image: Image.Image
+    content_hash: str
+    seconds: float
+
+
+async def decode(request: Request, library: Library, data: bytes, name: str | None) -> Upload:
     """Decode an upload to about the collection's input size, in a decode slot (not on the collection's
-    thread): the image and the seconds it took, waiting for a slot included."""
+    thread)."""
     start = perf_counter()
     image = await request.app.state.decode_slots.run(
         decode_upload, data, name or "upload", library.collection.image_hasher.preprocess.input_size,
         request.app.state.config.max_pixels)
-    return image, perf_counter() - start
+    return Upload(image, hashlib.sha256(data).hexdigest(), perf_counter() - start)

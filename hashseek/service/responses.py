@@ -21,6 +21,11 @@ def image_out(library: Library, record: Record) -> ImageOut:
                     image_url=FILE_PATH.format(name=library.url_name, image_id=record.id))
 
 
+def upload_query(result: SearchResult, name: str | None) -> dict:
+    """How an upload query is described: its file name, and the library images with its exact bytes."""
+    return {"upload": name, **{key: value for key, value in result.query.items() if key != "image"}}
+
+
 def search_response(library: Library, result: SearchResult, query: dict | None = None,
                     decode_s: float = 0.0) -> SearchResponse:
     """Hits with their thumbnail URLs; the server time, the upload's decoding included."""

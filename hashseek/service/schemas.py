@@ -1,10 +1,13 @@
 """The JSON shapes of the REST API: what the page and any other client can rely on."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.search.distances import list_distances
+from hashseek.search.querying import CLASSIFY_METHODS
 from hashseek.service.dependencies import Digits
 
 NO_RERANK = ("", "none")   # an explicit "Hamming order only", when the default re-ranks
@@ -21,6 +24,9 @@ class SearchParams(BaseModel):
     rerank: str | None = Field(None, description="re-rank distance between float features: "
                                + ", ".join(list_distances()) + f"; 'none' for Hamming order only "
                                f"(default {SEARCH_DEFAULTS.rerank or 'none'})")
+    include_self: bool | None = Field(None, description="keep library images with the query's exact bytes (a "
+                                      "library query's own image) in the results; they are always named in "
+                                      f"query.self_match (default {str(SEARCH_DEFAULTS.include_self).lower()})")
 
     @field_validator("rerank")
     @classmethod
@@ -34,9 +40,9 @@ class SearchParams(BaseModel):
 
     def resolved(self) -> dict:
         """Keyword arguments of ``Collection.search``: what was given, ``k`` and ``rerank`` from the defaults
-        otherwise; ``candidates`` and ``radius`` not given are left to the collection (its candidate rule)."""
+        otherwise; the others not given are left to the collection (its candidate rule, ``SEARCH_DEFAULTS``)."""
         rerank = SEARCH_DEFAULTS.rerank if self.rerank is None else (None if self.rerank in NO_RERANK else self.rerank)
-        given = {"radius": self.radius, "candidates": self.candidates}
+        given = {"radius": self.radius, "candidates": self.candidates, "include_self": self.include_self}
         return {"k": self._default_k() if self.k is None else self.k, "rerank": rerank,
                 **{key: value for key, value in given.items() if value is not None}}
 
@@ -44,6 +50,12 @@ class SearchParams(BaseModel):
 class ClassifyParams(SearchParams):
     k: Digits | None = Field(None, ge=1, le=1000,
                              description=f"neighbours that vote (default {SEARCH_DEFAULTS.vote_k})")
+    method: Literal[CLASSIFY_METHODS] | None = Field(
+        None, description="whose prediction is the label: the neighbours' vote, or the model's own classifier "
+                          f"(if it has one; default {SEARCH_DEFAULTS.classify})")
+
+    def resolved(self) -> dict:
+        return {**super().resolved(), **({} if self.method is None else {"method": self.method})}
 
     def _default_k(self) -> int:
         return SEARCH_DEFAULTS.vote_k
@@ -60,7 +72,8 @@ class Hit(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    query: dict = Field(description='what was asked: {"id": n}, {"random": seed} or {"upload": name}')
+    query: dict = Field(description='what was asked: {"id": n}, {"random": seed, "id": n} or {"upload": name}, '
+                                    'with "self_match": the library images with the query\'s exact bytes')
     mode: str = Field(description='"knn", "radius" or "rerank:<distance>"')
     n_candidates: int
     took_ms: float = Field(description="time the search took on the server, decoding an upload included")
@@ -69,8 +82,11 @@ class SearchResponse(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
-    label: str | None = Field(description="the majority label of the k nearest labelled images")
-    distribution: dict[str, float] = Field(description="vote share per class, largest first")
+    label: str | None = Field(description="the predicted label (of the method used)")
+    distribution: dict[str, float] = Field(description="share per class of the method used, largest first")
+    method: str = Field(description='"vote" (the k nearest labelled images) or "classifier" (the model\'s softmax)')
+    vote: dict[str, float] = Field(description="vote share per class, largest first")
+    classifier: dict[str, float] | None = Field(description="the model's softmax per class (None without one)")
     neighbours: SearchResponse
 
 

@@ -100,11 +100,25 @@ def test_search_and_classify_an_upload(client, photo):
     name, data = photo
     files = {"file": ("bike.jpg", data, "image/jpeg")}
     found = client.post(f"{C}/search", files=files, params={"k": 10, "rerank": "chi2"}).json()
-    assert found["query"] == {"upload": "bike.jpg"} and found["hits"][0]["label"] == "Motorbikes"
+    assert found["query"] == {"upload": "bike.jpg", "self_match": []} and found["hits"][0]["label"] == "Motorbikes"
     assert found["timings_ms"]["decode"] > 0 and found["took_ms"] >= found["timings_ms"]["encode"]
     voted = client.post(f"{C}/classify", files=files, params={"k": 8}).json()
     assert voted["label"] == "Motorbikes" and len(voted["neighbours"]["hits"]) == 8
     assert list(voted["distribution"])[0] == "Motorbikes" and sum(voted["distribution"].values()) == pytest.approx(1)
+    assert voted["method"] == "vote" and voted["vote"] == voted["distribution"] and voted["classifier"] is None
+    no_classifier = client.post(f"{C}/classify", files=files, params={"method": "classifier"})
+    assert no_classifier.status_code == 400 and "no classifier" in no_classifier.json()["detail"]
+    assert client.post(f"{C}/classify", files=files, params={"method": "oracle"}).status_code == 422
+
+
+def test_an_upload_of_a_library_image_is_its_self_match(client, caltech_slice):
+    dataset, ids = caltech_slice
+    first = client.get(f"{C}/images", params={"limit": 1}).json()["items"][0]
+    files = {"file": ("copy.jpg", dataset.read_bytes(ids[0]))}
+    left_out = client.post(f"{C}/search", files=files, params={"k": 5}).json()
+    assert left_out["query"]["self_match"] == [first["id"]] and first["id"] not in [h["id"] for h in left_out["hits"]]
+    kept = client.post(f"{C}/search", files=files, params={"k": 5, "include_self": "true"}).json()
+    assert kept["hits"][0]["id"] == first["id"] and kept["hits"][0]["hamming"] == 0
 
 
 def test_odd_images_are_searched(client, odd_images):
@@ -182,7 +196,8 @@ def test_writes_on_loopback_add_search_and_remove(serve_app, collection_copy, ph
         new_id = body["ids"][0]
         assert client.get(f"{C}/images/{new_id}").json()["label"] == "Motorbikes"
         assert client.get(f"{C}/images/{new_id}/file").content == data              # the stored copy
-        found = client.post(f"{C}/search", files={"file": ("q.jpg", data)}, params={"k": 1}).json()
+        found = client.post(f"{C}/search", files={"file": ("q.jpg", data)}, params={"k": 1, "include_self": 1}).json()
+        assert found["query"]["self_match"] == [new_id]
         assert found["hits"][0]["id"] == new_id and found["hits"][0]["hamming"] == 0
         assert client.get(f"{C}/images/{new_id}/thumbnail").status_code == 200
 

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, UploadFile
 
 from hashseek.service.dependencies import LibraryDep, decode
-from hashseek.service.responses import search_response
+from hashseek.service.responses import search_response, upload_query
 from hashseek.service.schemas import BAD_IMAGE, NOT_FOUND, ClassifyParams, ClassifyResponse
 
 router = APIRouter(tags=["search"])
@@ -16,10 +16,12 @@ router = APIRouter(tags=["search"])
              responses={**NOT_FOUND, **BAD_IMAGE})
 async def classify_upload(request: Request, library: LibraryDep, file: UploadFile,
                           params: Annotated[ClassifyParams, Query()]) -> ClassifyResponse:
-    """The label most of the ``k`` nearest labelled images share, with every class's vote share;
-    a new class needs no training, only images added with its label."""
-    image, decode_s = await decode(request, library, await file.read(), file.filename)
-    result = await library.run(library.collection.classify, image, **params.resolved())
-    return ClassifyResponse(label=result.label, distribution=result.distribution,
-                            neighbours=search_response(library, result.neighbours, {"upload": file.filename},
-                                                       decode_s))
+    """The label most of the ``k`` nearest labelled images share, with every class's vote share (a new class
+    needs no training, only images added with its label); or, with ``method=classifier``, the model's own."""
+    upload = await decode(request, library, await file.read(), file.filename)
+    result = await library.run(library.collection.classify, upload.image, content_hash=upload.content_hash,
+                               **params.resolved())
+    neighbours = search_response(library, result.neighbours, upload_query(result.neighbours, file.filename),
+                                 upload.seconds)
+    return ClassifyResponse(label=result.label, distribution=result.distribution, method=result.method,
+                            vote=result.vote, classifier=result.classifier, neighbours=neighbours)

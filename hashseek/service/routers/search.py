@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, UploadFile
 
 from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.service.dependencies import ImageId, LibraryDep, Seed, decode
-from hashseek.service.responses import search_response
+from hashseek.service.responses import search_response, upload_query
 from hashseek.service.schemas import BAD_IMAGE, NOT_FOUND, SearchParams, SearchResponse
 
 router = APIRouter(tags=["search"])
@@ -41,6 +41,7 @@ async def search_random(library: LibraryDep, params: Search, seed: Seed = None) 
 
 @router.post("/api/collections/{name}/search", response_model=SearchResponse, responses={**NOT_FOUND, **BAD_IMAGE})
 async def search_by_upload(request: Request, library: LibraryDep, file: UploadFile, params: Search) -> SearchResponse:
-    image, decode_s = await decode(request, library, await file.read(), file.filename)
-    result = await library.run(library.collection.search, image, **params.resolved())
-    return search_response(library, result, {"upload": file.filename}, decode_s)
+    upload = await decode(request, library, await file.read(), file.filename)
+    result = await library.run(library.collection.search, upload.image, content_hash=upload.content_hash,
+                               **params.resolved())
+    return search_response(library, result, upload_query(result, file.filename), upload.seconds)
