@@ -148,7 +148,8 @@ def register(sub) -> None:
     p.add_argument("--input-size", type=int, help="fine-tuning input size (reduced resolution on CPU)")
     p.add_argument("--warmup-epochs", type=int,
                    help="fine-tuning: first train the head alone on frozen maps for this many epochs")
-    p.add_argument("--backbone-lr-scale", type=float, help="fine-tuning: the backbone's learning rate is --lr times this")
+    p.add_argument("--backbone-lr-scale", type=float,
+                   help="fine-tuning: the backbone's learning rate is --lr times this")
     p.add_argument("--device", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     p.add_argument("--out", type=Path, help="run folder: model, split.json.gz, eval.json, summary.md, plots "
                                             "(default runs/<split>-<recipe>-seed<seed>)")

@@ -138,10 +138,12 @@ def write_run_report(out: str | Path, model: HashModel, dataset: ImageDataset, p
         "machine": machine(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     files = {"eval": atomic_write_json(out / EVAL_FILE, _jsonable(payload), indent=1)}
-    files.update(write_report([record], out, title=f"hashseek: {record['method']} {model.n_bits} bits on {dataset.name}"))
+    title = f"hashseek: {record['method']} {model.n_bits} bits on {dataset.name}"
+    files.update(write_report([record], out, title=title))
     summary = files["markdown"].read_text().split("\n", 1)
     run_section = _run_section(payload, dataset, protocol)
-    atomic_write_text(files["markdown"], "\n".join([summary[0], "", *run_section, summary[1] if len(summary) > 1 else ""]))
+    rest = summary[1] if len(summary) > 1 else ""
+    atomic_write_text(files["markdown"], "\n".join([summary[0], "", *run_section, rest]))
     return files
 
 

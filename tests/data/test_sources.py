@@ -37,7 +37,8 @@ def test_images_outside_class_folders_are_refused(make_folder):
     root = make_folder({0: 3, 1: 3})
     some = next((root / open_source(root).classes[0]).iterdir())
     (root / "stray.jpg").write_bytes(some.read_bytes())
-    with pytest.raises(InvalidInputError, match=r"1 image\(s\) have no class \(e.g. stray.jpg\).*one sub-folder per class"):
+    with pytest.raises(InvalidInputError,
+                       match=r"1 image\(s\) have no class \(e.g. stray.jpg\).*one sub-folder per class"):
         check_source(open_source(root), progress=False)
 
 
