@@ -7,8 +7,8 @@ generator (httpx + asyncio, in this process) sends a fixed number of requests pe
 stopping early at a time cap; C clients each send their next request as soon as their last
 one is answered (closed loop). Library search: GET /images/{id}/similar with ids drawn with
 a seed from the real Caltech images; upload search: POST /search with real Caltech101
-JPEGs (multipart). Both ask k=20, the top 1,000 Hamming candidates re-ranked by chi2 (the
-page's defaults). Latency is measured by the client (request sent to response read); the
+JPEGs (multipart). Both ask k=20, the top 1,000 Hamming candidates re-ranked by chi2 (fixed
+here, so the figures stay comparable; the page starts from GET /api/search-defaults). Latency is measured by the client (request sent to response read); the
 server's own ``took_ms`` is recorded beside it. A warm-up of 20 requests per scenario is
 not counted. Client and server share the machine's cores.
 
