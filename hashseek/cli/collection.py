@@ -120,7 +120,9 @@ def _search_options(args) -> dict:
 
 def cmd_search(args) -> int:
     from hashseek.search.collection import Collection
+    from hashseek.search.distances import warm_up
 
+    warm_up(background=True)   # the re-rank kernels load while the collection and its model open
     with Collection.open(args.collection, read_only=True) as collection:
         query, described = _query(args, collection)
         result = collection.search(query, args.k, **_search_options(args))
@@ -140,7 +142,9 @@ def cmd_search(args) -> int:
 
 def cmd_classify(args) -> int:
     from hashseek.search.collection import Collection
+    from hashseek.search.distances import warm_up
 
+    warm_up(background=True)   # the re-rank kernels load while the collection and its model open
     with Collection.open(args.collection, read_only=True) as collection:
         query, described = _query(args, collection)
         result = collection.classify(query, args.k, method=args.method, **_search_options(args))

@@ -23,6 +23,7 @@ it ahead of the first query. A metric registered elsewhere compiles on its first
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numba
@@ -201,13 +202,29 @@ def pairwise_distance(query, candidates, metric: str = "chi2", rows: np.ndarray 
     return out[0] if q.ndim == 1 else out
 
 
-def warm_up() -> None:
+def warm_up(background: bool = False) -> None:
     """Load (or, the first time on a machine, compile and cache) the built-in kernels for both storage
-    dtypes, so that no query pays for it: servers call this at start."""
+    dtypes, so that no query pays for it. Even loaded from the cache, numba's first call in a process
+    takes ~0.5-2 s to set itself up: servers call this at start, and a one-shot search starts it in
+    ``background`` while its model loads and encodes the query. Runs once per process."""
+    global _WARMING
+    with _WARM_LOCK:
+        if _WARMING is None:
+            _WARMING = threading.Thread(target=_load_kernels, name="hashseek-distances-warm-up", daemon=True)
+            _WARMING.start()
+    if not background:
+        _WARMING.join()
+
+
+def _load_kernels() -> None:
     table = np.ones((2, 4), np.float32)
     for metric in _BUILT_IN:
         pairwise_distance(table[0], table, metric)
         pairwise_distance(table[0], table.astype(np.float16), metric)
+
+
+_WARM_LOCK = threading.Lock()
+_WARMING: threading.Thread | None = None
 
 
 _BUILT_IN_KERNELS = {name: DISTANCES.get(name) for name in _BUILT_IN}

@@ -22,6 +22,7 @@ from PIL import Image
 from hashseek.core.errors import InvalidInputError, NotFoundError
 from hashseek.core.ranking import vote
 from hashseek.search.defaults import SEARCH_DEFAULTS
+from hashseek.search.distances import warm_up
 from hashseek.search.engine import Classification, SearchHit, SearchResult, rank
 
 CLASSIFY_METHODS = ("vote", "classifier")
@@ -55,6 +56,7 @@ def resolve(collection, query, content_hash: str | None = None) -> Resolved:
         raise InvalidInputError(f"a query is an image (path, bytes, PIL image) or a library id, got {type(query).__name__}")
     if isinstance(source, bytes):
         content_hash = hashlib.sha256(source).hexdigest()
+    warm_up(background=True)   # numba's set-up overlaps the model's encoding instead of following it
     start = perf_counter()
     hasher = collection.image_hasher
     inputs = hasher.preprocess(source)[None]
