@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hashseek.core.atomic import atomic_path, atomic_write_json
-from hashseek.core.errors import DamagedError, InvalidInputError
+from hashseek.core.errors import ConflictError, DamagedError, InvalidInputError
 from hashseek.data.augment import SeedAugment
 from hashseek.data.augmented import AugmentedDataset
 from hashseek.data.datasets import ImageDataset
@@ -65,7 +65,7 @@ class Trainer:
         train_ids, val_ids = list(train_ids), list(validation_ids or [])
         _check_split(dataset, train_ids, val_ids)
         out = Path(out_dir) if out_dir is not None else None
-        saved = _load_state(out) if resume and out is not None else None
+        saved = _load_state(out, cfg) if resume and out is not None else None
         warm = self._warm_up(dataset, train_ids, val_ids, out, resume, provenance) \
             if cfg.mode == "finetune" and cfg.warmup_epochs else None
 
@@ -223,7 +223,7 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         state = {"model": _trainable_state(model), "epoch": epoch + 1, "step": step, "history": history,
                  "stage": stage.name, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "selection": selection.state_dict(), "rng": torch.get_rng_state()}
+                 "selection": selection.state_dict(), "rng": torch.get_rng_state(), "config": asdict(self.config)}
         with atomic_path(out / STATE_FILE) as tmp:
             torch.save(state, tmp)
         atomic_write_json(out / LOG_FILE, history, indent=1)
@@ -373,11 +373,20 @@ def _check_split(dataset: ImageDataset, train_ids: list[str], val_ids: list[str]
         raise InvalidInputError(f"{int((labels < 0).sum())} training or validation images have no label")
 
 
-def _load_state(out: Path) -> dict | None:
+def _load_state(out: Path, config: TrainConfig) -> dict | None:
+    """The checkpoint to resume from; one written with other settings is refused (the run length,
+    device, validation interval and patience may change)."""
     path = out / STATE_FILE
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:   # a checkpoint is written atomically, so this is damage, not a half write
         raise DamagedError(f"{path} cannot be read ({err}); delete it to train from the start") from err
+    free = {"epochs", "device", "validate_every", "patience"}
+    before, now = state.get("config", {}), asdict(config)
+    changed = sorted(k for k in now if k not in free and k in before and before[k] != now[k])
+    if changed:
+        raise ConflictError(f"{path} was written with other settings ({', '.join(changed)}): resume with the "
+                            "same settings, or train into another folder")
+    return state

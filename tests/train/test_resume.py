@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import torch
 
 from hashseek.train import TrainConfig, Trainer
@@ -96,3 +97,14 @@ def test_an_interrupted_frozen_run_resumes_to_the_uninterrupted_weights(cars_spl
     assert resumed.selection["best_epoch"] == full.selection["best_epoch"]
     for key, value in full.model.head.state_dict().items():
         torch.testing.assert_close(resumed.model.head.state_dict()[key], value)
+
+
+def test_resuming_with_other_settings_is_refused(cars_split, tmp_path):
+    from hashseek.core.errors import ConflictError
+
+    dataset, train, _, _ = cars_split
+    Trainer(TrainConfig(head="gap", loss="csq", bits=16, epochs=2, batch_size=8), progress=False) \
+        .fit(dataset, train, out_dir=tmp_path)
+    with pytest.raises(ConflictError, match="other settings .bits"):
+        Trainer(TrainConfig(head="gap", loss="csq", bits=32, epochs=4, batch_size=8), progress=False) \
+            .fit(dataset, train, out_dir=tmp_path, resume=True)
