@@ -60,6 +60,9 @@ def check(path: Path, meta: Metadata, features: FeatureStore, index: IndexCache,
                            (n_bytes,))[0][0]
     if bad_codes:
         problems.append(f"{bad_codes} codes do not have {n_bytes} bytes")
+    if image_hasher.can_refit and not image_hasher.is_fitted and library >= 2:
+        notes.append(f"the hasher is not fitted although {library} images are in (an add stopped before its fit, "
+                     f"or the fit could not be saved): the next add or `{meta.repair}` fits it")
     if coded < library:
         fixed_on_open = meta.read_only and image_hasher.can_refit
         (problems if image_hasher.is_fitted and not fixed_on_open else notes).append(

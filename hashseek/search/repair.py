@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from hashseek.core.hasher import ImageHasher
 from hashseek.data.loader import iter_batches
 from hashseek.search.checker import CHUNK, CheckReport
-from hashseek.search.layout import FEATURES_FILE, IMAGES_DIR, INDEX_STATE
+from hashseek.search.layout import FEATURES_FILE, HASHER_DIR, IMAGES_DIR, INDEX_STATE
 from hashseek.search.library import ImageFiles
 from hashseek.search.metadata import Metadata
 from hashseek.search.store import LibraryStore
@@ -77,6 +77,9 @@ def repair(store: LibraryStore, image_hasher: ImageHasher, files: ImageFiles, co
     store.ids, store.rows = meta.library_rows()
     if features.cut_to(meta.feature_rows_used()):
         repaired.append(f"cut the rows of dropped images from the end of {FEATURES_FILE}")
+    if image_hasher.can_refit and not image_hasher.is_fitted and len(store.ids) >= 2:   # a fit whose save failed
+        store.refit(image_hasher, store.path / HASHER_DIR)
+        repaired.append(f"fitted the hasher on the {len(store.ids)} images and coded them")
     store.sync_codes(image_hasher)
     repaired += _clean_images_dir(store.path, meta)
     missing = [(i, name) for i, name in meta.query("SELECT id, stored FROM images WHERE stored IS NOT NULL")

@@ -129,7 +129,10 @@ class LibraryStore:
         if len(self.ids) < 2:
             raise ConflictError(f"fitting needs at least 2 images, the collection has {len(self.ids)}")
         image_hasher.fit(self.features.read(self.rows[image_hasher.fit_sample(len(self.rows))]))
-        image_hasher.save(hasher_dir)
+        try:
+            image_hasher.save(hasher_dir)
+        except OSError as err:   # the saved fit stays the old one; the next open or refit codes from it
+            raise (os_error(err, hasher_dir, "saving the fitted hasher") or err) from err
         self.sync_codes(image_hasher)
 
     def sync_codes(self, image_hasher: ImageHasher) -> None:

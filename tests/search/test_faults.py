@@ -166,6 +166,25 @@ def test_full_disk_uploads_keep_no_stored_copies(tmpfs, fitted, caltech101):
         assert len(collection) == 16
 
 
+def test_full_disk_when_the_first_fit_is_saved(tmpfs, caltech101):
+    """The second image of a zero-training collection fits the hasher: a disk too full to save the fit
+    is a StorageFullError, and ``check --repair`` fits it once there is space."""
+    path = tmpfs / "C"
+    members = _class_ids(caltech101, ["airplanes", "watch"], 1)
+    with Collection.create(path) as collection:
+        collection.add_dataset(caltech101, members[:1], progress=False)
+        _leave_free(tmpfs, 16 * PAGE)   # room for a feature row and SQLite's journal, not for the fitted hasher
+        with pytest.raises(StorageFullError, match="hasher"):
+            collection.add_dataset(caltech101, members[1:], progress=False)
+        (tmpfs / "filler").unlink()
+    with Collection.open(path) as collection:
+        report = collection.check()
+        assert report.ok and any("not fitted" in note for note in report.notes), str(report)
+        repaired = collection.repair(progress=False)
+        assert repaired.ok, str(repaired)
+        assert collection.image_hasher.is_fitted and collection.search(1, k=1, include_self=True).hits[0].id == 1
+
+
 @pytest.fixture
 def read_only(tmp_path, fitted):
     """A copy of ``fitted`` behind a read-only bind mount, with a stale index and no lock file."""
