@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import datetime, timezone
 from pathlib import Path
 from time import perf_counter
 from typing import Callable, Iterable, Sequence
@@ -24,21 +23,19 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-import hashseek
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher, load_image_hasher
 from hashseek.data.datasets import ImageDataset, open_images
 from hashseek.index import BinaryIndex
-from hashseek.search import adding, reindex as reindexing
+from hashseek.search import adding, querying, reindex as reindexing
 from hashseek.search.adding import AddReport, Pending
 from hashseek.search.checker import CheckReport, check
-from hashseek.search import querying
 from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.search.engine import Classification, SearchResult
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.search.index_cache import checked_options
-from hashseek.search.layout import (COLLECTION_JSON, FEATURES_FILE, FORMAT_VERSION, HASHER_DIR, IMAGES_DIR,
-                                    INDEX_FILE, INDEX_STATE, META_DB, read_config, write_config)
+from hashseek.search.layout import (COLLECTION_JSON, FEATURES_FILE, HASHER_DIR, IMAGES_DIR, INDEX_FILE, INDEX_STATE,
+                                    META_DB, make_collection, read_config)
 from hashseek.search.library import ImageFiles, LibraryDataset
 from hashseek.search.metadata import Metadata, NewRow, Record
 from hashseek.search.repair import RepairReport, repair
@@ -110,16 +107,7 @@ class Collection:
             raise ConflictError(f"{path} already holds a collection; use Collection.open")
         image_hasher = image_hasher or FeatureHasher(backbone, n_bits, method=hasher, seed=seed)
         index_options = checked_options(index, image_hasher.n_bits, path, index_options)  # fail early
-        path.mkdir(parents=True, exist_ok=True)
-        (path / IMAGES_DIR).mkdir(exist_ok=True)
-        image_hasher.save(path / HASHER_DIR)
-        config = {"format": "hashseek-collection", "version": FORMAT_VERSION, "n_bits": image_hasher.n_bits,
-                  "feature_dim": image_hasher.feature_dim, "index": index,
-                  **({"index_options": index_options} if index_options else {}),
-                  "made_with": image_hasher.describe(),
-                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "hashseek": hashseek.__version__}
-        write_config(path, config)  # written last: its presence marks a whole collection
+        make_collection(path, image_hasher, index, index_options)
         return cls(path, image_hasher=image_hasher, **kwargs)
 
     @classmethod

@@ -17,10 +17,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
+import hashseek
 from hashseek.core.atomic import atomic_write_json
 from hashseek.core.errors import DamagedError, InvalidInputError, NotFoundError
+from hashseek.core.hasher import ImageHasher
 
 FORMAT_VERSION = 1
 COLLECTION_JSON = "collection.json"
@@ -51,3 +54,16 @@ def read_config(path: Path) -> dict:
 
 def write_config(path: Path, config: dict) -> None:
     atomic_write_json(path / COLLECTION_JSON, config)
+
+
+def make_collection(path: Path, image_hasher: ImageHasher, index: str, index_options: dict) -> None:
+    """The files of a new, empty collection; collection.json is written last: it marks a whole one."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / IMAGES_DIR).mkdir(exist_ok=True)
+    image_hasher.save(path / HASHER_DIR)
+    write_config(path, {"format": "hashseek-collection", "version": FORMAT_VERSION, "n_bits": image_hasher.n_bits,
+                        "feature_dim": image_hasher.feature_dim, "index": index,
+                        **({"index_options": index_options} if index_options else {}),
+                        "made_with": image_hasher.describe(),
+                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "hashseek": hashseek.__version__})
