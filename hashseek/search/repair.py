@@ -63,8 +63,8 @@ def repair(store: LibraryStore, image_hasher: ImageHasher, files: ImageFiles, co
     todo = {str(i): meta.get(i) for i in cut + wrong}
     encoded, failed = _reencode(store, image_hasher, files, todo, batch_size, progress)
     if encoded:
-        repaired.append(f"re-encoded {encoded} feature rows" + (f" ({len(cut)} lost from {FEATURES_FILE}, "
-                        f"{len(wrong)} holding another image's features)" if cut and wrong else ""))
+        why = f" ({len(cut)} lost from {FEATURES_FILE}, {len(wrong)} holding another image's)" if cut and wrong else ""
+        repaired.append(f"re-encoded {encoded} feature row{'s' if encoded > 1 else ''}{why}")
     if failed:
         with meta.transaction(searchable=True) as db:
             meta.drop(db, [record.id for record, _ in failed])

@@ -313,10 +313,14 @@ def test_repair_rewrites_rows_holding_another_images_features(tmp_path, fitted):
         row = f.read(ROW_BYTES)
         f.seek(4 * ROW_BYTES)
         f.write(row)                                       # image 5's row now holds image 4's features
+    (path / "images" / "0123abcd.jpg").write_bytes(b"an upload whose batch failed")
     with Collection.open(path) as collection:
         assert any("differ" in p for p in collection.check().problems)
         report = collection.repair()
         assert report.ok and not report.unrecoverable, str(report)
+        assert any("re-encoded 1 feature row" in line for line in report.repaired), str(report)
+        assert any("deleted 1 files under images/" in line for line in report.repaired), str(report)
+        assert not (path / "images" / "0123abcd.jpg").exists()
         _assert_consistent(path, collection)
         assert collection.search(5, k=5, rerank="chi2").ids == expected
 
