@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hashseek.cli import main
-from hashseek.core.errors import NotFoundError
+from hashseek.core.errors import ConflictError, NotFoundError
 from hashseek.core.hasher import load_image_hasher
 from hashseek.search.collection import Collection
 from hashseek.train import TrainConfig, Trainer
@@ -162,6 +162,9 @@ def test_a_kill_at_the_switch_leaves_one_model(copy, model, stop, expected):
     run = subprocess.run([sys.executable, "-c", SWITCHER, str(copy), str(model), stop], capture_output=True,
                          text=True, env=os.environ.copy(), timeout=600)
     assert run.returncode == 0, run.stderr
+    if stop != "before-switch":   # a reader cannot move the files: it refuses rather than read a mix
+        with pytest.raises(ConflictError, match="stopped right after its switch"):
+            Collection.open(copy, read_only=True)
     assert _model_in_use(copy) == expected
     with Collection.open(copy) as collection:   # and a rerun of the reindex ends on the new model
         collection.reindex(load_image_hasher(model), progress=False)
