@@ -30,7 +30,8 @@ class Library:
         self.url_name = quote(name, safe="")
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"collection-{name}")
         self.owned = not isinstance(collection, Collection)
-        self.collection: Collection = (self._thread.submit(Collection.open, collection).result()
+        # read_only=None: a directory the server cannot write (a read-only mount) is served read-only
+        self.collection: Collection = (self._thread.submit(Collection.open, collection, read_only=None).result()
                                        if self.owned else collection)
         self.path = self.collection.path
 

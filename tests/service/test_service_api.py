@@ -310,3 +310,15 @@ def test_cli_refuses_two_collections_of_one_name(collection_copy, tmp_path, caps
     other.mkdir(parents=True)
     assert main(["serve", str(collection_copy()), str(other)]) == 2
     assert "repeat" in capsys.readouterr().err
+
+
+def test_a_read_only_collection_is_served_read_only(serve_app, collection_copy):
+    """A collection the server may not write (opened read-only, as on a read-only mount) answers searches,
+    says it is not writable, and refuses writes with a JSON 403 instead of failing mid-write."""
+    collection = Collection.open(collection_copy(), read_only=True)
+    with serve_app(create_app({"caltech": collection})) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/api/collections").json()[0]["writable"] is False
+        assert client.get(f"{C}/images/5/similar").status_code == 200
+        response = client.delete(f"{C}/images/5")
+        assert response.status_code == 403 and "read-only" in response.json()["detail"]
+    collection.close()

@@ -13,7 +13,8 @@ router = APIRouter(prefix="/api/collections", tags=["collections"])
 async def list_collections(request: Request) -> list[CollectionSummary]:
     guard = request.app.state.guard
     return [CollectionSummary(name=name, images=len(lib.collection), n_bits=lib.collection.n_bits,
-                              writable=guard.writable, needs_api_key=guard.api_key is not None)
+                              writable=guard.writable and not lib.collection.read_only,
+                              needs_api_key=guard.api_key is not None)
             for name, lib in request.app.state.libraries.items()]
 
 
