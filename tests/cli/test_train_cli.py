@@ -147,3 +147,23 @@ def test_a_builtin_protocol_written_by_split_is_taken_back_by_train(tmp_path, ca
     assert Protocol.load(out).sizes() == {"query": 206, "database": 325, "train": 260, "validation": 65}
     assert main(["train", "cars-bmw13", "--split", str(out), "--protocol", "cars-bmw13", "-q"]) == 2
     assert "both choose the split" in capsys.readouterr().err
+
+
+def test_flags_not_given_leave_the_recipe_alone_and_each_given_one_replaces_one_setting():
+    from hashseek.cli import build_parser
+    from hashseek.cli.train import augment_overrides, train_config, train_overrides
+    from hashseek.train import TrainConfig
+    from hashseek.train.recipes import resolve_recipe
+
+    parse = build_parser().parse_args
+    plain = parse(["train", "photos"])
+    assert train_overrides(plain) == {} and augment_overrides(plain) == {} and train_config(plain) == TrainConfig()
+    tuned = parse(["train", "photos", "--min-crop", "0.6", "--no-mirror", "--epochs", "7", "--mirror-average",
+                   "--device", "cpu"])
+    assert train_overrides(tuned) == {"epochs": 7, "mirror_average": True, "device": "cpu"}
+    assert augment_overrides(tuned) == {"min_crop_fraction": 0.6, "mirror": False}
+    config, _ = resolve_recipe("best", n_train=100, n_classes=4,
+                               overrides={**train_overrides(tuned), "augment_kwargs": augment_overrides(tuned)})
+    best, _ = resolve_recipe("best", n_train=100, n_classes=4)
+    assert config.augment_kwargs == {**best.augment_kwargs, "min_crop_fraction": 0.6, "mirror": False}
+    assert (config.epochs, config.device, config.input_size, config.loss) == (7, "cpu", best.input_size, best.loss)
