@@ -22,11 +22,14 @@ orders; the share of queries whose top-20 class composition is the same in all o
     python benchmarks/search_defaults.py --protocols cars-bmw13 caltech101 --split validation test
 
 Backbone maps are extracted once into the hashseek feature cache (caltech101: about 2 minutes on
-2 cores); training takes seconds (cars) to minutes (caltech101).
+an idle 2-core machine); the trained models are saved under ``--models`` and reused (training takes
+about a minute for cars, 10+ minutes for caltech101 on a busy 2-core machine).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from collections import Counter
@@ -44,7 +47,8 @@ from hashseek.data.named import load_dataset  # noqa: E402
 from hashseek.data.protocols import get_protocol, protocol_dataset  # noqa: E402
 from hashseek.hashers import create_hasher  # noqa: E402
 from hashseek.models.features import BackboneEncoder, extract_features  # noqa: E402
-from hashseek.models.hash_model import RERANK_FEATURES  # noqa: E402
+from hashseek.core.paths import cache_root  # noqa: E402
+from hashseek.models.hash_model import RERANK_FEATURES, load_model  # noqa: E402
 from hashseek.search.defaults import SEARCH_DEFAULTS, SearchDefaults  # noqa: E402
 from hashseek.search.distances import pairwise_distance  # noqa: E402
 from hashseek.search.engine import candidate_cut, result_order  # noqa: E402
@@ -158,10 +162,13 @@ def main() -> None:
     parser.add_argument("--split", nargs="+", default=["validation", "test"], choices=["validation", "test"])
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("docs/bench/search_defaults.json"))
+    parser.add_argument("--models", type=Path, default=cache_root() / "bench" / "search_defaults",
+                        help="trained models are saved here and reused by the next run")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    payload = {"command": "python " + " ".join(sys.argv), "machine": machine(), "defaults": SEARCH_DEFAULTS.to_dict(),
-               "results": {}}
+    command = "python " + " ".join(sys.argv)
+    earlier = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}  # other protocols' runs
+    payload = {"machine": machine(), "defaults": SEARCH_DEFAULTS.to_dict(), "results": earlier}
     for name in args.protocols:
         dataset = load_dataset(protocol_dataset(name))
         protocol = get_protocol(name, dataset, seed=0)
@@ -169,12 +176,20 @@ def main() -> None:
         maps = extract_features(dataset, [i for i in dataset.ids if i in needed], encoder=BackboneEncoder("efficientnet_lite0", kind="map"))
         models = {}
         for head, loss in (("gap", "csq"), ("latent", "ce")):
+            saved = args.models / f"{name}-{head}-{loss}-48"
+            if (saved / "config.json").is_file():
+                models[f"trained {head}+{loss} 48"] = load_model(saved)
+                continue
             t = time.perf_counter()
             config = TrainConfig(head=head, loss=loss, bits=48, mode="frozen", epochs=args.epochs, seed=0)
-            models[f"trained {head}+{loss} 48"] = Trainer(config, progress=False).fit(dataset, protocol.train).model.eval()
+            model = Trainer(config, progress=False).fit(dataset, protocol.train).model.eval()
+            models[f"trained {head}+{loss} 48"] = model
+            model.save(saved)
             print(f"{name}: trained {head}+{loss} in {time.perf_counter() - t:.0f} s", flush=True)
-        payload["results"][name] = {split: run_split(name, split, dataset, protocol, maps, models)
-                                    for split in args.split}
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        payload["results"][name] = {"command": command, "started": started, "load_average": os.getloadavg(),
+                                    **{split: run_split(name, split, dataset, protocol, maps, models)
+                                       for split in args.split}}
         write_json(args.out, payload)
     print(f"wrote {args.out}")
 

@@ -231,6 +231,8 @@ def register(sub) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reindex)
 
+    from hashseek.search.defaults import SEARCH_DEFAULTS
+
     p = sub.add_parser("search", help="search a collection by an image, a library id or at random")
     _add_search_args(p, "results")
     p.set_defaults(func=cmd_search)
@@ -239,8 +241,8 @@ def register(sub) -> None:
                                         "model's own classifier when it has one")
     _add_search_args(p, "neighbours that vote")
     p.add_argument("--method", choices=["vote", "classifier"],
-                   help="which prediction is the label (default: the collection's, see SEARCH_DEFAULTS.classify; "
-                        "vote for models without a classifier)")
+                   help=f"which prediction is the label: the neighbours' vote or the model's own classifier "
+                        f"(default {SEARCH_DEFAULTS.classify}; the vote for a model without a classifier)")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("remove", help="remove images from a collection by id")

@@ -4,6 +4,15 @@ REST API and the page (which reads them from ``GET /api/search-defaults``). Defi
 The values were chosen on validation images only (each protocol's ``validation`` split searched
 against its ``train`` split), for zero-training and trained collections alike, by
 ``benchmarks/search_defaults.py``; its figures are in ``docs/bench/search_defaults.json``.
+Caltech101 validation (2,454 library images, 505 queries), mAP@all Hamming-only -> default:
+zero-training ITQ 64 bits 0.649 -> 0.685, gap+csq 48 bits 0.876 -> 0.886, latent+ce 48 bits
+0.877 -> 0.893. Cosine beat chi2 in every row (chi2 lost to Hamming-only on zero-training,
+0.606 over the whole library); beyond 10% of the library more candidates changed mAP by < 0.001.
+Within equal Hamming distance the float order makes the top 20 independent of the order images
+were added (100% of queries over 3 random orders, against 46-90% with insertion-order ties).
+The top-8 vote beat the latent head's softmax classifier on caltech101 validation (0.907 vs
+0.901; on the 65 cars-bmw13 validation queries the classifier won, 0.431 vs 0.400), and it also
+covers classes added after training, so it is the default classification.
 """
 from __future__ import annotations
 
