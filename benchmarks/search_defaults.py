@@ -21,6 +21,9 @@ orders; the share of queries whose top-20 class composition is the same in all o
 
     python benchmarks/search_defaults.py --protocols cars-bmw13 caltech101 --split validation test
 
+``--collections`` adds the same check end to end: the test database added to real zero-training
+collections in 3 random orders, every query searched with the defaults.
+
 Backbone maps are extracted once into the hashseek feature cache (caltech101: about 2 minutes on
 an idle 2-core machine); the trained models are saved under ``--models`` and reused (training takes
 about a minute for cars, 10+ minutes for caltech101 on a busy 2-core machine).
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -156,12 +160,38 @@ def run_split(name: str, split: str, dataset, protocol, maps, models: dict) -> d
     return out
 
 
+def collection_orders(dataset, protocol, work: Path, orders: int = 3) -> dict:
+    """End to end: the protocol's database added to a zero-training Collection in ``orders`` random
+    orders; each query searched with the defaults (by its float feature, hashed by each collection's
+    own fit); the share of queries whose top-k class composition is the same in every collection."""
+    from hashseek.search.collection import Collection
+
+    per_order, features = [], None
+    for order in range(orders):
+        ids = [protocol.database[i] for i in np.random.default_rng(order).permutation(len(protocol.database))]
+        path = work / f"{protocol.name}-order{order}"
+        if path.exists():
+            shutil.rmtree(path)
+        with Collection.create(path) as collection:
+            collection.add_dataset(dataset, ids, progress=False)
+            if features is None:
+                hasher = collection.image_hasher
+                features = hasher.features(np.stack([hasher.preprocess(dataset.read_bytes(q)) for q in protocol.query]))
+            per_order.append([Counter(hit.label for hit in collection.search_vector(feature=f).hits) for f in features])
+        shutil.rmtree(path)
+    same = np.mean([all(c[q] == per_order[0][q] for c in per_order) for q in range(len(protocol.query))])
+    return {"queries": len(protocol.query), "library": len(protocol.database), "orders": orders,
+            "top_k": SEARCH_DEFAULTS.k, "classes_identical": round(float(same), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--protocols", nargs="+", default=["cars-bmw13", "caltech101"])
     parser.add_argument("--split", nargs="+", default=["validation", "test"], choices=["validation", "test"])
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("docs/bench/search_defaults.json"))
+    parser.add_argument("--collections", action="store_true",
+                        help="also build the test database as a zero-training collection in 3 random orders")
     parser.add_argument("--models", type=Path, default=cache_root() / "bench" / "search_defaults",
                         help="trained models are saved here and reused by the next run")
     args = parser.parse_args()
@@ -190,6 +220,9 @@ def main() -> None:
         payload["results"][name] = {"command": command, "started": started, "load_average": os.getloadavg(),
                                     **{split: run_split(name, split, dataset, protocol, maps, models)
                                        for split in args.split}}
+        if args.collections:
+            payload["results"][name]["collection_insertion_orders"] = collection_orders(
+                dataset, protocol, args.models / "collections")
         write_json(args.out, payload)
     print(f"wrote {args.out}")
 
