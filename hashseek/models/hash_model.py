@@ -138,7 +138,8 @@ class HashModel(nn.Module):
         (n, n_classes) or None without a classifier), one pass through ONNX Runtime."""
         if self._runner is None:
             self.eval()
-            tag = (f"hashmodel-{self.config['head']}-{self.rerank_feature}"
+            beta = f"-beta{self.head.beta:g}" if hasattr(self.head, "beta") else ""   # not among the weights
+            tag = (f"hashmodel-{self.config['head']}-{self.rerank_feature}{beta}"
                    f"{'-mirror' if self.mirror_average else ''}{'-logits' if self.has_classifier else ''}")
             names = ("codes", "feature", "logits") if self.has_classifier else ("codes", "feature")
             self._runner = InferenceRunner(_EncodeGraph(self), self.input_size, "onnx", tag=tag, output_names=names)
@@ -187,6 +188,8 @@ class HashModel(nn.Module):
                   "preprocessing": {**self.backbone.preprocessing(), "input_size": self.input_size},
                   "backbone_weights": source,
                   "backbone_digest": weights_digest(self.backbone)}
+        if hasattr(self.head, "beta"):   # tanh heads: the continuation's sharpness shapes the relaxed codes
+            config["head_beta"] = float(self.head.beta)
         _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p)))
         _atomic_write(directory / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
         _atomic_write(directory / "hasher.json", lambda p: p.write_text(json.dumps({"type": "hash_model"})))
@@ -243,9 +246,11 @@ def load_model(directory: str | Path) -> HashModel:
                             weights=config.get("weights_file") if source == "file" else None,
                             **{k: v for k, v in config.items()
                                if k not in ("backbone", "head", "bits", "n_classes", "pretrained", "head_kwargs",
-                                            "weights_file")})
+                                            "weights_file", "head_beta")})
     state = load_file(str(directory / "model.safetensors"))
     model.load_state_dict(state, strict=not frozen)
+    if config.get("head_beta") is not None:
+        model.head.beta = float(config["head_beta"])
     if frozen and weights_digest(model.backbone) != config["backbone_digest"]:
         raise ValueError(f"{directory}: the installed {config['backbone']} weights differ from the ones it was trained on")
     return model.eval()

@@ -176,3 +176,20 @@ def test_rankings_do_not_depend_on_insertion_order(trained_cars):
         compositions.append([Counter(row.tolist()) for row in top])
     same = np.mean([compositions[0][q] == compositions[1][q] == compositions[2][q] for q in range(len(qry["codes"]))])
     assert same >= 0.99
+
+
+def test_a_saved_model_stores_the_same_rerank_feature(trained_cars, tmp_path):
+    """The relaxed codes depend on the tanh head's continuation beta, which is no weight: the checkpoint
+    must keep it, or a collection built from the saved model re-ranks by other features."""
+    from hashseek.models.hash_model import load_model
+
+    model, _ = trained_cars
+    trained_beta, model.head.beta = model.head.beta, 1.7   # what 1,000 training steps of continuation reach
+    try:
+        loaded = load_model(model.save(tmp_path / "m"))
+        maps = np.random.default_rng(0).random((4, 1280, 7, 7)).astype(np.float32)
+        expected = model.encode_maps(maps)[1]
+    finally:
+        model.head.beta = trained_beta
+    assert loaded.head.beta == 1.7 and loaded.describe()["rerank_feature"] == "codes"
+    np.testing.assert_allclose(loaded.encode_maps(maps)[1], expected, rtol=1e-6, atol=1e-6)
