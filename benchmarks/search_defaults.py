@@ -203,7 +203,8 @@ def main() -> None:
         dataset = load_dataset(protocol_dataset(name))
         protocol = get_protocol(name, dataset, seed=0)
         needed = set(protocol.train) | set(protocol.validation) | set(protocol.database) | set(protocol.query)
-        maps = extract_features(dataset, [i for i in dataset.ids if i in needed], encoder=BackboneEncoder("efficientnet_lite0", kind="map"))
+        maps = extract_features(dataset, [i for i in dataset.ids if i in needed],
+                                encoder=BackboneEncoder("efficientnet_lite0", kind="map"))
         models = {}
         for head, loss in (("gap", "csq"), ("latent", "ce")):
             saved = args.models / f"{name}-{head}-{loss}-48"

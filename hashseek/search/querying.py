@@ -53,7 +53,8 @@ def resolve(collection, query, content_hash: str | None = None) -> Resolved:
     elif isinstance(query, Image.Image):
         source, described = query, {"image": "<Image>"}
     else:
-        raise InvalidInputError(f"a query is an image (path, bytes, PIL image) or a library id, got {type(query).__name__}")
+        raise InvalidInputError("a query is an image (path, bytes, PIL image) or a library id, "
+                                f"got {type(query).__name__}")
     if isinstance(source, bytes):
         content_hash = hashlib.sha256(source).hexdigest()
     warm_up(background=True)   # numba's set-up overlaps the model's encoding instead of following it

@@ -74,7 +74,8 @@ def test_rerank_orders_candidates_by_float_then_continues_in_hamming_order():
     f = pairwise_distance(q_feature, features, "chi2")
     assert ranking.ids.tolist() == ids[result_order(h, f, ids, cut)].tolist()
     assert not ranking.linear
-    whole = rank(index, q_code, 10, rerank="chi2", candidates=400, feature=q_feature, features_of=_lookup(features, ids))
+    whole = rank(index, q_code, 10, rerank="chi2", candidates=400, feature=q_feature,
+                 features_of=_lookup(features, ids))
     assert whole.linear and whole.n_candidates == 400
 
 
