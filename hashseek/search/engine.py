@@ -31,9 +31,9 @@ import numpy as np
 
 from hashseek.core.errors import InvalidInputError
 from hashseek.index.base import BinaryIndex
+from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.search.distances import pairwise_distance
 
-DEFAULT_CANDIDATES = 1000   # until the collection and the service read SEARCH_DEFAULTS
 FeaturesOf = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -50,7 +50,7 @@ class Ranking:
 
 
 def rank(index: BinaryIndex, code: np.ndarray, k: int, *, radius: int | None = None,
-         candidates: int = 1000, rerank: str | None = None, feature: np.ndarray | None = None,
+         candidates: int = SEARCH_DEFAULTS.min_candidates, rerank: str | None = None, feature: np.ndarray | None = None,
          features_of: FeaturesOf | None = None, exclude: Sequence[int] | np.ndarray | None = None,
          tie_distance: str | None = None) -> Ranking:
     """Rank the index's items for one packed ``code``; see the module docstring for modes and ties.
@@ -58,7 +58,8 @@ def rank(index: BinaryIndex, code: np.ndarray, k: int, *, radius: int | None = N
     ``feature``/``features_of`` (ids -> ``(table, rows)``: a (N, d) feature table, float16
     welcome and read in place, and the ids' rows in it) are needed to re-rank and used to
     order Hamming ties by ``tie_distance`` (default: the re-rank distance, else ``chi2``).
-    ``exclude`` ids never appear (the query itself, or a protocol's other queries).
+    ``exclude`` ids never appear (the query itself, or a protocol's other queries). Callers with a
+    library size pass ``SEARCH_DEFAULTS.candidate_count(n)`` as ``candidates``.
     """
     if k < 1 or candidates < 1:
         raise InvalidInputError(f"k and candidates must be positive, got {k} and {candidates}")
