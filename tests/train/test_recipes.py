@@ -39,9 +39,9 @@ def test_max_minutes_shrinks_epochs_and_then_the_input():
 
 def test_fast_drops_augmented_copies_before_epochs():
     config, _ = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=60, speed=SPEED)
-    assert (config.augment_copies, config.epochs) == (4, 60)
+    assert (config.augment_copies, config.epochs) == (4, 100)
     tight, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=1.0, speed=SPEED)
-    assert tight.augment_copies < 4 and tight.epochs <= 60
+    assert tight.augment_copies < 4 and tight.epochs <= 100
     assert estimate_seconds(tight, 260, 65, SPEED) <= 60
 
 
