@@ -42,10 +42,13 @@ def test_cli_round_trip(tmp_path, photos, capsys):
     assert len(result["hits"]) == 5 and result["hits"][0]["label"] == "stripes" and result["mode"] == "rerank:chi2"
     assert main(["search", c, "--id", "2", "-k", "3", "--json"]) == 0
     assert 2 not in [hit["id"] for hit in _json(capsys)["hits"]]
-    assert main(["search", c, "--random", "--seed", "1", "--radius", "10"]) == 0
-    assert "radius" in capsys.readouterr().out
+    assert main(["search", c, "--random", "--seed", "1", "--radius", "10", "--rerank", "none"]) == 0
+    assert "radius" in capsys.readouterr().out            # the Hamming ball alone
+    assert main(["search", c, "--random", "--seed", "1", "--radius", "10", "--json"]) == 0
+    assert _json(capsys)["mode"] == "rerank:cosine"       # by default the ball is re-ranked (SEARCH_DEFAULTS)
     assert main(["classify", c, str(query), "-k", "4"]) == 0
-    assert capsys.readouterr().out.startswith("predicted: stripes")
+    out = capsys.readouterr().out
+    assert "predicted stripes (by vote)" in out and "'self_match': [" in out   # the query's own file is in the library
 
     assert main(["remove", c, "1", "2"]) == 0
     assert "13 images left" in capsys.readouterr().out

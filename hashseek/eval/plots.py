@@ -14,17 +14,18 @@ from matplotlib.figure import Figure
 DPI = 120
 _STYLE = {"deep": "-", "shallow": "--", "float": ":"}
 _MARKER = {"deep": "o", "shallow": "s", "float": ""}
-# Deep methods take tab10's first eight colours, shallow ones four others, the float baseline black.
-_SHALLOW_COLOURS = ("tab:olive", "tab:cyan", "saddlebrown", "navy")
+# Deep methods take tab10's first eight colours, shallow ones five others, the float baseline black.
+_SHALLOW_COLOURS = ("tab:olive", "tab:cyan", "saddlebrown", "navy", "darkviolet")
 
 
 def _colours(records: Sequence[dict]) -> dict[str, object]:
     """The same colour for a method in every plot, from its place in the runner's method lists."""
     from matplotlib import colormaps
 
-    from hashseek.eval.runner import DEEP_METHODS, SHALLOW_METHODS
+    from hashseek.eval.runner import DEEP_METHODS
+    from hashseek.hashers import list_hashers
 
-    deep, shallow = list(DEEP_METHODS), list(SHALLOW_METHODS)
+    deep, shallow = list(DEEP_METHODS), list_hashers()   # any registered hasher has its colour
     colours = {}
     for r in records:
         name = r["method"]
