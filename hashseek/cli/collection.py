@@ -181,8 +181,9 @@ def cmd_info(args) -> int:
     hasher = info["hasher"]
     print(f"{info['path']}: {info['images']} images ({info['removed']} removed, {info['not_searchable']} "
           f"not yet searchable), {len(info['classes'])} classes, {info['unlabelled']} unlabelled")
-    print(f"  codes {info['n_bits']} bits from {hasher.get('type')} {hasher.get('backbone', '')} "
-          f"{hasher.get('hasher', {}).get('name', '')}, index {info['index']}, features {info['feature_dim']}-d")
+    method = hasher.get("hasher", {}).get("name") or "+".join(filter(None, (hasher.get("head"), hasher.get("loss"))))
+    made_by = " ".join(filter(None, (hasher.get("type"), hasher.get("backbone"), method)))
+    print(f"  codes {info['n_bits']} bits from {made_by}, index {info['index']}, features {info['feature_dim']}-d")
     if info.get("index_options"):
         print("  index options: " + ", ".join(f"{k}={v}" for k, v in info["index_options"].items()))
     per_image = info["bytes_on_disk"] / max(info["images"], 1)
