@@ -73,3 +73,24 @@ def test_cli_errors(tmp_path, photos, capsys):
     (tmp_path / "C" / "features.f16").write_bytes(b"")   # damage: every feature row gone
     assert main(["check", c]) == 1
     assert "PROBLEM" in capsys.readouterr().out
+
+
+def test_cli_index_with_a_conv_map_pooling(tmp_path, photos, capsys):
+    """--pooling gem: the collection's features are GeM vectors of the conv map (L2-normalised), recorded
+    in its hasher, and the collection searches like any other."""
+    import numpy as np
+
+    from hashseek.search.collection import Collection
+
+    c = str(tmp_path / "gem.hs")
+    assert main(["index", str(photos), "--collection", c, "--bits", "16", "--pooling", "gem", "-q"]) == 0
+    capsys.readouterr()
+    with Collection.open(c, read_only=True) as collection:
+        assert collection.info()["hasher"]["pooling"] == "gem"
+        ids = [record.id for record in collection.list(limit=5)]
+        norms = np.linalg.norm(collection.features_of(np.array(ids)).astype(np.float32), axis=1)
+        np.testing.assert_allclose(norms, 1.0, atol=2e-3)
+    query = next((photos / "stripes").iterdir())
+    assert main(["search", c, str(query), "-k", "3", "--json"]) == 0
+    assert _json(capsys)["hits"][0]["label"] == "stripes"
+    assert main(["index", str(photos), "--collection", c, "--pooling", "mac"]) == 2   # settings are kept

@@ -8,7 +8,7 @@ from pathlib import Path
 from hashseek.core.errors import InvalidInputError, NotFoundError
 
 # flag dest -> keyword of Collection.create, which alone defines the defaults
-_CREATE_SETTINGS = {"bits": "n_bits", "backbone": "backbone", "index": "index", "hasher": "hasher"}
+_CREATE_SETTINGS = {"bits": "n_bits", "backbone": "backbone", "pooling": "pooling", "index": "index", "hasher": "hasher"}
 
 
 def cmd_index(args) -> int:
@@ -209,6 +209,8 @@ def register(sub) -> None:
     p.add_argument("--bits", type=int, help="code length of a new collection (default: Collection.create's)")
     p.add_argument("--backbone", help="pretrained backbone of a new collection (default: Collection.create's)")
     p.add_argument("--hasher", help="shallow hasher of a new collection (default: Collection.create's)")
+    p.add_argument("--pooling", help="aggregation of the backbone's conv map for a new zero-training collection: "
+                                     "avg, spoc, mac, gem, rmac, crow, netvlad (default: the backbone's own pooled vector)")
     p.add_argument("--backend", "--index", dest="index", metavar="BACKEND",
                    help="index backend of a new collection: flat, hash, multihash, ivf (FAISS, in the collection "
                         "directory) or milvus (codes in a Milvus collection; needs --milvus-uri) "

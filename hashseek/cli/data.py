@@ -13,6 +13,8 @@ def add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (see `hashseek backbones`)")
     p.add_argument("--weights", help="local weights file replacing the bundled ones")
     p.add_argument("--random-init", action="store_true", help="random initialisation instead of pretrained weights")
+    p.add_argument("--pooling", help="aggregation of the conv map instead of the backbone's pooled vector: avg, spoc, "
+                                     "mac, gem, rmac, crow, netvlad (see hashseek.models.aggregation)")
     p.add_argument("--runtime", default="onnx", choices=["onnx", "torch"])
     p.add_argument("--batch-size", type=int, default=32)
 
@@ -21,7 +23,7 @@ def _encoder(args, kind: str = "pooled"):
     from hashseek.models.features import BackboneEncoder
 
     return BackboneEncoder(args.backbone, kind=kind, runtime=args.runtime, pretrained=not args.random_init,
-                           weights=args.weights)
+                           weights=args.weights, pooling=args.pooling if kind == "pooled" else None)
 
 
 def cmd_features(args) -> int:

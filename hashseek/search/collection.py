@@ -93,9 +93,10 @@ class Collection:
     @classmethod
     def create(cls, path: str | Path, image_hasher: ImageHasher | None = None, n_bits: int = 64,
                backbone: str = "efficientnet_lite0", index: str = "flat", hasher: str = "itq", seed: int = 0,
-               index_options: dict | None = None, **kwargs) -> "Collection":
+               index_options: dict | None = None, pooling: str | None = None, **kwargs) -> "Collection":
         """A new empty collection. Without ``image_hasher``, codes come from a pretrained ``backbone``
-        and a ``hasher`` (ITQ) of ``n_bits`` fitted on the first images added (zero training).
+        and a ``hasher`` (ITQ) of ``n_bits`` fitted on the first images added (zero training); ``pooling``
+        aggregates the backbone's conv map instead of its pooled vector (``gem``, ``crow``, ...).
 
         ``index`` is the backend of the codes: a FAISS kind (``flat``, ``hash``, ``multihash``,
         ``ivf``) or ``milvus`` with ``index_options={"uri": ..., "collection_name": ...}``
@@ -105,7 +106,7 @@ class Collection:
         path = Path(path).expanduser()
         if (path / COLLECTION_JSON).exists():
             raise ConflictError(f"{path} already holds a collection; use Collection.open")
-        image_hasher = image_hasher or FeatureHasher(backbone, n_bits, method=hasher, seed=seed)
+        image_hasher = image_hasher or FeatureHasher(backbone, n_bits, method=hasher, seed=seed, pooling=pooling)
         index_options = checked_options(index, image_hasher.n_bits, path, index_options)  # fail early
         make_collection(path, image_hasher, index, index_options)
         return cls(path, image_hasher=image_hasher, **kwargs)
