@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import struct
 import tempfile
 import zipfile
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from hashseek.data.datasets import ImageDataset
 from hashseek.data.loader import Preprocess, iter_batches
+from hashseek.core.atomic import atomic_path
 from hashseek.core.errors import InvalidInputError
 from hashseek.models.aggregation import create_pooling
 from hashseek.models.backbones import Backbone, create_backbone
@@ -185,8 +185,8 @@ def _write_npz(path: str | Path, ids: Sequence[str], labels: np.ndarray, meta: d
     bytes; members are stored uncompressed, so the features can be memory-mapped."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.part", delete=False) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name, array in (("ids", np.array(list(ids))), ("labels", np.asarray(labels)),
                                 ("meta", np.array(json.dumps(meta)))):
                 member = io.BytesIO()
@@ -198,7 +198,6 @@ def _write_npz(path: str | Path, ids: Sequence[str], labels: np.ndarray, meta: d
                 np.lib.format.write_array_header_2_0(member, header)
                 for block in feature_blocks:
                     member.write(block)
-    os.replace(tmp.name, path)
     return path
 
 

@@ -17,8 +17,6 @@ of cars-bmw13 and caltech101 (benchmarks/search_defaults.py) and is the default.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from hashseek.core.bits import pack_bits
 from hashseek.models.backbones import Backbone, create_backbone
 from hashseek.models.heads import HashHead, HeadOutput, create_head
 from hashseek.models.runtime import InferenceRunner, weights_digest
+from hashseek.core.atomic import atomic_path, atomic_write_json
 from hashseek.core.errors import InvalidInputError
 from hashseek.core.hasher import IMAGE_HASHER_LOADERS
 
@@ -190,9 +189,10 @@ class HashModel(nn.Module):
                   "backbone_digest": weights_digest(self.backbone)}
         if hasattr(self.head, "beta"):   # tanh heads: the continuation's sharpness shapes the relaxed codes
             config["head_beta"] = float(self.head.beta)
-        _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p)))
-        _atomic_write(directory / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
-        _atomic_write(directory / "hasher.json", lambda p: p.write_text(json.dumps({"type": "hash_model"})))
+        with atomic_path(directory / "model.safetensors") as tmp:
+            save_file(state, str(tmp))
+        atomic_write_json(directory / "config.json", config)
+        atomic_write_json(directory / "hasher.json", {"type": "hash_model"})
         return directory
 
 
@@ -218,16 +218,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _atomic_write(path: Path, write) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        write(tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def load_model(directory: str | Path) -> HashModel:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hashseek.core.atomic import atomic_path
 from hashseek.core.paths import cache_root
 
 RUNTIMES = ("onnx", "torch")
@@ -63,22 +63,16 @@ class InferenceRunner:
 
 
 def export_onnx(module: nn.Module, input_size: int, path: Path, output_names: tuple[str, ...] = ("output",)) -> Path:
-    """Export with a dynamic batch axis; written to a temporary name first so a crash leaves no half file."""
+    """Export with a dynamic batch axis, atomically (a crash leaves no half file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, input_size, input_size)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.part", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding notes
-            torch.onnx.export(
-                module.eval(), dummy, str(tmp_path), dynamo=False, opset_version=17,
-                input_names=["images"], output_names=list(output_names),
-                dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in output_names}},
-            )
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding notes
+        torch.onnx.export(
+            module.eval(), dummy, str(tmp), dynamo=False, opset_version=17,
+            input_names=["images"], output_names=list(output_names),
+            dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in output_names}},
+        )
     return path
 
 
