@@ -41,6 +41,8 @@ class TrainConfig:
                                          # 10% of a frozen run's time, 25% of a fine-tuning run's (train/selection.py)
     patience: int | None = None          # stop after this many epochs without a better validation mAP;
                                          # None = a third of the epochs (at least 5), 0 = never stop early
+    max_minutes: float | None = None     # stop before an epoch that would end past this much training time
+                                         # (warm-up included); the best epoch so far is kept
     head_kwargs: dict = field(default_factory=dict)
     loss_kwargs: dict = field(default_factory=dict)
     seed: int = 0
@@ -57,6 +59,7 @@ class TrainConfig:
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch_size >= 2"),
             (self.validate_every >= 0 and (self.patience is None or self.patience >= 0),
              "validate_every and patience must be >= 0"),
+            (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be positive"),
             (not (self.random_init and self.backbone_weights),
              "random_init and backbone_weights contradict each other: give one (--random-init or --backbone-weights)"),
         ]

@@ -15,8 +15,9 @@ mirror-averaged encoding (cars-bmw13: mAP@all 0.870, top-8 vote 0.835 in 20 minu
 
 Every run selects its epoch on validation images. ``max_minutes`` bounds a run: the machine's
 speed is measured with a few timed steps, and the recipe's epochs (``best``: then its input size;
-``fast``: first its augmented copies) shrink until the estimate fits. Settings in ``overrides``
-are never changed.
+``fast``: first its augmented copies) shrink until the estimate fits; the trainer then stops
+before an epoch that would end past the limit (a busy machine runs slower than it measured).
+Settings in ``overrides`` are never changed.
 """
 from __future__ import annotations
 
@@ -107,6 +108,10 @@ def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: floa
                  f"{speed.head_ms:.2f} ms/image")
     budget = 60.0 * max_minutes
     config, changes = _fit_budget(config, set(given), n_train, n_val, speed, budget)
+    if "max_minutes" not in given:
+        config = replace(config, max_minutes=max_minutes)
+        changes.append(f"the trainer stops before an epoch that would end past {max_minutes:g} minutes, "
+                       "keeping the best validation epoch so far")
     estimate = estimate_seconds(config, n_train, n_val, speed)
     lines += changes
     fits = "fits" if estimate <= budget else "does NOT fit"

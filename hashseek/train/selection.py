@@ -29,6 +29,7 @@ class Selection:
         self.best_epoch, self.best_map, self.best_state = 0, -math.inf, None
         self.last_epoch = 0
         self.stopped_early = False
+        self.stopped_for_time = False
 
     def due(self, epoch: int, last: int) -> bool:
         """Validate after ``epoch`` (1-based)? The first and last epochs always are."""
@@ -45,6 +46,12 @@ class Selection:
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
             return True
         return False
+
+    def out_of_time(self, elapsed: float, last_epoch: float, limit_minutes: float | None) -> bool:
+        """Would one more epoch like the last end past the time limit?"""
+        if limit_minutes is not None and elapsed + last_epoch > 60 * limit_minutes:
+            self.stopped_for_time = True
+        return self.stopped_for_time
 
     def should_stop(self, epoch: int) -> bool:
         """No better validation for ``patience`` epochs (and at least two validations since the best)."""

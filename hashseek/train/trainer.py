@@ -93,6 +93,7 @@ class Trainer:
             model.load_state_dict(saved["model"], strict=False)
             start_epoch, step, history = saved["epoch"], saved["step"], saved["history"]
             selection.load_state_dict(saved["selection"])
+            selection.stopped_for_time = False     # the limit may have been raised: checked again after the next epoch
             torch.set_rng_state(saved["rng"])
         t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
         bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.head}+{cfg.loss} {cfg.bits}b {cfg.mode}",
@@ -101,7 +102,7 @@ class Trainer:
         epoch = start_epoch
         try:
             for epoch in bar:
-                if selection.stopped_early:
+                if selection.stopped_early or selection.stopped_for_time:
                     break
                 stage = stages[epoch]
                 if stage is not current_stage:
@@ -126,10 +127,11 @@ class Trainer:
                     selection.should_stop(epoch + 1)
                 record["seconds"] = time.perf_counter() - t0
                 history.append(record)
+                selection.out_of_time(record["seconds"], time.perf_counter() - epoch_start, cfg.max_minutes)
                 bar.set_postfix(_postfix(record, selection))
                 if out is not None:
                     self._checkpoint(out, model, history, epoch, step, stage, optimizer, scheduler, selection)
-                if selection.stopped_early:
+                if selection.stopped_early or selection.stopped_for_time:
                     break
         except KeyboardInterrupt:
             log.warning("interrupted during epoch %d; %s", epoch + 1,
@@ -272,7 +274,11 @@ class Trainer:
         info = {"metric": "map_all", "evaluator": "hashseek.train.evaluator.evaluate_split",
                 "queries": f"{len(val_ids)} validation images", "database": f"{len(train_ids)} training images",
                 "epochs_run": history[-1]["epoch"] if history else 0, "validate_every": selection.every,
-                "patience": selection.patience, "stopped_early": selection.stopped_early}
+                "patience": selection.patience, "stopped_early": selection.stopped_early,
+                "stopped_for_time": selection.stopped_for_time}
+        if selection.stopped_for_time:
+            log.warning("stopped after epoch %d: another would pass the %g-minute limit", info["epochs_run"],
+                        cfg.max_minutes)
         if val_ids and selection.best_state is not None:
             model.load_state_dict(selection.best_state, strict=False)
             info.update(kept="best validation epoch", best_epoch=selection.best_epoch, best_val_map=selection.best_map)
@@ -383,7 +389,7 @@ def _load_state(out: Path, config: TrainConfig) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:   # a checkpoint is written atomically, so this is damage, not a half write
         raise DamagedError(f"{path} cannot be read ({err}); delete it to train from the start") from err
-    free = {"epochs", "device", "validate_every", "patience"}
+    free = {"epochs", "device", "validate_every", "patience", "max_minutes"}
     before, now = state.get("config", {}), asdict(config)
     changed = sorted(k for k in now if k not in free and k in before and before[k] != now[k])
     if changed:

@@ -33,6 +33,7 @@ def test_max_minutes_shrinks_epochs_and_then_the_input():
     assert tight.epochs < 20 or tight.input_size < 280
     assert estimate_seconds(tight, 260, 65, SPEED) <= 20 * 60
     assert any("to fit the time limit" in line for line in lines) and "(fits)" in lines[-1]
+    assert tight.max_minutes == 20 and roomy.max_minutes == 600
     smaller, _ = resolve_recipe("best", n_train=260, n_classes=13, max_minutes=8, speed=SPEED)
     assert smaller.input_size < 280 and smaller.epochs >= 8
 

@@ -98,3 +98,12 @@ def test_validation_images_must_be_held_out(cars_split):
     dataset, train, _, _ = cars_split
     with pytest.raises(InvalidInputError, match="validation images are also training images"):
         Trainer(TrainConfig(epochs=1), progress=False).fit(dataset, train, validation_ids=train[:2])
+
+
+def test_a_time_limit_stops_before_the_epoch_that_would_pass_it(cars_split):
+    dataset, train, validation, _ = cars_split
+    config = TrainConfig(head="gap", loss="csq", bits=32, epochs=50, batch_size=8, validate_every=1,
+                         max_minutes=1e-4)
+    result = Trainer(config, progress=False).fit(dataset, train, validation_ids=validation)
+    assert result.selection["stopped_for_time"] and result.selection["epochs_run"] == 1
+    assert result.selection["kept"] == "best validation epoch" and result.selection["best_epoch"] == 1
