@@ -27,115 +27,28 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import logging
 import os
 import re
 import uuid
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from hashseek.core.errors import InvalidInputError
 from hashseek.index.base import INDEXES, MISSING_DISTANCE, BinaryIndex
+from hashseek.index.milvus_connect import (INSTALL_HINT, LABEL_BYTES, NAME_BYTES, TOKEN_ENV, check_label, check_name,
+                                           check_settings, connect, import_pymilvus, is_lite, label_filter,
+                                           quiet_pymilvus, text_column)
 
-TOKEN_ENV = "HASHSEEK_MILVUS_TOKEN"
-INSTALL_HINT = "pip install 'hashseek[milvus]'"
 MAX_HITS = 16384  # Milvus refuses a larger limit (top-k) per query, for search and query alike
-INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
-LABEL_BYTES = 1024
-NAME_BYTES = 4096
 _BATCH = 10_000  # rows per insert / ids per delete request
 _RESULTS_PER_CALL = 1 << 18  # hits per search call (queries x limit), bounds each response
-_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
-_PKG_RESOURCES_WARNING = "pkg_resources is deprecated"  # emitted by milvus-lite 2.5.1 on import
 
 _LITE_USERS: dict[str, int] = {}  # open indexes per milvus-lite file in this process
 
 Hits = tuple[np.ndarray, np.ndarray, np.ndarray]  # distances int32, ids int64, seqs int64
-
-
-def _pymilvus() -> Any:
-    """Import pymilvus on first use: hashseek works without it unless this backend is chosen."""
-    try:
-        import pymilvus
-    except ImportError as err:
-        raise ImportError(f"the 'milvus' index needs pymilvus (and milvus-lite for .db files): "
-                          f"{INSTALL_HINT}") from err
-    return pymilvus
-
-
-def is_lite(uri: str) -> bool:
-    """pymilvus runs milvus-lite, in-process, for a URI naming a ``.db`` file."""
-    return uri.endswith(".db")
-
-
-def _connect(uri: str, token: str | None) -> Any:
-    pymilvus = _pymilvus()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_PKG_RESOURCES_WARNING)
-            return pymilvus.MilvusClient(uri=uri, token=token or "")
-    except pymilvus.exceptions.ConnectionConfigException as err:
-        if not is_lite(uri):
-            raise
-        if importlib.util.find_spec("milvus_lite") is None:
-            reason = f"milvus-lite is not installed: {INSTALL_HINT}"
-        elif importlib.util.find_spec("pkg_resources") is None:
-            reason = "milvus-lite 2.5.1 imports pkg_resources, gone from setuptools 82: pip install 'setuptools<82'"
-        else:
-            reason = "milvus-lite opens a file from one process at a time; is another process using it?"
-        raise RuntimeError(f"cannot open the milvus-lite file {uri}: {reason}") from err
-
-
-@contextmanager
-def _quiet_pymilvus() -> Iterator[None]:
-    """Hide pymilvus's ERROR log and traceback for a call whose failure is expected and handled."""
-    logger = logging.getLogger("pymilvus")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _check_label(label: str) -> str:
-    """Labels end up inside filter expressions, which have no escape for line breaks or other controls."""
-    if not isinstance(label, str):
-        raise ValueError(f"labels must be strings or None, got {type(label).__name__}")
-    if any(ord(c) < 32 for c in label):
-        raise ValueError(f"label {label!r} contains a control character, which a Milvus filter cannot express")
-    if len(label.encode()) > LABEL_BYTES:
-        raise ValueError(f"label longer than {LABEL_BYTES} bytes: {label[:40]!r}...")
-    return label
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise ValueError(f"names must be strings or None, got {type(name).__name__}")
-    if len(name.encode()) > NAME_BYTES:
-        raise ValueError(f"name longer than {NAME_BYTES} bytes: {name[:40]!r}...")
-    return name
-
-
-def label_filter(label: str) -> str:
-    """Milvus filter keeping one label: a double-quoted literal with backslash and quote escaped."""
-    if _check_label(label) == "":
-        raise ValueError("label must be non-empty ('' marks unlabelled items)")
-    literal = label.replace("\\", "\\\\").replace('"', '\\"')
-    return f'label == "{literal}"'
-
-
-def _column(values: Sequence[str | None] | None, n: int, what: str, check: Callable[[str], str]) -> list[str]:
-    if values is None:
-        return [""] * n
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"got {n} codes but {len(values)} {what}")
-    return ["" if v is None else check(v) for v in values]
 
 
 def _concat(parts: list[Hits]) -> Hits:
@@ -147,21 +60,6 @@ def _cut(distances: np.ndarray, k: int, fetch: int) -> bool:
     if len(distances) < fetch:
         return False
     return fetch < k or np.partition(distances, k - 1)[k - 1] == distances.max()
-
-
-def check_settings(uri: str, collection_name: str, index_type: str = "BIN_FLAT", nlist: int = 1024,
-                   nprobe: int = 16) -> None:
-    """Refuse settings Milvus would refuse later, without touching any server."""
-    if not (is_lite(uri) or uri.startswith(("http://", "https://", "tcp://", "unix:"))):
-        raise ValueError(f"uri must be a Milvus server (http[s]://host:19530, tcp://, unix:) or a milvus-lite "
-                         f"file ending in .db, got {uri!r}")
-    if not isinstance(collection_name, str) or not _COLLECTION_NAME.fullmatch(collection_name):
-        raise ValueError(f"collection_name must be letters, digits and _ (not first), "
-                         f"at most 255, got {collection_name!r}")
-    if index_type not in INDEX_TYPES:
-        raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
-    if not (isinstance(nlist, int) and 1 <= nlist <= 65536 and isinstance(nprobe, int) and nprobe >= 1):
-        raise ValueError(f"need 1 <= nlist <= 65536 and nprobe >= 1, got {nlist!r}, {nprobe!r}")
 
 
 @INDEXES.register("milvus")
@@ -191,7 +89,7 @@ class MilvusIndex(BinaryIndex):
         unknown = sorted(set(options) - set(cls._STORED_OPTIONS))
         if unknown:
             raise InvalidInputError(f"unknown milvus index options {unknown}; known: {list(cls._STORED_OPTIONS)}")
-        _pymilvus()  # fail early when pymilvus is missing
+        import_pymilvus()  # fail early when pymilvus is missing
         if options.get("uri") is None:
             raise InvalidInputError("the milvus index needs a uri: http://host:19530 or a milvus-lite file.db")
         uri = str(options["uri"])
@@ -225,7 +123,7 @@ class MilvusIndex(BinaryIndex):
         self._ids = np.empty(0, dtype=np.int64)  # insertion order, as ``seq`` ranks them
         self._next_seq = 0
         self._metadata: tuple[Sequence[str | None] | None, Sequence[str | None] | None] = (None, None)
-        self._client: Any = _connect(uri, token if token is not None else os.environ.get(TOKEN_ENV))
+        self._client: Any = connect(uri, token if token is not None else os.environ.get(TOKEN_ENV))
         if is_lite(uri):
             _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
         try:
@@ -306,7 +204,7 @@ class MilvusIndex(BinaryIndex):
 
     # ---------------------------------------------------------- collection set-up
     def _create(self) -> None:
-        pymilvus = _pymilvus()
+        pymilvus = import_pymilvus()
         types = pymilvus.DataType
         schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
                                                      description=f"hashseek {self.n_bits}-bit codes")
@@ -317,7 +215,7 @@ class MilvusIndex(BinaryIndex):
         schema.add_field("name", types.VARCHAR, max_length=NAME_BYTES)
         self.client.create_collection(self.collection_name, schema=schema, consistency_level="Strong")
         try:
-            with _quiet_pymilvus():
+            with quiet_pymilvus():
                 self.client.create_index(self.collection_name, self._index_params())
         except pymilvus.exceptions.MilvusException as err:
             if self.index_type == "BIN_FLAT" or not is_lite(self.uri):
@@ -348,7 +246,7 @@ class MilvusIndex(BinaryIndex):
         self.nlist = int(info.get("nlist", self.nlist))
         self.client.load_collection(self.collection_name)
         ids, seqs = [], []
-        with _quiet_pymilvus():  # milvus-lite has no MVCC timestamp for iterators; pymilvus warns and copes
+        with quiet_pymilvus():  # milvus-lite has no MVCC timestamp for iterators; pymilvus warns and copes
             iterator = self.client.query_iterator(self.collection_name, batch_size=MAX_HITS, output_fields=["seq"])
         while batch := iterator.next():
             ids += [row["id"] for row in batch]
@@ -362,8 +260,8 @@ class MilvusIndex(BinaryIndex):
     # ---------------------------------------------------------- backend hooks
     def _add(self, codes: np.ndarray, ids: np.ndarray) -> None:
         n = len(ids)
-        labels = _column(self._metadata[0], n, "labels", _check_label)
-        names = _column(self._metadata[1], n, "names", _check_name)
+        labels = text_column(self._metadata[0], n, "labels", check_label)
+        names = text_column(self._metadata[1], n, "names", check_name)
         raw, width = codes.tobytes(), self.n_bytes
         seqs = range(self._next_seq, self._next_seq + n)
         id_list = ids.tolist()
@@ -409,7 +307,7 @@ class MilvusIndex(BinaryIndex):
                           f"{self.collection_name!r} now holds {len(self._ids)}", RuntimeWarning, stacklevel=3)
 
     def _versions(self) -> dict[str, str]:
-        versions = {**super()._versions(), "pymilvus": _pymilvus().__version__}
+        versions = {**super()._versions(), "pymilvus": import_pymilvus().__version__}
         if is_lite(self.uri):  # a server's own version is the cluster operator's record
             versions["milvus-lite"] = importlib.metadata.version("milvus-lite")
         return versions
