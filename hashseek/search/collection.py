@@ -39,7 +39,7 @@ from hashseek.search.layout import (COLLECTION_JSON, FEATURES_FILE, HASHER_DIR, 
 from hashseek.search.library import ImageFiles, LibraryDataset
 from hashseek.search.metadata import Metadata, NewRow, Record
 from hashseek.search.repair import RepairReport, repair
-from hashseek.search.storage import sqlite_error, writer_lock
+from hashseek.search.storage import os_error, sqlite_error, writer_lock
 from hashseek.search.store import LibraryStore
 
 __all__ = ["AddReport", "CheckReport", "Collection", "Record", "COLLECTION_JSON", "FEATURES_FILE", "HASHER_DIR",
@@ -108,7 +108,10 @@ class Collection:
             raise ConflictError(f"{path} already holds a collection; use Collection.open")
         image_hasher = image_hasher or FeatureHasher(backbone, n_bits, method=hasher, seed=seed, pooling=pooling)
         index_options = checked_options(index, image_hasher.n_bits, path, index_options)  # fail early
-        make_collection(path, image_hasher, index, index_options)
+        try:
+            make_collection(path, image_hasher, index, index_options)
+        except OSError as err:   # a full or read-only disk: collection.json, written last, is not there
+            raise os_error(err, path, "creating the collection") or err
         return cls(path, image_hasher=image_hasher, **kwargs)
 
     @classmethod

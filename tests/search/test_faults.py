@@ -185,6 +185,17 @@ def test_full_disk_when_the_first_fit_is_saved(tmpfs, caltech101):
         assert collection.image_hasher.is_fitted and collection.search(1, k=1, include_self=True).hits[0].id == 1
 
 
+def test_full_disk_when_a_collection_is_created(tmpfs):
+    """Creating on a full disk is a StorageFullError (not a raw OSError) and leaves no collection;
+    the same call succeeds once there is room."""
+    _leave_free(tmpfs, 0)
+    with pytest.raises(StorageFullError, match="creating the collection"):
+        Collection.create(tmpfs / "C", n_bits=16)
+    assert not (tmpfs / "C" / "collection.json").exists()
+    (tmpfs / "filler").unlink()
+    Collection.create(tmpfs / "C", n_bits=16).close()
+
+
 @pytest.fixture
 def read_only(tmp_path, fitted):
     """A copy of ``fitted`` behind a read-only bind mount, with a stale index and no lock file."""
