@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hashseek.cli.train import print_figures
 from hashseek.core.errors import InvalidInputError
 
 
@@ -56,19 +57,9 @@ def _eval_model(args) -> int:
     out = args.out or (args.model / ("eval" if not args.source else f"eval-{Path(args.source).name}"))
     run = evaluate_run(args.model, source=args.source, protocol=protocol, out=out, mirror_average=args.mirror_average,
                        progress=not args.quiet)
-    for part, figures in (("validation", run.validation), ("test", run.test)):
-        if figures:
-            print(f"{part:<10} ({figures['sizes']['query']} queries / {figures['sizes']['database']} database"
-                  f"{', leave-one-out' if figures['leave_one_out'] else ''}): mAP@all {figures['map_all']:.4f}  "
-                  f"P@20 {_f(figures['precision_at_20'])}  top-8 vote {_f(figures['vote_accuracy_top8'])}")
-    if run.test["n_dropped"]:
-        print(f"{run.test['n_dropped']} image(s) could not be read (listed in {out}/eval.json)")
+    print_figures(run, out)
     print(f"wrote {len(run.files)} files to {out} (summary.md, eval.json, results.json, plots)")
     return 0
-
-
-def _f(value) -> str:
-    return "—" if value is None else f"{value:.4f}"
 
 
 def register(sub) -> None:

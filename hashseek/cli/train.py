@@ -67,15 +67,20 @@ def cmd_train(args) -> int:
     if args.no_eval:
         return 0
     run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress)
-    for part, figures in (("validation", run.validation), ("test", run.test)):
-        if figures:
-            print(f"{part:<10} ({figures['sizes']['query']} queries / {figures['sizes']['database']} database): "
-                  f"mAP@all {figures['map_all']:.4f}  P@20 {_f(figures['precision_at_20'])}  "
-                  f"top-8 vote {_f(figures['vote_accuracy_top8'])}")
-    if run.test["n_dropped"]:
-        print(f"{run.test['n_dropped']} test image(s) could not be read (listed in {out}/eval.json)")
+    print_figures(run, out)
     print(f"report: {out}/summary.md, {out}/eval.json and plots; split: {out}/split.json.gz")
     return 0
+
+
+def print_figures(run, out: Path) -> None:
+    """The validation and test lines of a run (``train`` and ``eval --model`` print the same)."""
+    for part, figures in (("validation", run.validation), ("test", run.test)):
+        if figures:
+            print(f"{part:<10} ({figures['sizes']['query']} queries / {figures['sizes']['database']} database"
+                  f"{', leave-one-out' if figures.get('leave_one_out') else ''}): mAP@all {figures['map_all']:.4f}  "
+                  f"P@20 {_f(figures['precision_at_20'])}  top-8 vote {_f(figures['vote_accuracy_top8'])}")
+    if run.test["n_dropped"]:
+        print(f"{run.test['n_dropped']} test image(s) could not be read (listed in {out}/eval.json)")
 
 
 def _f(value) -> str:
