@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hashseek: error: {err}", file=sys.stderr)
         return err.exit_code
     except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
+        # lower modules (hashers, heads, losses) still raise ~100 built-in ValueErrors for bad arguments;
+        # until they are typed, the CLI reports those as user errors too (the service does not)
         print(f"hashseek: error: {err}", file=sys.stderr)
         return 2
 
