@@ -3,7 +3,8 @@
 Layout (FastAPI's "bigger applications"): ``dependencies`` (the library lookup, the write
 guard, strict integer parameters, decoding), one router per area under ``routers/``,
 ``errors`` (one handler per typed error, JSON bodies everywhere), ``middleware`` (body limit,
-allowed hosts), ``library`` (one thread per collection), ``config`` (the settings' defaults).
+allowed hosts), ``library`` (one thread per collection), ``training`` (training runs in subprocesses),
+``config`` (the settings' defaults).
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ from hashseek.service.errors import add_error_handlers
 from hashseek.service.guard import WriteGuard
 from hashseek.service.library import Library
 from hashseek.service.middleware import AllowedHosts, BodyLimit
-from hashseek.service.routers import classify, library, search, service
+from hashseek.service.routers import classify, library, search, service, training
 from hashseek.service.routers import collections as collection_routes
 from hashseek.service.routers.service import STATIC_DIR
+from hashseek.service.training import TrainingJobs
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"]
 
@@ -46,25 +48,29 @@ def create_app(collections: Mapping[str, Collection | str | Path] | str | Path, 
                                            "max_decodes": max_decodes}.items() if value is not None})
     decode_slots = DecodeSlots(config.max_decodes)
     libraries = _open(collections, warm_up)
+    trainings = TrainingJobs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        trainings.close()
         for served in libraries.values():
             served.close()
 
     app = FastAPIOffline(title="hashseek", version=hashseek.__version__, lifespan=lifespan,
-                         description="Content-based image retrieval with deep hashing: browse a collection, "
+                         description="Content-based image retrieval with deep hashing: browse and manage a collection, "
                                      "search by any of its images or by an upload, classify by a top-k vote.")
     app.state.libraries = libraries
     app.state.guard = guard
     app.state.config = config
     app.state.decode_slots = decode_slots
+    app.state.training = trainings
     add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
     if guard.loopback:  # a page of another site whose name resolves to 127.0.0.1 (DNS rebinding)
         app.add_middleware(AllowedHosts, hosts=LOOPBACK_NAMES + [host])
-    for router in (service.router, collection_routes.router, library.router, search.router, classify.router):
+    for router in (service.router, collection_routes.router, library.router, search.router, classify.router,
+                   training.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

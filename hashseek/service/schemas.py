@@ -1,9 +1,9 @@
 """The JSON shapes of the REST API: what the page and any other client can rely on."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.search.distances import list_distances
@@ -119,6 +119,37 @@ class RemoveResponse(BaseModel):
     images: int = Field(description="library size afterwards")
 
 
+MAX_LABEL = 200
+Label = Annotated[str | None, Field(max_length=MAX_LABEL, description="a label; empty or null: unlabelled")]
+
+
+class IdsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]] = Field(
+        min_length=1, max_length=10_000, description="library image ids")
+
+
+class RelabelRequest(IdsRequest):
+    label: Label
+
+    @field_validator("label")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return clean_label(value)
+
+
+class RelabelResponse(BaseModel):
+    relabelled: int
+    classes: dict[str, int] = Field(description="images per label afterwards")
+
+
+def clean_label(value: str | None) -> str | None:
+    """Labels are trimmed; a blank one is no label."""
+    value = None if value is None else value.strip()
+    return value or None
+
+
 class CollectionSummary(BaseModel):
     name: str
     images: int
@@ -139,6 +170,7 @@ class CollectionInfo(BaseModel):
     index: str
     bytes_on_disk: int
     hasher: dict = Field(description="how the codes are made")
+    previous_hasher: dict | None = Field(None, description="the model the last reindex replaced (restorable)")
     created: str
 
 

@@ -1,0 +1,66 @@
+"""Training runs on a collection's own labels, and switching the collection to a run's model (guarded writes)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+
+from hashseek.core.errors import ConflictError
+from hashseek.service.dependencies import LibraryDep, WriteAllowed
+from hashseek.service.schemas import NOT_FOUND, WRITE, Error
+from hashseek.service.training import JOB_ID, TrainingJobs
+from hashseek.service.training_schemas import ModelOut, TrainingJobOut, TrainingRequest
+
+router = APIRouter(prefix="/api/collections/{name}", tags=["training"], responses=NOT_FOUND)
+JobId = Annotated[str, Path(pattern=f"^{JOB_ID}$", description="the run's id (its folder under training/)")]
+BUSY = {409: {"model": Error, "description": "another run of this collection is under way or being applied"}}
+
+
+def _jobs(request: Request) -> TrainingJobs:
+    return request.app.state.training
+
+
+@router.get("/training", response_model=list[TrainingJobOut])
+async def list_runs(request: Request, library: LibraryDep) -> list[dict]:
+    """The collection's training runs, newest first (at most 20)."""
+    return [job.status() for job in _jobs(request).list(library)]
+
+
+@router.post("/training", response_model=TrainingJobOut, status_code=202, responses={**WRITE, **BUSY},
+             dependencies=[WriteAllowed])
+async def start_run(request: Request, library: LibraryDep, body: TrainingRequest) -> dict:
+    """Start ``hashseek train`` on the collection's labelled images (a seeded split: training, validation
+    for the epoch's selection, test queries for the report) with a recipe; follow it with GET."""
+    return _jobs(request).start(library, body.recipe, body.settings()).status()
+
+
+@router.get("/training/{job_id}", response_model=TrainingJobOut)
+async def get_run(request: Request, library: LibraryDep, job_id: JobId) -> dict:
+    """State, epochs done with their loss and validation mAP, the output's last lines; once finished, the
+    model's validation and test figures; once applied, the switch's progress."""
+    return _jobs(request).get(library, job_id).status()
+
+
+@router.post("/training/{job_id}/cancel", response_model=TrainingJobOut, responses={**WRITE, 409: BUSY[409]},
+             dependencies=[WriteAllowed])
+async def cancel_run(request: Request, library: LibraryDep, job_id: JobId) -> dict:
+    return _jobs(request).cancel(library, job_id).status()
+
+
+@router.post("/training/{job_id}/apply", response_model=TrainingJobOut, status_code=202,
+             responses={**WRITE, **BUSY}, dependencies=[WriteAllowed])
+async def apply_run(request: Request, library: LibraryDep, job_id: JobId) -> dict:
+    """Switch the collection to the run's model: every library image is re-encoded (searches keep the old
+    model until the atomic swap; they queue behind the re-encoding); follow it in the run's ``apply``."""
+    return _jobs(request).apply(library, job_id).status()
+
+
+@router.post("/model/restore", response_model=ModelOut, responses={**WRITE, **BUSY}, dependencies=[WriteAllowed])
+async def restore_model(request: Request, library: LibraryDep) -> ModelOut:
+    """Swap back the model the last switch replaced (only images added since are encoded again)."""
+    if _jobs(request).switching(library.name):
+        raise ConflictError(f"a model is being applied to {library.name!r}: wait for it to finish")
+    report = await library.run(library.collection.restore_previous, progress=False)
+    info = await library.run(library.collection.info)
+    return ModelOut(hasher=info["hasher"], previous_hasher=info["previous_hasher"], encoded=report.encoded,
+                    failed=[reason for _, reason in report.failed], images=info["images"])

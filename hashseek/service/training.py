@@ -1,0 +1,310 @@
+"""Training runs started from the page: ``hashseek train`` in a subprocess per run, and the switch of the
+collection to a finished run's model.
+
+A run lives in ``<collection>/training/<job id>/``, the ``--out`` folder of the CLI (the collection
+directory is its source: its library images and their labels; the trainer opens it read-only, so the
+server keeps serving it). Progress is what the trainer writes there after every epoch
+(``loss_log.json``: loss, and validation mAP when it validated; a fine-tuning run's head warm-up
+writes ``warmup/loss_log.json`` first); ``eval.json`` holds the finished model's figures. The
+job's own record is ``job.json`` (recipe, settings, state), so the runs outlive the server.
+
+One run per collection at a time. Applying a run reindexes the collection with its model on the
+collection's thread (``Library.run``), like every other write; ``Collection.restore_previous``
+swaps the replaced model back.
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hashseek
+from hashseek.core.atomic import atomic_write_json, atomic_write_text
+from hashseek.core.errors import ConflictError, HashseekError, NotFoundError, ReadOnlyError
+from hashseek.core.hasher import load_image_hasher
+from hashseek.search.storage import os_error
+from hashseek.service.library import Library
+from hashseek.service.training_runs import JOB_FILE, LOG_FILE, read_job, run_progress
+from hashseek.train.recipes import RECIPES
+
+log = logging.getLogger(__name__)
+
+TRAINING_DIR = "training"
+JOB_ID = r"[0-9]{8}-[0-9]{6}-[a-z]+-[0-9a-f]{4}"
+KEPT_LINES = 400          # of the run's output, in memory and in train.log
+TAIL_LINES = 30           # of those, in a job's status
+CLI = "import sys; from hashseek.cli import main; sys.exit(main())"
+# the page's bounded overrides -> the train CLI's flags
+FLAGS = {"epochs": "--epochs", "warmup_epochs": "--warmup-epochs", "augment_copies": "--augment-copies",
+         "max_minutes": "--max-minutes", "seed": "--seed"}
+ACTIVE = ("starting", "running")
+
+
+def planned_epochs(recipe: str, settings: dict) -> int:
+    """Epochs the run will take unless it stops early: the recipe's, or the ones given (a fine-tuning
+    recipe's head warm-up included)."""
+    chosen = {**RECIPES.create(recipe), **settings}
+    warmup = chosen.get("warmup_epochs", 0) if chosen.get("mode") == "finetune" else 0
+    return int(chosen.get("epochs", 0)) + int(warmup or 0)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Output:
+    """The run's stdout and stderr as lines; a progress bar's carriage returns rewrite its line."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=KEPT_LINES)
+        self.current = ""
+        self.rewrite = False   # a carriage return came: the next text replaces the line (a bar's next state)
+
+    def feed(self, text: str) -> None:
+        for part in re.split(r"(\r|\n)", text):
+            if part == "\n":
+                self.lines.append(self.current)
+                self.current, self.rewrite = "", False
+            elif part == "\r":
+                self.rewrite = True
+            elif part:
+                self.current = part if self.rewrite else self.current + part
+                self.rewrite = False
+
+    def tail(self, n: int = TAIL_LINES) -> list[str]:
+        shown = [line.rstrip() for line in self.lines] + [self.current.rstrip()]
+        return [line for line in shown if line.strip()][-n:]
+
+
+@dataclass
+class Applying:
+    """The switch of the collection to a run's model: re-encoding every library image, then the swap."""
+
+    state: str = "applying"          # applying | applied | failed
+    total: int = 0
+    encoded: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Job:
+    """A training run of one collection (its subprocess, while this server runs it)."""
+
+    id: str
+    folder: Path
+    record: dict                                  # job.json
+    process: subprocess.Popen | None = None
+    output: _Output = field(default_factory=_Output)
+    cancelled: bool = False
+    applying: Applying | None = None
+
+    @property
+    def state(self) -> str:
+        return self.record["state"]
+
+    def status(self) -> dict:
+        """What the page shows: the state, the epochs with loss and validation mAP, the log's tail and,
+        once finished, the model's figures."""
+        tail = self.output.tail() if self.process is not None else _saved_tail(self.folder)
+        apply = None if self.applying is None else vars(self.applying).copy()
+        return {"id": self.id, **{k: self.record.get(k) for k in ("recipe", "settings", "state", "started_at",
+                                                                    "finished_at", "error")},
+                "epochs": self.record.get("epochs"), **run_progress(self.folder), "log_tail": tail, "apply": apply}
+
+    def _finish(self, returncode: int) -> None:
+        """The subprocess ended: its state, its error, its output kept beside the model."""
+        if self.cancelled:
+            state, error = "cancelled", None
+        elif returncode == 0:
+            state, error = "done", None
+        else:
+            state, error = "failed", _error_line(self.output.tail(KEPT_LINES)) or f"training exited with {returncode}"
+        self.record.update(state=state, error=error, finished_at=_now())
+        try:
+            atomic_write_text(self.folder / LOG_FILE, "\n".join(self.output.tail(KEPT_LINES)) + "\n")
+            atomic_write_json(self.folder / JOB_FILE, self.record)
+        except OSError as err:   # the state stays right in memory; the folder says "interrupted" after a restart
+            log.warning("cannot record the end of training run %s: %s", self.folder, err)
+
+
+def _error_line(lines: list[str]) -> str | None:
+    """The CLI's own message ("hashseek: error: ..."), else a Python traceback's last line."""
+    for line in reversed(lines):
+        if line.startswith("hashseek: error:"):
+            return line.removeprefix("hashseek: error:").strip()
+    return lines[-1].strip() if lines else None
+
+
+def _saved_tail(folder: Path) -> list[str]:
+    try:
+        return (folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()[-TAIL_LINES:]
+    except OSError:
+        return []
+
+
+class TrainingJobs:
+    """The training runs of the served collections: start, follow, cancel, apply."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[tuple[str, str], Job] = {}
+        self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ runs
+    def start(self, library: Library, recipe: str, settings: dict) -> Job:
+        """Start ``hashseek train <collection> --recipe <recipe> --out <run folder>`` with the settings
+        given; refused while another run of the collection is under way or being applied."""
+        RECIPES.get(recipe)   # an UnknownNameError naming the recipes
+        if library.collection.read_only:
+            raise ReadOnlyError(f"collection {library.name!r} is served read-only: its model cannot change")
+        with self._lock:
+            busy = self._busy(library.name)
+            if busy is not None:
+                raise ConflictError(f"training run {busy.id} of {library.name!r} is "
+                                    f"{busy.state if busy.state in ACTIVE else 'being applied'}: wait for it or "
+                                    "cancel it first")
+            job_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{recipe}-{secrets.token_hex(2)}"
+            folder = library.path / TRAINING_DIR / job_id
+            record = {"recipe": recipe, "settings": settings, "epochs": planned_epochs(recipe, settings),
+                      "state": "running", "started_at": _now(), "finished_at": None, "error": None}
+            try:
+                folder.mkdir(parents=True)
+                atomic_write_json(folder / JOB_FILE, record)
+            except OSError as err:
+                raise os_error(err, folder, "starting a training run") or err
+            job = Job(job_id, folder, record)
+            job.process = subprocess.Popen(self._command(library, recipe, settings, folder), stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_environment())
+            self._jobs[library.name, job_id] = job
+        threading.Thread(target=self._follow, args=(job,), name=f"training-{job_id}", daemon=True).start()
+        return job
+
+    @staticmethod
+    def _command(library: Library, recipe: str, settings: dict, folder: Path) -> list[str]:
+        flags = [item for key, value in settings.items() for item in (FLAGS[key], str(value))]
+        return [sys.executable, "-c", CLI, "train", str(library.path), "--recipe", recipe, *flags, "--out", str(folder)]
+
+    @staticmethod
+    def _follow(job: Job) -> None:
+        """Read the run's output until it ends (a thread per run)."""
+        stream, decoder = job.process.stdout, codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while chunk := stream.read1(4096):
+            job.output.feed(decoder.decode(chunk))
+        job._finish(job.process.wait())
+
+    def get(self, library: Library, job_id: str) -> Job:
+        """A run of this server, or one found in the collection's training folder."""
+        with self._lock:
+            job = self._jobs.get((library.name, job_id))
+        if job is not None:
+            return job
+        folder = library.path / TRAINING_DIR / job_id
+        record = read_job(folder)
+        if record is None:
+            raise NotFoundError(f"collection {library.name!r} has no training run {job_id!r}")
+        if record["state"] in ACTIVE:   # this server did not start it: a run cut short by a restart
+            record["state"] = "interrupted"
+        return Job(job_id, folder, record)
+
+    def list(self, library: Library, limit: int = 20) -> list[Job]:
+        """The collection's runs, newest first."""
+        folder = library.path / TRAINING_DIR
+        names = sorted((p.name for p in folder.iterdir() if re.fullmatch(JOB_ID, p.name)), reverse=True) \
+            if folder.is_dir() else []
+        jobs = []
+        for name in names[:limit]:
+            try:
+                jobs.append(self.get(library, name))
+            except NotFoundError:   # a folder without its job.json: not a run of the page's
+                continue
+        return jobs
+
+    def cancel(self, library: Library, job_id: str) -> Job:
+        job = self.get(library, job_id)
+        if job.state not in ACTIVE or job.process is None:
+            raise ConflictError(f"training run {job_id} is {job.state}, not running")
+        job.cancelled = True
+        job.process.terminate()   # every epoch is checkpointed atomically: nothing half-written is kept
+        return job
+
+    def _busy(self, name: str) -> Job | None:
+        for (collection, _), job in self._jobs.items():
+            if collection == name and (job.state in ACTIVE or (job.applying and job.applying.state == "applying")):
+                return job
+        return None
+
+    # ------------------------------------------------------------------ models
+    def apply(self, library: Library, job_id: str) -> Job:
+        """Switch the collection to the run's model: a reindex queued on the collection's thread; the
+        job's ``apply`` follows it."""
+        job = self.get(library, job_id)
+        if job.state != "done":
+            raise ConflictError(f"training run {job_id} is {job.state}: only a finished run's model can be applied")
+        if library.collection.read_only:
+            raise ReadOnlyError(f"collection {library.name!r} is served read-only: its model cannot change")
+        with self._lock:
+            busy = self._busy(library.name)
+            if busy is not None:
+                raise ConflictError(f"training run {busy.id} of {library.name!r} is still under way or being applied")
+            job.applying = Applying(total=len(library.collection))
+            self._jobs[library.name, job_id] = job
+        task = asyncio.get_running_loop().create_task(self._apply(library, job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    @staticmethod
+    async def _apply(library: Library, job: Job) -> None:
+        applying = job.applying
+
+        def counted(ids) -> None:
+            applying.encoded += len(ids)
+
+        def switch() -> None:
+            hasher = load_image_hasher(job.folder)
+            library.collection.reindex(hasher, progress=False, on_batch=counted)
+
+        try:
+            await library.run(switch)
+            applying.state = "applied"
+        except HashseekError as err:
+            applying.state, applying.error = "failed", str(err)
+        except Exception:   # a bug: the server's log has the traceback, the page a plain message
+            log.exception("applying training run %s failed", job.folder)
+            applying.state, applying.error = "failed", "internal error (the server's log has the details)"
+
+    def switching(self, name: str) -> bool:
+        with self._lock:
+            return any(c == name and j.applying is not None and j.applying.state == "applying"
+                       for (c, _), j in self._jobs.items())
+
+    def close(self) -> None:
+        """Server shutdown: running trainings stop (their folders keep the checkpoints)."""
+        with self._lock:
+            running = [job for job in self._jobs.values() if job.process is not None and job.state in ACTIVE]
+        for job in running:
+            job.cancelled = True
+            job.process.terminate()
+        for job in running:
+            try:
+                job.process.wait(10)
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+
+
+def _environment() -> dict[str, str]:
+    """The server's environment, with this hashseek first on the path (however it was installed) and the
+    output unbuffered, so progress arrives as it is made."""
+    package_root = str(Path(hashseek.__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else ""), "PYTHONUNBUFFERED": "1"}
