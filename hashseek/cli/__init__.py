@@ -5,10 +5,10 @@ import argparse
 import logging
 import sys
 
-from hashseek.cli import collection, data, evaluate, serve, train
+from hashseek.cli import collection, data, evaluate, refit, serve, sync, train
 from hashseek.core.errors import HashseekError
 
-COMMAND_GROUPS = [data, train, collection, evaluate, serve]
+COMMAND_GROUPS = [data, train, collection, refit, sync, evaluate, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,10 +27,11 @@ from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher, load_image_hasher
 from hashseek.data.datasets import ImageDataset, open_images
 from hashseek.index import BinaryIndex
-from hashseek.search import adding, querying, reindex as reindexing
+from hashseek.search import adding, querying, reindex as reindexing, sync as syncing
 from hashseek.search.adding import AddReport, Pending
 from hashseek.search.checker import CheckReport, check
 from hashseek.search.defaults import SEARCH_DEFAULTS
+from hashseek.search.duplicates import DuplicateReport, find_duplicates
 from hashseek.search.engine import Classification, SearchResult
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.search.index_cache import checked_options
@@ -38,6 +39,7 @@ from hashseek.search.layout import (COLLECTION_JSON, FEATURES_FILE, HASHER_DIR, 
                                     META_DB, make_collection, read_config)
 from hashseek.search.library import ImageFiles, LibraryDataset
 from hashseek.search.metadata import Metadata, NewRow, Record
+from hashseek.search.refit_policy import RefitPolicy, RefitReport, fit_summary, refit_due, store_policy, stored_policy
 from hashseek.search.repair import RepairReport, repair
 from hashseek.search.storage import os_error, sqlite_error, writer_lock
 from hashseek.search.store import LibraryStore
@@ -93,9 +95,11 @@ class Collection:
     @classmethod
     def create(cls, path: str | Path, image_hasher: ImageHasher | None = None, n_bits: int = 64,
                backbone: str = "efficientnet_lite0", index: str = "flat", hasher: str = "itq", seed: int = 0,
-               index_options: dict | None = None, pooling: str | None = None, **kwargs) -> "Collection":
+               index_options: dict | None = None, pooling: str | None = None,
+               refit_policy: RefitPolicy | None = None, **kwargs) -> "Collection":
         """A new empty collection. Without ``image_hasher``, codes come from a pretrained ``backbone``
-        and a ``hasher`` (ITQ) of ``n_bits`` fitted on the first images added (zero training); ``pooling``
+        and a ``hasher`` (ITQ) of ``n_bits`` fitted on the images added (zero training), refitted as the
+        library grows by ``refit_policy`` (default ``REFIT_DEFAULTS``, see ``search.refit_policy``); ``pooling``
         aggregates the backbone's conv map instead of its pooled vector (``gem``, ``crow``, ...).
 
         ``index`` is the backend of the codes: a FAISS kind (``flat``, ``hash``, ``multihash``,
@@ -108,11 +112,16 @@ class Collection:
             raise ConflictError(f"{path} already holds a collection; use Collection.open")
         image_hasher = image_hasher or FeatureHasher(backbone, n_bits, method=hasher, seed=seed, pooling=pooling)
         index_options = checked_options(index, image_hasher.n_bits, path, index_options)  # fail early
+        if refit_policy is not None and not image_hasher.can_refit:
+            raise InvalidInputError("a refit policy is for zero-training collections; a trained model is not refitted")
         try:
             make_collection(path, image_hasher, index, index_options)
         except OSError as err:   # a full or read-only disk: collection.json, written last, is not there
             raise os_error(err, path, "creating the collection") or err
-        return cls(path, image_hasher=image_hasher, **kwargs)
+        collection = cls(path, image_hasher=image_hasher, **kwargs)
+        if image_hasher.can_refit:
+            store_policy(collection._meta, refit_policy or stored_policy(collection._meta))
+        return collection
 
     @classmethod
     def open(cls, path: str | Path, **kwargs) -> "Collection":
@@ -175,37 +184,71 @@ class Collection:
         """
         return self._add(adding.from_uploads(images, names, labels, store), progress, on_batch)
 
-    def add_features(self, features: np.ndarray, codes: np.ndarray, sources: Sequence[str],
+    def add_features(self, features: np.ndarray, codes: np.ndarray | None, sources: Sequence[str],
                      names: Sequence[str], labels: Sequence[str | None]) -> list[int]:
         """Rows whose features and packed codes were computed elsewhere (imports, synthetic scale tests).
 
         They have no image file to show; ``sources`` must be new unique keys. One atomic batch.
+        ``codes`` None: a zero-training collection codes the features itself, as it does added images
+        (refit policy included).
         """
         self._require_open()
-        if not len(features) == len(codes) == len(sources) == len(names) == len(labels):
+        if codes is None and not self.image_hasher.can_refit:
+            raise InvalidInputError("a trained model's collection cannot code features: give their codes")
+        if not len(features) == len(sources) == len(names) == len(labels) or (codes is not None and
+                                                                              len(codes) != len(features)):
             raise InvalidInputError("features, codes, sources, names and labels must have the same length")
         rows = [NewRow(name, source, None, label) for source, name, label in zip(sources, names, labels)]
-        return self._store.commit(rows, features, np.asarray(codes, np.uint8))
+        if codes is None and self.image_hasher.is_fitted:
+            codes = self.image_hasher.codes_from_features(np.asarray(features, np.float32))
+        ids = self._store.commit(rows, features, None if codes is None else np.asarray(codes, np.uint8))
+        self._refit_if_due()
+        return ids
+
+    def sync(self, folder: str | Path, *, labels_from_folders: bool = False, allow_empty: bool = False,
+             progress: bool = True) -> syncing.SyncReport:
+        """Bring the images that came from ``folder`` in step with it: new files added, deleted ones removed,
+        rewritten ones re-encoded, the rest untouched (``search.sync``). ``labels_from_folders``: the folder
+        holding a file names its label (else labels are left as they are). A folder without images is
+        refused unless ``allow_empty`` (it would remove everything that came from it)."""
+        self._require_open()
+        self._store.require_writable()   # before the folder is read
+        report = syncing.sync_folder(self._store, self.image_hasher, folder, self.path, labels_from_folders,
+                                     allow_empty, self.batch_size, self.workers, progress)
+        if not self.image_hasher.is_fitted and len(self) >= 2:
+            self.refit()
+        self._store.index.current()
+        return report
 
     def _add(self, pending: list[Pending], progress: bool, on_batch: Callable[[list[str]], None] | None) -> AddReport:
         self._require_open()
         self._store.require_writable()   # before any image is decoded
         report = adding.add_pending(self._store, self.image_hasher, pending, self.batch_size, self.workers,
                                     progress, on_batch)
-        if not self.image_hasher.is_fitted and len(self) >= 2:
-            self.refit()
+        self._refit_if_due()
         self._store.index.current()
         return report
 
-    # ------------------------------------------------------------------ fitting and models
-    def refit(self) -> None:
-        """Fit a refittable hasher on the library's stored features and recompute every code.
+    def _refit_if_due(self) -> None:
+        if not self.read_only and refit_due(self._meta, self.image_hasher, len(self)):
+            self.refit()
 
-        Nothing is decoded again. ``add_*`` calls this once the first images of a new
-        zero-training collection are in; call it again after the library has grown a lot.
+    # ------------------------------------------------------------------ fitting and models
+    def refit(self) -> RefitReport:
+        """Fit a refittable hasher on the library's stored features and recompute every code, atomically
+        (``LibraryStore.refit``); nothing is decoded again. ``add_*`` calls it when the refit policy says
+        (``search.refit_policy``); a trained model's collection refuses with a ``ConflictError``.
         """
         self._require_open()
+        start = perf_counter()
         self._store.refit(self.image_hasher, self.path / HASHER_DIR)
+        return RefitReport(len(self), self.image_hasher.n_fit, round(perf_counter() - start, 3),
+                           self.image_hasher.fit_digest)
+
+    @property
+    def refit_policy(self) -> RefitPolicy | None:
+        """When the hasher is refitted as the library grows; None for a trained model (never refitted)."""
+        return stored_policy(self._meta) if self.image_hasher.can_refit else None
 
     def reindex(self, image_hasher: ImageHasher, *, progress: bool = True,
                 on_batch: Callable[[list[int]], None] | None = None) -> reindexing.ReindexReport:
@@ -266,6 +309,12 @@ class Collection:
         """
         return self._files.read(image if isinstance(image, Record) else self.get(image))
 
+    def duplicates(self, max_hamming: int | None = None, max_distance: float | None = None) -> DuplicateReport:
+        """Groups of exact and near-duplicate library images, each with a suggested keeper (largest, then
+        oldest); settings left None come from ``DUPLICATE_DEFAULTS`` (see ``search.duplicates``)."""
+        self._require_open()
+        return find_duplicates(self._meta, self._store, self._files.read, max_hamming, max_distance)
+
     def content_ids(self, sha256_hex: str) -> list[int]:
         """Library ids whose image bytes have this sha256 (hex): is a query image in the library?"""
         self._require_open()
@@ -293,6 +342,7 @@ class Collection:
                 "classes": classes, "n_bits": self.n_bits, "feature_dim": self._store.features.dim,
                 "index": self.index_kind, "index_options": self.index_options, "bytes_on_disk": disk,
                 "hasher": self.image_hasher.describe(), "created": self.config["created"],
+                "fit": fit_summary(self._meta, self.image_hasher) if self.image_hasher.can_refit else None,
                 "previous_hasher": reindexing.previous_model(self.path, self._meta)}
 
     def check(self) -> CheckReport:

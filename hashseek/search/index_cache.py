@@ -74,11 +74,15 @@ class IndexCache:
             self._index, self._generation = index, self.meta.generation
         return self._index
 
-    def follow_add(self, ids: np.ndarray, codes: np.ndarray) -> None:
-        """After a committed insert of codes: add them when the index was current just before (an index
-        that still needs training is rebuilt on all codes instead)."""
+    def follow_add(self, ids: np.ndarray, codes: np.ndarray | None, replaced: np.ndarray | None = None) -> None:
+        """After a committed insert of codes (that may have deleted the ``replaced`` ids in the same
+        transaction): follow it when the index was current just before (an index that still needs
+        training is rebuilt on all codes instead)."""
         if self._just_behind() and self._index.is_trained:
-            self._index.add(np.ascontiguousarray(codes), np.asarray(ids, dtype=np.int64))
+            if replaced is not None and len(replaced):
+                self._index.remove(np.asarray(replaced, dtype=np.int64))
+            if codes is not None:
+                self._index.add(np.ascontiguousarray(codes), np.asarray(ids, dtype=np.int64))
             self._generation = self.meta.generation
 
     def follow_remove(self, ids: np.ndarray) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -17,8 +18,9 @@ from hashseek.core.hasher import ImageHasher
 from hashseek.search.checker import CHUNK, feature_damage
 from hashseek.search.feature_store import FeatureStore
 from hashseek.search.index_cache import IndexCache
-from hashseek.search.layout import FEATURES_FILE, IMAGES_DIR
+from hashseek.search.layout import FEATURES_FILE, HASHER_DIR, IMAGES_DIR
 from hashseek.search.metadata import Metadata, NewRow
+from hashseek.search.refit_policy import FIT_IMAGES, record_fit
 from hashseek.search.storage import os_error
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class LibraryStore:
         self.n_bits = int(config["n_bits"])
         self.features = FeatureStore(path / FEATURES_FILE, int(config["feature_dim"]), read_only=meta.read_only)
         self.index = IndexCache(path, meta, config["index"], config.get("index_options"), self.n_bits)
+        self._adopt_committed_fit(image_hasher)
         self.damage = feature_damage(meta, self.features)
         if self.damage and not damaged_ok:
             self.features.close()
@@ -54,10 +57,12 @@ class LibraryStore:
 
     # ------------------------------------------------------------------ changes
     def commit(self, rows: list[NewRow], features: np.ndarray, codes: np.ndarray | None,
-               uploads: dict[str, bytes] | None = None) -> list[int]:
+               uploads: dict[str, bytes] | None = None, replacing: Sequence[int] = ()) -> list[int]:
         """One batch: stored copies (``uploads``: name under images/ -> bytes), then features (fsynced),
         then one SQLite transaction. All or nothing: a failure (a full disk) removes the batch's new
-        copies and cuts its feature rows before it raises."""
+        copies and cuts its feature rows before it raises. ``replacing``: rows (library or removed)
+        deleted in the same transaction, so their source keys pass to the new rows (a synced file
+        whose content changed)."""
         self.require_writable()
         with np.errstate(over="ignore"):  # out-of-range values become inf and are refused below
             features = np.asarray(features, np.float16)
@@ -68,12 +73,15 @@ class LibraryStore:
         if not np.isfinite(features).all():  # NaN or beyond float16's range: re-ranking needs finite values
             raise InvalidInputError("features must be finite in float16 (|x| <= 65504); nothing of this batch "
                                     "was added")
+        gone = [i for i in replacing if self.in_library(i)]
         written = self._store_uploads(uploads)
         try:
             first = self.features.append(features)
             packed = [None] * len(rows) if codes is None else [code.tobytes() for code in codes]
             try:
-                with self.meta.transaction(searchable=codes is not None) as db:
+                with self.meta.transaction(searchable=codes is not None or bool(gone)) as db:
+                    if replacing:
+                        self.meta.drop(db, replacing)
                     ids = self.meta.insert(db, rows, packed, range(first, first + len(rows)), time.time())
             except BaseException:
                 self.features.undo_append(first)
@@ -81,7 +89,8 @@ class LibraryStore:
         except BaseException:
             self._unlink_uploads(written)
             raise
-        self._added(np.array(ids), first + np.arange(len(ids)), codes)
+        self._forget(gone)
+        self._added(np.array(ids), first + np.arange(len(ids)), codes, gone)
         return ids
 
     def restore(self, old_id: int, row: NewRow, uploads: dict[str, bytes] | None = None) -> int:
@@ -107,8 +116,7 @@ class LibraryStore:
         stored = self.meta.stored_names(ids)
         with self.meta.transaction(searchable=True) as db:
             self.meta.mark_removed(db, ids)
-        keep = ~np.isin(self.ids, ids)
-        self.ids, self.rows = self.ids[keep], self.rows[keep]
+        self._forget(ids)
         self.index.follow_remove(np.array(ids))
         for name in stored:
             (self.path / IMAGES_DIR / name).unlink(missing_ok=True)
@@ -121,19 +129,51 @@ class LibraryStore:
             self.meta.relabel(db, image_id, label)
 
     def refit(self, image_hasher: ImageHasher, hasher_dir: Path) -> None:
-        """Fit a refittable hasher on (a sample of) the library's stored features, save it, recompute the codes."""
+        """Fit a refittable hasher on (a sample of) the library's stored features and recompute the codes.
+
+        Crash-safe: the new fit's arrays are saved beside the live ones, one SQLite transaction switches
+        every code and the fit's digest, then ``hasher.json`` names the new fit. Killed before the
+        transaction commits, the collection keeps the old fit and codes; after, an open adopts the fit
+        SQLite names (``_adopt_committed_fit``). A failure before the commit leaves the old fit in memory too."""
         self.require_writable()
         if not image_hasher.can_refit:
-            raise InvalidInputError(f"only a pretrained+shallow collection can refit, this one has "
-                                    f"{image_hasher.describe().get('type')!r}")
+            raise ConflictError(f"{self.path}: its codes come from a trained model "
+                                f"({image_hasher.describe().get('type')!r}), which is not fitted on the collection; "
+                                "only zero-training (pretrained+shallow) collections refit. `hashseek reindex "
+                                "--model` switches the model")
         if len(self.ids) < 2:
             raise ConflictError(f"fitting needs at least 2 images, the collection has {len(self.ids)}")
+        old = image_hasher.fit_digest, image_hasher.n_fit
         image_hasher.fit(self.features.read(self.rows[image_hasher.fit_sample(len(self.rows))]))
         try:
+            image_hasher.save_fit(hasher_dir)
+            self.sync_codes(image_hasher)
+        except BaseException as err:
+            image_hasher.use_fit(hasher_dir, *old)
+            if isinstance(err, OSError):
+                raise (os_error(err, hasher_dir, "saving the fitted hasher") or err) from err
+            raise
+        try:
             image_hasher.save(hasher_dir)
-        except OSError as err:   # the saved fit stays the old one; the next open or refit codes from it
-            raise (os_error(err, hasher_dir, "saving the fitted hasher") or err) from err
-        self.sync_codes(image_hasher)
+        except OSError as err:   # committed: the next open adopts the fit SQLite names
+            log.warning("%s: hasher.json still names the previous fit (%s); the next open adopts the new one",
+                        self.path, err)
+
+    def _adopt_committed_fit(self, image_hasher: ImageHasher) -> None:
+        """A refit killed after its codes were committed but before ``hasher.json`` named its fit: use
+        the fit SQLite names (and, when writable, point ``hasher.json`` at it)."""
+        digest, folder = self.meta.state("fit_digest"), self.path / HASHER_DIR
+        if not (image_hasher.can_refit and digest and digest != image_hasher.fit_digest
+                and image_hasher.has_fit(folder, digest)):
+            return
+        images = self.meta.state(FIT_IMAGES)
+        image_hasher.use_fit(folder, digest, None if images is None else len(image_hasher.fit_sample(int(images))))
+        log.info("%s: adopted the fit %s its codes were committed with", self.path, digest)
+        if not self.read_only:
+            try:
+                image_hasher.save(folder)
+            except OSError as err:
+                log.warning("%s: hasher.json was not updated (%s); the next open adopts the fit again", self.path, err)
 
     def sync_codes(self, image_hasher: ImageHasher) -> None:
         """Give every row the code of a refittable hasher's current fit: after a first fit, a refit,
@@ -151,6 +191,8 @@ class LibraryStore:
             if codes:
                 self.meta.set_codes(db, rows[:, 0], np.concatenate(codes))
             self.meta.set_state("fit_digest", digest, db)
+            if refit:
+                record_fit(self.meta, db)
 
     def _store_uploads(self, uploads: dict[str, bytes] | None) -> list[Path]:
         """Write the copies not there yet; the paths written (a failed batch removes them again)."""
@@ -175,12 +217,17 @@ class LibraryStore:
             raise ReadOnlyError(f"{self.path} is open read-only: adding, removing, relabelling and refitting "
                                 "need a writable open")
 
-    def _added(self, ids: np.ndarray, rows: np.ndarray, codes: np.ndarray | None) -> None:
+    def _added(self, ids: np.ndarray, rows: np.ndarray, codes: np.ndarray | None, replaced: list[int] = ()) -> None:
         """Follow a committed insert in memory; the index only when it was current (else it is rebuilt)."""
         self.ids = np.concatenate([self.ids, ids])
         self.rows = np.concatenate([self.rows, rows])
-        if codes is not None:
-            self.index.follow_add(ids, codes)
+        if codes is not None or len(replaced):
+            self.index.follow_add(ids, codes, np.array(replaced, dtype=np.int64))
+
+    def _forget(self, ids: Sequence[int]) -> None:
+        """Library ids that left, out of the in-memory id and feature-row arrays."""
+        keep = ~np.isin(self.ids, ids)
+        self.ids, self.rows = self.ids[keep], self.rows[keep]
 
     # ------------------------------------------------------------------ reading
     def in_library(self, image_id: int) -> bool:
