@@ -1,19 +1,33 @@
 // The hashseek page: a paged gallery of one collection, search by any picture, random or upload.
 // Plain JavaScript against the REST API (see /docs); the server pages the library, so the page
-// never holds more than one page of it, whatever the collection's size.
+// never holds more than one page of it, whatever the collection's size. manage.js (adding, removing,
+// relabelling) and training.js (the model panel) plug in through `hooks`.
 "use strict";
 
 const PAGE_SIZE = 48;
 const $ = (id) => document.getElementById(id);
-const state = { collection: null, info: null, offset: 0, label: "" };
+// summary: the collection's entry of /api/collections (writable, needs_api_key); apiKey: the key typed in
+const state = { collections: [], collection: null, summary: null, info: null, offset: 0, label: "", apiKey: null };
+// Extensions register here: start() before the first collection loads, collection(info) after a collection
+// (re)loads, card(figure, item) for each gallery card, drop(dataTransfer) -> true when it took a drop (else
+// the drop's first file is searched with).
+const hooks = { start: [], collection: [], card: [], drop: [] };
 
 // ------------------------------------------------------------------------------------ API
-async function api(path, options) {
+// Writes carry the API key typed into the page (reads never need it).
+async function api(path, options = {}) {
+  if (state.apiKey && options.method && options.method !== "GET") {
+    options = { ...options, headers: { ...(options.headers || {}), "X-API-Key": state.apiKey } };
+  }
   const response = await fetch(path, options);
   const text = await response.text();
   let body = null;
   try { body = JSON.parse(text); } catch { /* not JSON: a proxy's error page, say */ }
-  if (!response.ok) throw new Error(describeError(response.status, body, text));
+  if (!response.ok) {
+    const error = new Error(describeError(response.status, body, text));
+    error.status = response.status;
+    throw error;
+  }
   return body;
 }
 
@@ -57,10 +71,24 @@ function showError(error) {
   errorTimer = setTimeout(() => { box.hidden = true; }, 8000);
 }
 
-async function busy(task) {
-  $("busy").hidden = false;
+let noticeTimer = null;
+function showNotice(text) {
+  const box = $("notice");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { box.hidden = true; }, 8000);
+}
+
+// Runs a task with the "busy" note (its text may change on the way: `say`); an error is shown, not thrown.
+async function busy(task, text = "Loading…") {
+  const box = $("busy");
+  box.textContent = text;
+  box.hidden = false;
   $("error").hidden = true;
-  try { await task(); } catch (error) { showError(error); } finally { $("busy").hidden = true; }
+  try { await task((message) => { box.textContent = message; }); }
+  catch (error) { showError(error); }
+  finally { box.hidden = true; }
 }
 
 // ------------------------------------------------------------------------------------ cards
@@ -104,6 +132,7 @@ function card(item, testid, rank, metric) {
     caption.append(distances);
   }
   figure.append(button, caption);
+  if (testid === "gallery-item") for (const hook of hooks.card) hook(figure, item);
   return figure;
 }
 
@@ -114,19 +143,31 @@ function formatDistance(value) {
 // ------------------------------------------------------------------------------------ library
 async function loadCollection(name) {
   state.collection = name;
+  state.summary = state.collections.find((c) => c.name === name);
+  state.label = "";
+  $("results-panel").hidden = true;
+  await refresh(0);
+}
+
+// Reads the collection's counts and labels again (after a change), keeping the label filter when it still
+// has images, and shows the page at `offset` (the current one by default, the last one past the end).
+async function refresh(offset = state.offset) {
   state.info = await api(collectionUrl());
   const info = state.info;
   const classes = Object.keys(info.classes).length;
   $("collection-info").textContent =
     `${info.images.toLocaleString()} images · ${info.n_bits}-bit codes · ${classes.toLocaleString()} classes`;
+  if (state.label && !(state.label in info.classes)) state.label = "";
   const filter = $("label-filter");
   filter.replaceChildren(new Option("all labels", ""));
   for (const [label, count] of Object.entries(info.classes)) {
     filter.append(new Option(`${label} (${count.toLocaleString()})`, label));
   }
-  state.label = "";
-  $("results-panel").hidden = true;
-  await loadPage(0);
+  filter.value = state.label;
+  const total = state.label ? info.classes[state.label] : info.images;
+  const last = Math.max(0, Math.ceil(total / PAGE_SIZE) - 1) * PAGE_SIZE;
+  await loadPage(Math.min(offset, last));
+  for (const hook of hooks.collection) await hook(info);
 }
 
 async function loadPage(offset) {
@@ -220,7 +261,8 @@ function wireDragAndDrop() {
     event.preventDefault();
     depth = 0;
     zone.hidden = true;
-    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (!event.dataTransfer || hooks.drop.some((hook) => hook(event.dataTransfer))) return;
+    const file = event.dataTransfer.files[0];
     if (file) searchUpload(file);
   });
 }
@@ -248,12 +290,14 @@ async function main() {
   await busy(async () => {
     await loadDefaults();
     const collections = await api("/api/collections");
+    state.collections = collections;
     const select = $("collection-select");
     select.replaceChildren(...collections.map((c) => new Option(`${c.name} (${c.images.toLocaleString()})`, c.name)));
     select.hidden = collections.length < 2;
+    for (const hook of hooks.start) await hook();
     await loadCollection(collections[0].name);
   });
   document.body.dataset.ready = "true";   // tests wait for this
 }
 
-main();
+document.addEventListener("DOMContentLoaded", main);   // after every deferred script: their hooks are in

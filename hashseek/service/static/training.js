@@ -1,0 +1,165 @@
+// The model panel: how the collection's codes are made now, training runs on its own labels (loss and
+// validation mAP per epoch while one runs), switching the collection to a finished run's model through a
+// reindex, and back to the model it replaced. Plugs into app.js through its hooks; writes need canWrite().
+"use strict";
+
+const POLL_MS = 1000;
+const runs = { job: null, timer: null, collection: null };
+
+function trainingUrl(suffix = "") { return `${collectionUrl()}/training${suffix}`; }
+
+function when(stamp) { return stamp ? stamp.replace("T", " ").replace("+00:00", " UTC") : ""; }
+
+function describeModel(hasher) {
+  if (!hasher) return "";
+  if (hasher.type === "hash_model") {
+    return `trained ${hasher.head}+${hasher.loss} model, ${hasher.bits} bits on ${hasher.backbone}` +
+      (hasher.trained_at ? ` (trained ${when(hasher.trained_at)})` : "");
+  }
+  if (hasher.type === "pretrained+shallow") {
+    const fit = hasher.hasher || {};
+    return `zero training: pretrained ${hasher.backbone} + ${String(fit.name).toUpperCase()}, ${fit.n_bits} bits` +
+      (hasher.fitted ? `, fitted on ${Number(hasher.n_fit).toLocaleString()} images` : "");
+  }
+  return hasher.type;
+}
+
+function showModel(info) {
+  $("model-current").textContent = `Codes from: ${describeModel(info.hasher)}`;
+  $("model-previous").hidden = !info.previous_hasher;
+  $("model-previous-text").textContent = info.previous_hasher ? `Previous model: ${describeModel(info.previous_hasher)}` : "";
+}
+
+const figure = (value, digits = 3) => (value === null || value === undefined ? "—" : value.toFixed(digits));
+
+// Loss (scaled to its largest value) and validation mAP (0 to 1) per epoch, as two lines.
+function drawChart(history) {
+  const svg = $("run-chart");
+  const ns = "http://www.w3.org/2000/svg";
+  const width = 600, height = 120, pad = 6;
+  const x = (n) => pad + (history.length < 2 ? 0 : (n / (history.length - 1)) * (width - 2 * pad));
+  const y = (v) => height - pad - v * (height - 2 * pad);
+  const largest = Math.max(...history.map((e) => e.loss ?? 0), 1e-9);
+  const line = (points, className) => {
+    const path = document.createElementNS(ns, "polyline");
+    path.setAttribute("points", points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "));
+    path.setAttribute("class", className);
+    return path;
+  };
+  const loss = history.map((e, n) => [x(n), y((e.loss ?? 0) / largest)]);
+  const maps = history.map((e, n) => [e, n]).filter(([e]) => e.val_map !== null).map(([e, n]) => [x(n), y(e.val_map)]);
+  svg.replaceChildren(line(loss, "loss"), line(maps, "map"));
+}
+
+function showRun(job) {
+  runs.job = job;
+  $("run").hidden = !job;
+  if (!job) return;
+  const info = state.info;
+  const settings = Object.entries(job.settings).map(([k, v]) => `${k.replace("_", " ")} ${v}`).join(", ");
+  $("run-title").textContent = `Training run ${job.id} · recipe ${job.recipe}${settings ? ` (${settings})` : ""}`;
+  const stateText = { running: "running", done: "finished", cancelled: "cancelled",
+                      failed: `failed: ${job.error ?? "see the output"}`,
+                      interrupted: "interrupted (the server stopped during it)" }[job.state] ?? job.state;
+  $("run-state").textContent = stateText;
+  $("run-state").className = `state ${job.state}`;
+  $("cancel-button").hidden = job.state !== "running";
+  const share = job.state === "done" ? 1 : job.epochs ? Math.min(1, job.epoch / job.epochs) : 0;
+  $("run-bar").style.width = `${(100 * share).toFixed(1)}%`;
+  const warmup = job.stage && job.stage.startsWith("warmup") ? " (head warm-up)" : "";
+  $("run-epoch").textContent = job.epoch === 0
+    ? (job.state === "running" ? "Preparing: splitting the labelled images, reading their features…" : "No epoch was completed.")
+    : `epoch ${job.epoch.toLocaleString()} of ${job.epochs.toLocaleString()}${warmup} · loss ${figure(job.loss, 4)}` +
+      ` · validation mAP ${figure(job.val_map)}` +
+      (job.best_val_map !== null ? ` (best ${figure(job.best_val_map)} at epoch ${job.best_epoch})` : "");
+  drawChart(job.history);
+  $("run-figures").hidden = !job.test;
+  if (job.test) {
+    $("run-figures").textContent = `Kept model: validation mAP@all ${figure(job.validation && job.validation.map_all)}` +
+      ` · test mAP@all ${figure(job.test.map_all)} · test top-8 vote ${figure(job.test.vote_accuracy_top8)}` +
+      ` (${job.test.queries} held-out test queries)`;
+  }
+  const inUse = info && info.hasher.type === "hash_model" && job.trained_at && info.hasher.trained_at === job.trained_at;
+  const applying = job.apply && job.apply.state === "applying";
+  $("run-apply").hidden = job.state !== "done";
+  $("apply-button").hidden = inUse || applying;
+  $("apply-state").textContent = applying
+    ? `Re-encoding the library with this model… ${job.apply.encoded.toLocaleString()} of ${job.apply.total.toLocaleString()}`
+    : inUse ? "The collection uses this model."
+    : job.apply && job.apply.state === "failed" ? `Switching failed: ${job.apply.error}` : "";
+  $("run-log").textContent = job.log_tail.join("\n");
+}
+
+function stopPolling() { clearTimeout(runs.timer); runs.timer = null; }
+
+// Follows a run while it trains or is being applied; when a switch ends, the collection is read again.
+function poll() {
+  stopPolling();
+  const job = runs.job;
+  if (!job || !(job.state === "running" || (job.apply && job.apply.state === "applying"))) return;
+  const collection = state.collection;
+  runs.timer = setTimeout(async () => {
+    try {
+      const next = await api(trainingUrl(`/${job.id}`));
+      if (collection !== state.collection) return;
+      const switched = job.apply && job.apply.state === "applying" && next.apply && next.apply.state === "applied";
+      if (switched) {
+        await refresh();
+        showNotice("The collection now uses the new model.");
+      }
+      showRun(next);
+      if (next.state === "done" && job.state === "running") showNotice("Training finished.");
+    } catch (error) { showError(error); }
+    poll();
+  }, POLL_MS);
+}
+
+async function onCollection(info) {
+  showModel(info);
+  if (runs.collection === state.collection) { showRun(runs.job); return; }
+  runs.collection = state.collection;
+  stopPolling();
+  const jobs = await api(trainingUrl());
+  showRun(jobs[0] ?? null);
+  poll();
+}
+
+function startRun(event) {
+  event.preventDefault();
+  const body = { recipe: $("recipe-select").value };
+  if ($("epochs-input").value !== "") body.epochs = Number($("epochs-input").value);
+  if ($("minutes-input").value !== "") body.max_minutes = Number($("minutes-input").value);
+  busy(async () => {
+    showRun(await api(trainingUrl(), { method: "POST", headers: { "Content-Type": "application/json" },
+                                       body: JSON.stringify(body) }));
+    poll();
+  }, "Starting the training…");
+}
+
+function cancelRun() {
+  busy(async () => { showRun(await api(trainingUrl(`/${runs.job.id}/cancel`), { method: "POST" })); });
+}
+
+function applyRun() {
+  if (!window.confirm("Switch the collection to this model? Every library image is encoded again; searches wait " +
+                      "until it is done. “Restore previous model” switches back.")) return;
+  busy(async () => {
+    showRun(await api(trainingUrl(`/${runs.job.id}/apply`), { method: "POST" }));
+    poll();
+  }, "Switching the model…");
+}
+
+function restoreModel() {
+  if (!window.confirm("Switch the collection back to its previous model?")) return;
+  busy(async () => {
+    const response = await api(`${collectionUrl()}/model/restore`, { method: "POST" });
+    showNotice(`Restored: ${describeModel(response.hasher)}.`);
+    await refresh();
+  }, "Restoring the previous model…");
+}
+
+$("train-form").addEventListener("submit", startRun);
+$("cancel-button").addEventListener("click", cancelRun);
+$("apply-button").addEventListener("click", applyRun);
+$("restore-button").addEventListener("click", restoreModel);
+hooks.collection.push(onCollection);
