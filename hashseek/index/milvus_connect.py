@@ -1,5 +1,6 @@
 """Reaching a Milvus deployment and checking what is sent to it: the client import, connections
-(a server URI or a milvus-lite file), names, labels and index settings."""
+(a server URI or a milvus-lite file), the server's failures as typed errors, names, labels and
+index settings."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -10,7 +11,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
-from hashseek.core.errors import InvalidInputError
+from hashseek.core.errors import InvalidInputError, UnavailableError
 
 TOKEN_ENV = "HASHSEEK_MILVUS_TOKEN"
 INSTALL_HINT = "pip install 'hashseek[milvus]'"
@@ -35,12 +36,12 @@ def is_lite(uri: str) -> bool:
     return uri.endswith(".db")
 
 
-def connect(uri: str, token: str | None) -> Any:
+def connect(uri: str, token: str | None) -> "RemoteClient":
     pymilvus = import_pymilvus()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), remote_errors(uri):
             warnings.filterwarnings("ignore", message=_PKG_RESOURCES_WARNING)
-            return pymilvus.MilvusClient(uri=uri, token=token or "")
+            return RemoteClient(pymilvus.MilvusClient(uri=uri, token=token or "", timeout=CONNECT_TIMEOUT_S), uri)
     except pymilvus.exceptions.ConnectionConfigException as err:
         if not is_lite(uri):
             raise
@@ -51,6 +52,62 @@ def connect(uri: str, token: str | None) -> Any:
         else:
             reason = "milvus-lite opens a file from one process at a time; is another process using it?"
         raise RuntimeError(f"cannot open the milvus-lite file {uri}: {reason}") from err
+
+
+CONNECT_TIMEOUT_S = 10.0   # a server that does not answer a connect in this long is down
+_DOWN_WORDS = ("fail connecting", "unavailable", "not ready", "not healthy", "deadline", "connection refused",
+               "connect failed", "server is closed", "channel closed", "node not found", "no available")
+_NOT_LOADED = 101           # Milvus's "collection not loaded", e.g. a server restarted after a crash
+
+
+def _is_down(err: BaseException) -> bool:
+    """A failure of the server or the network (retrying later may work), not of the request."""
+    pymilvus = import_pymilvus()
+    if isinstance(err, (pymilvus.exceptions.MilvusUnavailableException, ConnectionError, TimeoutError)):
+        return True
+    if type(err).__module__.startswith("grpc"):
+        return True
+    message = str(getattr(err, "message", "") or err).lower()
+    return isinstance(err, pymilvus.exceptions.MilvusException) and any(w in message for w in _DOWN_WORDS)
+
+
+@contextmanager
+def remote_errors(uri: str) -> Iterator[None]:
+    """The server's (or the network's) failures as UnavailableError (the service answers 503)."""
+    try:
+        yield
+    except UnavailableError:
+        raise
+    except Exception as err:
+        if is_lite(uri) or not _is_down(err):
+            raise
+        raise UnavailableError(f"the Milvus server at {uri} does not answer ({getattr(err, 'message', err)}); "
+                               f"retry when it is back") from err
+
+
+class RemoteClient:
+    """A ``pymilvus.MilvusClient`` whose calls raise UnavailableError while the server is down, and
+    that loads a collection a restarted server forgot to load, then asks once more."""
+
+    def __init__(self, client: Any, uri: str):
+        self.raw, self.uri = client, uri
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.raw, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with remote_errors(self.uri):
+                try:
+                    with quiet_pymilvus():
+                        return method(*args, **kwargs)
+                except import_pymilvus().exceptions.MilvusException as err:
+                    if err.code != _NOT_LOADED or not args or name == "load_collection":
+                        raise
+                self.raw.load_collection(args[0])
+                return method(*args, **kwargs)
+        return call
 
 
 @contextmanager

@@ -22,13 +22,22 @@ One writer. The ids are mirrored here (insertion order) for duplicate checks and
 Milvus does not refuse a duplicate primary key, so only one process may add to or remove
 from a collection. Readers that ``load_index`` later see its state at that time.
 The collection uses Strong consistency: a search sees every add and remove before it.
+
+Faults. While a server does not answer, every call raises ``UnavailableError`` (a 503 in the
+service); the client reconnects by itself, and a collection that a restarted server has not
+loaded yet is loaded on the first call that needs it. An add cut by a failure leaves the server
+holding part of it: ``reconcile(ids, codes)`` then lists what the server holds and sends only
+the difference (missing rows added; extra, duplicated or changed rows deleted), which is also
+how a collection catches up after a crash or an outage instead of uploading everything again.
+``tie_order="id"`` (what collections use: their ids grow with insertion) stores ``seq = id``,
+so a row re-sent by ``reconcile`` keeps its place among ties.
 """
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 import re
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -36,7 +45,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from hashseek.core.errors import InvalidInputError
+from hashseek.core.errors import InvalidInputError, UnavailableError
 from hashseek.index.base import INDEXES, MISSING_DISTANCE, BinaryIndex
 from hashseek.index.milvus_connect import (INSTALL_HINT, LABEL_BYTES, NAME_BYTES, TOKEN_ENV, check_label, check_name,
                                            check_settings, connect, import_pymilvus, is_lite, label_filter,
@@ -53,6 +62,16 @@ Hits = tuple[np.ndarray, np.ndarray, np.ndarray]  # distances int32, ids int64, 
 
 def _concat(parts: list[Hits]) -> Hits:
     return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))  # type: ignore[return-value]
+
+
+def _positions(ids: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Index in ``ids`` of each of ``found``, -1 where absent."""
+    if not len(ids):
+        return np.full(len(found), -1, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    pos = np.minimum(np.searchsorted(ids, found, sorter=order), len(ids) - 1)
+    hit = ids[order[pos]] == found
+    return np.where(hit, order[pos], -1)
 
 
 def _cut(distances: np.ndarray, k: int, fetch: int) -> bool:
@@ -107,13 +126,17 @@ class MilvusIndex(BinaryIndex):
 
     def __init__(self, n_bits: int, uri: str, token: str | None = None, collection_name: str = "hashseek",
                  index_type: str = "BIN_FLAT", nlist: int = 1024, nprobe: int = 16,
-                 if_exists: Literal["error", "drop", "attach"] = "error"):
+                 if_exists: Literal["error", "drop", "attach"] = "error",
+                 tie_order: Literal["insertion", "id"] = "insertion"):
         super().__init__(n_bits)
         self.storage_bytes = self.n_bytes  # Milvus takes any multiple of 8 bits: pad only a partial byte
         uri = str(uri) if isinstance(uri, (str, Path)) else ""
         check_settings(uri, collection_name, index_type, nlist, nprobe)
         if if_exists not in ("error", "drop", "attach"):
             raise ValueError(f"if_exists must be 'error', 'drop' or 'attach', got {if_exists!r}")
+        if tie_order not in ("insertion", "id"):
+            raise ValueError(f"tie_order must be 'insertion' or 'id', got {tie_order!r}")
+        self.tie_order = tie_order
         if is_lite(uri):  # absolute, so a saved sidecar reconnects from any working directory
             path = Path(uri).expanduser().resolve()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +197,51 @@ class MilvusIndex(BinaryIndex):
 
     def params(self) -> dict[str, Any]:
         return {"uri": self.uri, "collection_name": self.collection_name, "index_type": self.index_type,
-                "nlist": self.nlist, "nprobe": self.nprobe}
+                "nlist": self.nlist, "nprobe": self.nprobe, "tie_order": self.tie_order}
+
+    def reconcile(self, ids: np.ndarray, codes: np.ndarray, max_changed_share: float | None = None) -> dict[str, Any]:
+        """Make the collection hold exactly ``ids`` (in insertion order) with ``codes`` by sending only the
+        difference: rows the server lacks are added; extra, duplicated or changed rows are deleted (a
+        changed one is added again). With ``tie_order="insertion"``, rows past the first one out of
+        place are sent again too, so the tie order stays that of ``ids``. When more than
+        ``max_changed_share`` of ``ids`` are held with another code (a refit), nothing is sent and the
+        answer says ``refused``: a new collection is then cheaper. Returns what it did."""
+        started = time.perf_counter()
+        ids = np.asarray(ids, dtype=np.int64)
+        want = self._prepare_codes(codes, "codes")
+        if len(ids) != len(want):
+            raise InvalidInputError(f"got {len(want)} codes but {len(ids)} ids")
+        have_ids, have_seqs, have_codes = self._listing(codes=True)
+        listed = len(have_ids)
+        unique, counts = np.unique(have_ids, return_counts=True)
+        where = _positions(ids, have_ids)                  # each listed row's place in ``ids``, -1 if none
+        same = where >= 0
+        same[same] = (have_codes[same] == want[where[same]]).all(axis=1)
+        if self.tie_order == "id":
+            same &= have_seqs == have_ids
+        changed = int(((where >= 0) & ~same).sum())
+        if max_changed_share is not None and changed > max_changed_share * max(len(ids), 1):
+            return {"listed": listed, "changed": changed, "refused": True,
+                    "seconds": round(time.perf_counter() - started, 3)}
+        same &= ~np.isin(have_ids, unique[counts > 1])
+        if self.tie_order == "insertion" and same.any():  # kept rows must be the first of ``ids``, in order
+            kept = where[same][np.argsort(have_seqs[same], kind="stable")]
+            gaps = np.flatnonzero(kept != np.arange(len(kept)))
+            same &= where < (gaps[0] if len(gaps) else len(ids))   # from the first one out of place on: re-sent
+        doomed = np.unique(have_ids[~same])
+        self._delete(doomed)
+        kept_ids = have_ids[same]
+        self._mirror(kept_ids, have_seqs[same])
+        missing = np.flatnonzero(~np.isin(ids, kept_ids))
+        if len(missing):
+            self.add(np.ascontiguousarray(codes[missing]), ids[missing])
+        return {"listed": listed, "changed": changed, "deleted": int(len(doomed)), "added": int(len(missing)),
+                "seconds": round(time.perf_counter() - started, 3)}
+
+    def drop(self) -> None:
+        """Delete the collection from the server (a replaced one after a switch), then close."""
+        self.client.drop_collection(self.collection_name)
+        self.close()
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "MilvusIndex":
@@ -245,15 +312,27 @@ class MilvusIndex(BinaryIndex):
         self.index_type = info.get("index_type", self.index_type)
         self.nlist = int(info.get("nlist", self.nlist))
         self.client.load_collection(self.collection_name)
-        ids, seqs = [], []
+        self._mirror(*self._listing(codes=False)[:2])
+
+    def _listing(self, codes: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """What the server holds: (ids, seqs, codes or None), in no particular order (a duplicated id twice)."""
+        ids, seqs, raw = [], [], []
+        fields = ["seq", "code"] if codes else ["seq"]
         with quiet_pymilvus():  # milvus-lite has no MVCC timestamp for iterators; pymilvus warns and copes
-            iterator = self.client.query_iterator(self.collection_name, batch_size=MAX_HITS, output_fields=["seq"])
+            iterator = self.client.query_iterator(self.collection_name, batch_size=MAX_HITS, output_fields=fields)
         while batch := iterator.next():
             ids += [row["id"] for row in batch]
             seqs += [row["seq"] for row in batch]
+            if codes:
+                raw += [bytes(row["code"][0] if isinstance(row["code"], list) else row["code"]) for row in batch]
         iterator.close()
-        ids, seqs = np.array(ids, dtype=np.int64), np.array(seqs, dtype=np.int64)
-        self._ids = ids[np.argsort(seqs, kind="stable")]
+        table = (np.frombuffer(b"".join(raw), np.uint8).reshape(len(raw), self.n_bytes) if codes else None)
+        return np.array(ids, dtype=np.int64), np.array(seqs, dtype=np.int64), table
+
+    def _mirror(self, ids: np.ndarray, seqs: np.ndarray) -> None:
+        """Set the id mirror (insertion order) and the next seq from the server's rows."""
+        order = np.argsort(seqs, kind="stable")
+        self._ids = ids[order]
         self._next_seq = int(seqs.max()) + 1 if len(seqs) else 0
         self._sorted_ids = np.sort(ids)
 
@@ -263,18 +342,22 @@ class MilvusIndex(BinaryIndex):
         labels = text_column(self._metadata[0], n, "labels", check_label)
         names = text_column(self._metadata[1], n, "names", check_name)
         raw, width = codes.tobytes(), self.n_bytes
-        seqs = range(self._next_seq, self._next_seq + n)
+        seqs = ids.tolist() if self.tie_order == "id" else range(self._next_seq, self._next_seq + n)
         id_list = ids.tolist()
         try:
             for start in range(0, n, _BATCH):
                 rows = [{"id": id_list[j], "code": raw[j * width:(j + 1) * width], "seq": seqs[j],
                          "label": labels[j], "name": names[j]} for j in range(start, min(start + _BATCH, n))]
                 self.client.insert(self.collection_name, rows)
+        except UnavailableError:
+            raise  # part of the batch may be on the server: reconcile() finds out when it is back
         except BaseException:
             self._delete(ids)  # undo the batches that went in, so Milvus and the id mirror agree
             raise
-        self._next_seq += n
+        self._next_seq = max(self._next_seq + n, int(ids.max()) + 1 if self.tie_order == "id" else 0)
         self._ids = np.concatenate([self._ids, ids])
+        if self.tie_order == "id":   # insertion order is seq order, which is id order
+            self._ids = np.sort(self._ids)
 
     def _remove(self, ids: np.ndarray) -> None:
         self._delete(ids)
