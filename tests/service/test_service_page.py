@@ -62,7 +62,7 @@ def test_click_any_picture_to_search(ready: Page, artifacts):
     ready.get_by_test_id("rerank-select").select_option("chi2")
     face = ready.locator('[data-testid="gallery-item"][data-label="Faces_easy"]').first
     face_id = face.get_attribute("data-id")
-    face.locator("button").click()
+    face.get_by_test_id("picture").click()
     results = _results(ready)
     expect(results).to_have_count(20)
     expect(ready.get_by_test_id("query-title")).to_contain_text("Faces_easy")
@@ -76,14 +76,14 @@ def test_click_any_picture_to_search(ready: Page, artifacts):
     # a result is itself a picture to click: the query moves to it
     second = results.nth(1)
     second_name = second.locator("img").get_attribute("alt")
-    second.locator("button").click()
+    second.get_by_test_id("picture").click()
     expect(ready.get_by_test_id("query-title")).to_contain_text(second_name)
 
 
 def test_settings_change_the_search(ready: Page):
     ready.get_by_test_id("k-input").fill("5")
     ready.get_by_test_id("rerank-select").select_option("")
-    ready.get_by_test_id("gallery-item").nth(30).locator("button").click()
+    ready.get_by_test_id("gallery-item").nth(30).get_by_test_id("picture").click()
     expect(_results(ready)).to_have_count(5)
     expect(ready.get_by_test_id("search-meta")).to_contain_text("knn")
     expect(_results(ready).first.get_by_test_id("distances")).to_have_text(re.compile(r"^Hamming \d+$"))

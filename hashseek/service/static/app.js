@@ -102,6 +102,7 @@ function card(item, testid, rank, metric) {
 
   const button = document.createElement("button");
   button.type = "button";
+  button.dataset.testid = "picture";
   button.title = `${item.name} — click to search with it`;
   const img = document.createElement("img");
   img.loading = "lazy";
