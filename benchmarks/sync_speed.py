@@ -3,11 +3,14 @@
 The folder holds every Caltech101 image (8,677) plus 1,323 mirrored, re-encoded copies of some of
 them (distinct bytes and pictures) to reach 10,000; 100 more mirrored copies wait outside it as the
 images to add. The collection (default backbone, pooled features + ITQ 64 bits) is built once by
-a first sync and reused from ``--work``; every run first puts the folder back in its base state and
-syncs it (not timed), then times
+a first sync (or by ``--prepare-only``, then ``hashseek index WORK/folder -c WORK/collection``) and
+reused from ``--work``; every run first puts the folder back in its base state and syncs it (not
+timed), then times
 
-1. a sync with nothing changed (a directory walk and one stat per file: nothing is read),
-2. a sync after deleting 100 files, adding 100 and rewriting 10 in place (new pictures),
+1. a sync with nothing changed (a directory walk, one stat per file and the library's rows: nothing is read),
+2. a sync after deleting 100 files, adding 100 and rewriting 10 in place (rotated). The added and
+   rewritten files carry a one-pixel mark of the run, so their bytes are new to the collection on
+   every run: all 110 are decoded and encoded, none restored or copied.
 
 and checks that the second reports exactly those changes. The walk, hashing, encoding and total
 times come from the ``SyncReport``.
@@ -110,13 +113,15 @@ def main() -> None:
     with Collection.open(path) as collection:
         reset = collection.sync(folder)   # back to the base state, stats recorded: not timed
         print(f"reset: {reset}", file=sys.stderr)
-        time.sleep(2.5)                   # past the racy window of the files the reset rewrote
+        time.sleep(2.5)                   # past the racy window of the files the reset rewrote,
+        collection.sync(folder, progress=False)   # whose stats this records: the timed syncs read nothing old
         quiet = collection.sync(folder, progress=False)
         expected = change(folder, pool, files, args.seed)
         changed = collection.sync(folder)
         info = collection.info()
     found = {"added": sorted(changed.added), "removed": sorted(changed.removed), "updated": sorted(changed.updated)}
-    exact = found == expected and changed.unchanged == len(files) - N_DELETE - N_REWRITE and not changed.unreadable
+    exact = (found == expected and changed.unchanged == len(files) - N_DELETE - N_REWRITE and not changed.unreadable
+             and changed.copied == 0)
     assert not quiet.changed and quiet.unchanged == len(files), f"the no-change sync changed something: {quiet}"
     assert exact, f"the sync after the changes did not report exactly them: {changed}"
     setup = {"folder": str(folder), "images": len(files), "dataset": "caltech101 (8,677 images) + mirrored copies",
@@ -141,8 +146,10 @@ def summary(report) -> dict:
 
 def change(folder: Path, pool: Path, files: list[str], seed: int) -> dict[str, list[str]]:
     """Delete N_DELETE files, add the pool's N_ADD under ``new/``, rewrite N_REWRITE in place (rotated a
-    quarter turn and re-encoded: a new picture); the source paths a sync must report."""
-    rng = random.Random(seed + 1)
+    quarter turn); the source paths a sync must report. Added and rewritten files carry this run's mark in
+    one pixel and their names, so their bytes are new to the collection on every run (nothing restored)."""
+    rng, run = random.Random(seed + 1), time.time_ns()
+    mark = tuple(run.to_bytes(8, "little")[:3])
     deleted = rng.sample(files, N_DELETE)
     rewritten = rng.sample(sorted(set(files) - set(deleted)), N_REWRITE)
     for rel in deleted:
@@ -150,12 +157,18 @@ def change(folder: Path, pool: Path, files: list[str], seed: int) -> dict[str, l
     for rel in rewritten:
         with Image.open(folder / rel) as image:
             turned = image.convert("RGB").rotate(90, expand=True)
+        turned.putpixel((0, 0), mark)
         turned.save(folder / rel, format="JPEG", quality=90)
     (folder / "new").mkdir(exist_ok=True)
+    added = []
     for new in sorted(pool.iterdir()):
-        shutil.copyfile(new, folder / "new" / new.name)
+        with Image.open(new) as image:
+            image = image.convert("RGB")
+        image.putpixel((0, 0), mark)
+        image.save(target := folder / "new" / f"{run}_{new.name}", format="JPEG", quality=90)
+        added.append(target)
     root = folder.resolve()
-    return {"added": sorted(str(root / "new" / p.name) for p in pool.iterdir()),
+    return {"added": sorted(str(root / "new" / p.name) for p in added),
             "removed": sorted(str(root / rel) for rel in deleted),
             "updated": sorted(str(root / rel) for rel in rewritten)}
 

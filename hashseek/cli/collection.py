@@ -186,6 +186,12 @@ def cmd_info(args) -> int:
     print(f"  codes {info['n_bits']} bits from {made_by}, index {info['index']}, features {info['feature_dim']}-d")
     if info.get("index_options"):
         print("  index options: " + ", ".join(f"{k}={v}" for k, v in info["index_options"].items()))
+    if (fit := info.get("fit")) is not None:
+        fitted = (f"fitted on {fit['images']} images ({fit['sampled']} sampled) at {fit['fitted_at']}"
+                  + (", provisional" if fit["provisional"] else "")) if fit["images"] is not None else "not fitted yet"
+        policy = fit["policy"]
+        print(f"  hasher {fitted}; refits at {fit['next_refit_at']} images (policy: first settled fit on "
+              f"{policy['min_images']}, then each x{policy['growth']:g} growth; `hashseek refit` by hand)")
     per_image = info["bytes_on_disk"] / max(info["images"], 1)
     print(f"  {info['bytes_on_disk'] / 1e6:.1f} MB on disk ({per_image:.0f} bytes per image), created {info['created']}")
     return 0

@@ -93,15 +93,36 @@ class FeatureHasher:
                   "seed": self.seed, "fit_samples": self.fit_samples, "runtime": self.runtime}
         payload = {"type": self.type, "config": config, "encoder": self._info, "n_fit": self.n_fit,
                    "fit_digest": self.fit_digest}
-        if self.is_fitted:
-            with atomic_path(directory / _SHALLOW_NPZ.format(digest=self.fit_digest)) as tmp:
-                self.hasher.save(tmp)
+        self.save_fit(directory)
         with atomic_path(directory / HASHER_JSON) as tmp:
             tmp.write_text(json.dumps(payload, indent=2))
         keep = _SHALLOW_NPZ.format(digest=self.fit_digest)
         for old in directory.glob(_SHALLOW_NPZ.format(digest="*")):
             if old.name != keep:
                 old.unlink()
+
+    def save_fit(self, directory: str | Path) -> None:
+        """The fitted arrays alone, in their digest-named file beside those of the live fit: ``hasher.json``
+        still names the old fit, so a refit can commit its codes before it points there."""
+        target = Path(directory) / _SHALLOW_NPZ.format(digest=self.fit_digest)
+        if self.is_fitted and not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                self.hasher.save(tmp)
+
+    def use_fit(self, directory: str | Path, digest: str | None, n_fit: int | None) -> None:
+        """Switch to the fit saved under ``digest`` in ``directory`` (None: unfitted), e.g. the fit a
+        collection's codes were committed with when a crash came before ``hasher.json`` followed."""
+        if digest is None:
+            self.hasher, self.n_fit = create_hasher(self.method, self.n_bits, self.seed), None
+            return
+        self.hasher, self.n_fit = load_hasher(Path(directory) / _SHALLOW_NPZ.format(digest=digest)), n_fit
+        if self.fit_digest != digest:
+            raise ValueError(f"{directory}: the saved hasher does not match its digest {digest}")
+
+    def has_fit(self, directory: str | Path, digest: str) -> bool:
+        """Whether the arrays of the fit ``digest`` are saved in ``directory``."""
+        return (Path(directory) / _SHALLOW_NPZ.format(digest=digest)).is_file()
 
     # -- fitting -------------------------------------------------------------------
     @property
@@ -149,10 +170,7 @@ class FeatureHasher:
                   fit_samples=config["fit_samples"], runtime=config["runtime"], threads=threads)
         out._info = payload["encoder"]
         if payload["fit_digest"]:
-            out.hasher = load_hasher(directory / _SHALLOW_NPZ.format(digest=payload["fit_digest"]))
-            out.n_fit = payload["n_fit"]
-            if out.fit_digest != payload["fit_digest"]:
-                raise ValueError(f"{directory}: the saved hasher does not match its digest {payload['fit_digest']}")
+            out.use_fit(directory, payload["fit_digest"], payload["n_fit"])
         return out
 
     def __repr__(self) -> str:

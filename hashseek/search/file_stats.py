@@ -43,6 +43,8 @@ def save(meta: Metadata, entries: Iterable[tuple[str, FileStat, str]], now_ns: i
     """Record (source, stat taken before the bytes were read, their sha256) in one transaction."""
     kept = [(source, st.size, st.mtime_ns, st.ctime_ns, digest) for source, st, digest in entries
             if now_ns - max(st.mtime_ns, st.ctime_ns) > RACY_NS]
+    if not kept:   # a sync that found nothing new writes nothing
+        return
     with meta.transaction(searchable=False) as db:
         db.execute(_TABLE)
         db.executemany("INSERT OR REPLACE INTO file_stats VALUES (?, ?, ?, ?, ?)", kept)

@@ -248,9 +248,12 @@ def encode(store: LibraryStore, image_hasher: ImageHasher, plan: Plan, sources: 
            report: SyncReport, batch_size: int, workers: int | None, progress: bool) -> list[str]:
     """Add new files and replace the rows of changed ones, batch by batch; bytes already in the library
     take its stored features. Returns the sources now synced."""
+    twin_labels: dict[str, str | None] = {}   # a moved file keeps the label its bytes had
+
     def new_row(source: str) -> NewRow:
         row = plan.rows.get(source)
-        label = plan.label(source) if labels_from_folders else (row.label if row is not None else None)
+        label = (plan.label(source) if labels_from_folders else
+                 row.label if row is not None and row.label is not None else twin_labels.get(source))
         return NewRow(plan.files[source][0], source, None, label, plan.hashes[source])
 
     def note(sources: list[str]) -> None:
@@ -266,7 +269,9 @@ def encode(store: LibraryStore, image_hasher: ImageHasher, plan: Plan, sources: 
     if copies:   # read before any batch replaces the rows they come from
         twin_ids = np.array([twin for _, twin in copies])
         features = store.features.read(store.feature_rows(twin_ids))
-        codes = [store.meta.get(int(twin)).code for twin in twin_ids]
+        records = [store.meta.get(int(twin)) for twin in twin_ids]
+        codes = [record.code for record in records]
+        twin_labels.update((source, record.label) for (source, _), record in zip(copies, records))
         for i in range(0, len(copies), batch_size):
             batch = [source for source, _ in copies[i:i + batch_size]]
             packed = (np.stack([np.frombuffer(c, np.uint8) for c in codes[i:i + batch_size]])

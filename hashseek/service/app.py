@@ -27,7 +27,7 @@ from hashseek.service.guard import WriteGuard
 from hashseek.service.library import Library
 from hashseek.service.middleware import AllowedHosts, BodyLimit
 from hashseek.service.routers import classify, library, search, service, training
-from hashseek.service.routers import collections as collection_routes
+from hashseek.service.routers import collections as collection_routes, refit as refit_routes
 from hashseek.service.routers.service import STATIC_DIR
 from hashseek.service.training import TrainingJobs
 
@@ -72,6 +72,7 @@ def create_app(collections: Mapping[str, Collection | str | Path] | str | Path, 
     for router in (service.router, collection_routes.router, library.router, search.router, classify.router,
                    training.router):
         app.include_router(router)
+    app.include_router(refit_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -170,6 +170,8 @@ class CollectionInfo(BaseModel):
     index: str
     bytes_on_disk: int
     hasher: dict = Field(description="how the codes are made")
+    fit: dict | None = Field(None, description="a zero-training hasher's fit: when, on how many images, the refit "
+                                               "policy and when it refits next (None: a trained model)")
     previous_hasher: dict | None = Field(None, description="the model the last reindex replaced (restorable)")
     created: str
 

@@ -77,6 +77,7 @@ def test_changes_are_found_exactly_and_a_second_sync_does_nothing(synced, monkey
     os.utime(same_size, ns=(before.st_atime_ns, before.st_mtime_ns))
     moved = folder / "circles/circles_02.jpg"
     moved.rename(folder / "renamed.jpg")
+    collection.relabel(next(r.id for r in collection.list() if r.name == "circles/circles_02.jpg"), "round")
 
     report = collection.sync(folder, progress=False)
     assert sorted(report.added) == sorted(map(str, added + [folder / "renamed.jpg"]))
@@ -84,6 +85,7 @@ def test_changes_are_found_exactly_and_a_second_sync_does_nothing(synced, monkey
     assert sorted(report.updated) == sorted([str(rewritten), str(same_size)])
     assert report.unchanged == 16 - 3 - 2 and not report.unreadable and not report.vanished
     assert report.copied == 1                              # the renamed file kept its stored features
+    assert {r.name: r.label for r in collection.list()}["renamed.jpg"] == "round"   # and its label
     sources = _sources(collection)
     assert len(collection) == 16 - 3 + 3 and sources == {
         str(p): _sha(p) for p in folder.rglob("*.jpg")}
