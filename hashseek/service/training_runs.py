@@ -45,7 +45,16 @@ def run_progress(folder: Path) -> dict:
             "best_epoch": epochs.index(best) + 1 if best else None,
             "history": epochs,
             "validation": _figures(report.get("validation")), "test": _figures(report.get("test")),
-            "trained_at": model.get("trained_at") if isinstance(model, dict) else None}
+            "trained_at": model.get("trained_at") if isinstance(model, dict) else None,
+            "stopped": _stopped(model.get("selection") if isinstance(model, dict) else None)}
+
+
+def _stopped(selection) -> str | None:
+    """Why a finished run took fewer epochs than planned: "early" (validation mAP stopped improving) or
+    "time" (the next epoch would have passed max_minutes)."""
+    if not isinstance(selection, dict):
+        return None
+    return "early" if selection.get("stopped_early") else "time" if selection.get("stopped_for_time") else None
 
 
 def _figures(figures) -> dict | None:

@@ -77,6 +77,8 @@ class TrainingJobOut(BaseModel):
     validation: Figures | None = Field(description="the kept model on the validation images, once finished")
     test: Figures | None = Field(description="the kept model on the held-out test queries, once finished")
     trained_at: str | None = Field(description="the model's time stamp (the collection's model names it once applied)")
+    stopped: str | None = Field(description='why a finished run took fewer epochs than planned: "early" (no better '
+                                            'validation mAP for a while) or "time" (max_minutes)')
     log_tail: list[str] = Field(description="the last lines the training printed")
     apply: ApplyOut | None = Field(description="the switch of the collection to this model, once asked for")
 

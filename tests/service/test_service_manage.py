@@ -4,6 +4,7 @@ fast recipe (a `hashseek train` subprocess) applied through reindex and restored
 them. The collection: three classes of the shipped test images (the fourth is what gets added)."""
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image, ImageOps
 from playwright.sync_api import Page, expect
 
 from hashseek.search.collection import Collection
@@ -60,6 +62,13 @@ def _open(page: Page, url: str, key: str | None = KEY) -> Page:
 
 def _cards(page: Page):
     return page.get_by_test_id("gallery").get_by_test_id("gallery-item")
+
+
+def _mirrored(jpeg: bytes) -> bytes:
+    """Another picture than ``jpeg`` (new bytes), of the same kind."""
+    out = io.BytesIO()
+    ImageOps.mirror(Image.open(io.BytesIO(jpeg))).save(out, "JPEG", quality=90)
+    return out.getvalue()
 
 
 def _labels(client: httpx.Client) -> dict[int, str | None]:
@@ -133,6 +142,19 @@ def test_add_several_images_and_a_folder(page: Page, url, client, image_set, tmp
     # the same files again add nothing
     page.get_by_test_id("add-folder-input").set_input_files(folder.parent)
     expect(page.get_by_test_id("notice")).to_have_text("Added 0 images · 4 already in the library.")
+
+    # several files dropped on the page are added (one would be searched with), with the label typed in
+    page.get_by_test_id("add-label").fill("dropped")
+    broken = dataset.read_bytes(triangles[1])[::-1]   # not an image: the batch is retried file by file
+    page.evaluate("""([good, bad]) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([new Uint8Array(good)], "drop-1.jpg", { type: "image/jpeg" }));
+        transfer.items.add(new File([new Uint8Array(bad)], "drop-2.jpg", { type: "image/jpeg" }));
+        document.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }""", [list(_mirrored(dataset.read_bytes(triangles[0]))), list(broken)])
+    expect(page.get_by_test_id("notice")).to_have_text("Added 1 image.")
+    expect(page.get_by_test_id("error")).to_contain_text("1 could not be added: drop-2.jpg")
+    assert list(_labels(client).values())[-1] == "dropped"
 
 
 def test_remove_one_and_a_selection(page: Page, url, client):
@@ -241,6 +263,9 @@ def test_training_panel_trains_applies_and_restores(page: Page, url, client, art
     _open(page, url)
     expect(page.get_by_test_id("model-current")).to_contain_text("zero training")
     expect(page.get_by_test_id("model-previous")).to_be_hidden()
+    expect(page.get_by_test_id("model-fit")).to_contain_text("Fitted on 24 images")
+    page.get_by_test_id("refit-button").click()
+    expect(page.get_by_test_id("notice")).to_contain_text(re.compile(r"^Refitted on 24 images in \d+\.\d s\.$"))
     page.get_by_test_id("recipe-select").select_option("fast")
     page.get_by_test_id("epochs-input").fill("3")
     page.get_by_test_id("train-button").click()
@@ -270,3 +295,4 @@ def test_training_panel_trains_applies_and_restores(page: Page, url, client, art
     expect(page.get_by_test_id("model-current")).to_contain_text("zero training")
     expect(page.get_by_test_id("model-previous")).to_contain_text("trained gap+csq")
     assert client.get(C).json()["hasher"]["type"] == "pretrained+shallow"
+    expect(page.get_by_test_id("model-fit")).to_be_visible()

@@ -103,8 +103,8 @@ function relabelImages(ids, label) {
     const response = await api(`${collectionUrl()}/images/relabel`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ids, label }) });
     const what = label.trim() ? `labelled “${label.trim()}”` : "unlabelled";
+    await refresh();   // the notice comes with the updated gallery
     showNotice(`${response.relabelled.toLocaleString()} image${response.relabelled === 1 ? "" : "s"} ${what}.`);
-    await refresh();
   }, "Relabelling…");
 }
 
@@ -115,9 +115,9 @@ function removeImages(ids, name) {
     const response = await api(`${collectionUrl()}/images/remove`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ids }) });
     for (const id of ids) selected.delete(id);
+    await refresh();
     showNotice(`Removed ${response.removed.toLocaleString()} image${response.removed === 1 ? "" : "s"}; ` +
                `${response.images.toLocaleString()} left.`);
-    await refresh();
   }, "Removing…");
 }
 
@@ -179,11 +179,11 @@ function addImages(entries) {
     const parts = [`Added ${totals.added.toLocaleString()} image${totals.added === 1 ? "" : "s"}`];
     if (totals.restored) parts.push(`${totals.restored} brought back`);
     if (totals.skipped) parts.push(`${totals.skipped} already in the library`);
+    await refresh(Infinity);   // new images come last
     showNotice(parts.join(" · ") + ".");
     if (totals.failed.length) {
       showError(new Error(`${totals.failed.length} could not be added: ${totals.failed.slice(0, 5).join("; ")}`));
     }
-    await refresh(Infinity);   // new images come last
   }, "Adding images…");
 }
 
@@ -202,13 +202,18 @@ async function filesOf(entry) {
 // A drop of a folder or of several files adds them (when writes are allowed); one file searches as before.
 function takeDrop(dataTransfer) {
   if (!canWrite()) return false;
+  // the entries must be taken during the event: the drop's data is gone after it
   const entries = [...(dataTransfer.items || [])].filter((item) => item.kind === "file")
     .map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry()).filter(Boolean);
-  if (!entries.some((entry) => entry.isDirectory) && dataTransfer.files.length < 2) return false;
-  // the entries must be taken during the event: the drop's data is gone after it
-  Promise.all(entries.map(filesOf))
-    .then((lists) => addImages(lists.flat().map(({ file, path }) => ({ file, label: labelFor(path) }))))
-    .catch(showError);
+  if (entries.some((entry) => entry.isDirectory)) {
+    Promise.all(entries.map(filesOf))
+      .then((lists) => addImages(lists.flat().map(({ file, path }) => ({ file, label: labelFor(path) }))))
+      .catch(showError);
+    return true;
+  }
+  const files = [...dataTransfer.files];
+  if (files.length < 2) return false;
+  addImages(files.map((file) => ({ file, label: $("add-label").value.trim() })));
   return true;
 }
 

@@ -1,9 +1,11 @@
-// The model panel: how the collection's codes are made now, training runs on its own labels (loss and
-// validation mAP per epoch while one runs), switching the collection to a finished run's model through a
-// reindex, and back to the model it replaced. Plugs into app.js through its hooks; writes need canWrite().
+// The model panel: how the collection's codes are made now (a zero-training hasher's fit, refit by hand),
+// training runs on its own labels (loss and validation mAP per epoch while one runs), switching the
+// collection to a finished run's model through a reindex, and back to the model it replaced. Plugs into
+// app.js through its hooks; writes need canWrite().
 "use strict";
 
 const POLL_MS = 1000;
+const STOPPED = { early: " (stopped early: no better validation mAP)", time: " (stopped at the time limit)" };
 const runs = { job: null, timer: null, collection: null };
 
 function trainingUrl(suffix = "") { return `${collectionUrl()}/training${suffix}`; }
@@ -24,8 +26,18 @@ function describeModel(hasher) {
   return hasher.type;
 }
 
+// A zero-training collection's fit: on how many images, and when the refit policy fits again.
+function describeFit(fit) {
+  if (!fit || fit.images === null) return "Not fitted yet: the first images added fit the hasher.";
+  return `Fitted on ${fit.images.toLocaleString()} images${fit.provisional ? " (provisional)" : ""}` +
+    (fit.fitted_at ? ` on ${when(fit.fitted_at)}` : "") +
+    (fit.next_refit_at ? `; refits by itself at ${fit.next_refit_at.toLocaleString()} images.` : ".");
+}
+
 function showModel(info) {
   $("model-current").textContent = `Codes from: ${describeModel(info.hasher)}`;
+  $("model-fit").hidden = !info.fit;
+  if (info.fit) $("model-fit-text").textContent = describeFit(info.fit);
   $("model-previous").hidden = !info.previous_hasher;
   $("model-previous-text").textContent = info.previous_hasher ? `Previous model: ${describeModel(info.previous_hasher)}` : "";
 }
@@ -69,7 +81,8 @@ function showRun(job) {
   const warmup = job.stage && job.stage.startsWith("warmup") ? " (head warm-up)" : "";
   $("run-epoch").textContent = job.epoch === 0
     ? (job.state === "running" ? "Preparing: splitting the labelled images, reading their features…" : "No epoch was completed.")
-    : `epoch ${job.epoch.toLocaleString()} of ${job.epochs.toLocaleString()}${warmup} · loss ${figure(job.loss, 4)}` +
+    : `epoch ${job.epoch.toLocaleString()} of ${job.epochs.toLocaleString()}${warmup}${STOPPED[job.stopped] ?? ""}` +
+      ` · loss ${figure(job.loss, 4)}` +
       ` · validation mAP ${figure(job.val_map)}` +
       (job.best_val_map !== null ? ` (best ${figure(job.best_val_map)} at epoch ${job.best_epoch})` : "");
   drawChart(job.history);
@@ -153,12 +166,21 @@ function restoreModel() {
   if (!window.confirm("Switch the collection back to its previous model?")) return;
   busy(async () => {
     const response = await api(`${collectionUrl()}/model/restore`, { method: "POST" });
-    showNotice(`Restored: ${describeModel(response.hasher)}.`);
     await refresh();
+    showNotice(`Restored: ${describeModel(response.hasher)}.`);
   }, "Restoring the previous model…");
 }
 
+function refitHasher() {
+  busy(async () => {
+    const response = await api(`${collectionUrl()}/refit`, { method: "POST" });
+    await refresh();
+    showNotice(`Refitted on ${response.images.toLocaleString()} images in ${response.seconds.toFixed(1)} s.`);
+  }, "Refitting…");
+}
+
 $("train-form").addEventListener("submit", startRun);
+$("refit-button").addEventListener("click", refitHasher);
 $("cancel-button").addEventListener("click", cancelRun);
 $("apply-button").addEventListener("click", applyRun);
 $("restore-button").addEventListener("click", restoreModel);
