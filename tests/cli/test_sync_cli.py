@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from hashseek.cli import main
 from hashseek.search.collection import Collection
-from tests.conftest import IMAGES
+
+IMAGES = Path(__file__).resolve().parents[1] / "images"   # the shipped generated image set
 
 HASHSEEK = "import sys; from hashseek.cli import main; sys.exit(main(sys.argv[1:]))"   # the installed command
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,8 @@ from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.search import file_stats, sync as syncing
 from hashseek.search.collection import Collection
 from hashseek.search.watch import watch
-from tests.conftest import IMAGES
+
+IMAGES = Path(__file__).resolve().parents[1] / "images"   # the shipped generated image set
 
 
 @pytest.fixture(scope="module")
