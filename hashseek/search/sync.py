@@ -104,7 +104,7 @@ def sync_folder(store: LibraryStore, image_hasher: ImageHasher, folder: str | Pa
     prefix = str(root).rstrip(os.sep) + os.sep
     plan.rows = library_rows(store, prefix)
     gone = [s for s, row in plan.rows.items() if row.in_library and s not in plan.files
-            and not any(s.startswith(prefix) for prefix, _ in plan.blind)]
+            and not any(s.startswith(unseen) for unseen, _ in plan.blind)]
     in_library = sum(row.in_library for row in plan.rows.values())
     if not plan.files and in_library and not allow_empty:
         raise ConflictError(f"{root} holds no images: syncing would remove all {in_library} images that came from "
@@ -183,7 +183,7 @@ def walk(root: Path, exclude: Path) -> Plan:
         for entry in entries:
             name = rel + entry.name
             try:
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):   # as ``add_folder``: no loop through a linked folder
                     if Path(entry.path) != exclude:
                         stack.append((Path(entry.path), name + "/"))
                 elif is_image_name(entry.name) and entry.is_file():
