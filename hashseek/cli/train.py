@@ -41,10 +41,14 @@ def train_config(args):
 
 
 def cmd_train(args) -> int:
+    import time
+
     from hashseek.core.errors import InvalidInputError
     from hashseek.eval.run_report import describe_selection
-    from hashseek.eval.source_runs import default_out, prepare, recipe_config, report_training, train_prepared
+    from hashseek.eval.source_runs import (default_out, prepare, recipe_plan, report_training, run_deadline,
+                                           train_prepared, zero_training_baseline)
 
+    started = time.perf_counter()      # --max-minutes bounds the whole command, from here to the report
     recipe = args.recipe or DEFAULT_RECIPE
     if recipe == NO_RECIPE and args.max_minutes is not None:
         raise InvalidInputError("--max-minutes sizes a recipe's run: give --recipe fast or best, or drop it")
@@ -53,22 +57,34 @@ def cmd_train(args) -> int:
                        seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                        database=args.database, progress=progress)
     print("\n".join(prepared.lines(per_class=False)))
+    plan = None
     if recipe == NO_RECIPE:
         config, lines = train_config(args), ["no recipe: TrainConfig's defaults, and the flags given"]
     else:
-        config, lines = recipe_config(recipe, prepared, max_minutes=args.max_minutes,
-                                      overrides=train_overrides(args), augment=augment_overrides(args))
+        plan = recipe_plan(recipe, prepared, max_minutes=args.max_minutes, overrides=train_overrides(args),
+                           augment=augment_overrides(args), started=started)
+        config, lines = plan.config, plan.lines
     print(f"recipe {recipe}{'' if args.recipe else ' (the default; --recipe best fine-tunes the network)'}:")
     print("\n".join(f"  {line}" for line in lines))
     out = args.out or default_out(prepared, recipe, config.seed)
-    result = train_prepared(prepared, config, out, resume=args.resume, recipe=recipe, progress=progress)
+    baseline = None if args.no_eval else zero_training_baseline(prepared, config, progress=progress)
+    deadline = run_deadline(plan, started, args.max_minutes) if plan is not None else None
+    result = train_prepared(prepared, config, out, resume=args.resume, recipe=recipe, progress=progress,
+                            deadline=deadline)
     print(f"trained in {result.seconds:.1f} s; model in {out}"
           + (f"; selection: {describe_selection(result.selection)}" if result.selection else ""))
-    if args.no_eval:
-        return 0
-    run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress)
-    print_figures(run, out)
-    print(f"report: {out}/summary.md, {out}/eval.json and plots; split: {out}/split.json.gz")
+    if result.selection.get("stopped_for_time"):
+        print(f"stopped on time: epoch {result.selection['epochs_run']} of {config.epochs} was the last that fit the "
+              f"--max-minutes {args.max_minutes:g} deadline; kept {result.selection['kept']}")
+    if not args.no_eval:
+        run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress,
+                              started=started, max_minutes=args.max_minutes, baseline=baseline)
+        if run.model is not result.model:
+            print(f"kept: {run.selection['kept']}")
+        print_figures(run, out)
+        print(f"report: {out}/summary.md, {out}/eval.json and plots; split: {out}/split.json.gz")
+    if args.max_minutes is not None:
+        print(f"the whole run took {(time.perf_counter() - started) / 60:.2f} min of the {args.max_minutes:g} allowed")
     return 0
 
 

@@ -5,7 +5,8 @@ seed, recipe, every setting and the training time, as ``eval.json``, ``summary.m
 Validation figures are those of the kept weights with the validation images as queries and the
 training images as the database (what selection saw); test figures come from one evaluation of the
 test queries against the split's database. Both go through the one evaluator
-(``hashseek.train.evaluator.evaluate_split``).
+(``hashseek.train.evaluator.evaluate_split``), which encodes each image once for both. What is
+reported is what the run kept: its trained model, or the zero-training baseline that beat it.
 """
 from __future__ import annotations
 
@@ -24,26 +25,35 @@ from hashseek.core.ranking import vote_classify
 from hashseek.data.datasets import ImageDataset
 from hashseek.data.protocols import Protocol
 from hashseek.data.splits import split_lines
-from hashseek.eval.cost import disk_bytes, machine, parameter_count
+from hashseek.eval.cost import disk_bytes, hasher_parameter_count, machine, parameter_count
 from hashseek.eval.report import write_report
 from hashseek.eval.runner import MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, retrieval_figures
 from hashseek.models.hash_model import HashModel
-from hashseek.train.evaluator import PRECISION_K, Encoded, EvalRecord, evaluate_split
+from hashseek.search.feature_hasher import FeatureHasher
+from hashseek.train.evaluator import PRECISION_K, Encoded, EncodingMemo, EvalRecord, Encoder, encode_ids, evaluate_split
 
 EVAL_FILE = "eval.json"
 HEADLINE = (("map_all", "mAP@all"), ("map_at_r", "mAP@R"), ("precision_at_20", "P@20"),
             ("vote_accuracy_top8", "top-8 vote accuracy"))
 
 
-def evaluate_protocol(model: HashModel, dataset: ImageDataset, protocol: Protocol, *, progress: bool = True,
-                      validate: bool = True) -> tuple[EvalRecord | None, EvalRecord]:
-    """(validation, test) records; validation is None without validation images (or ``validate=False``)."""
+def evaluate_protocol(model: HashModel | None, dataset: ImageDataset, protocol: Protocol, *, progress: bool = True,
+                      validate: bool = True, test: bool = True,
+                      encoder: Encoder | None = None) -> tuple[EvalRecord | None, EvalRecord | None]:
+    """(validation, test) records; validation is None without validation images (or ``validate=False``),
+    test None with ``test=False``. ``encoder`` (default: the model's, through a memo) encodes the images."""
+    encoder = encoder or EncodingMemo(lambda ids: encode_ids(model, dataset, ids, progress=progress))
     validation = None
     if validate and protocol.validation and protocol.train:
-        validation = evaluate_split(model, dataset, protocol.validation, protocol.train, progress=progress)
+        validation = evaluate_split(model, dataset, protocol.validation, protocol.train, progress=progress,
+                                    encoder=encoder)
+    if not test:
+        return validation, None
     if not protocol.leave_one_out:
-        return validation, evaluate_split(model, dataset, protocol.query, protocol.database, progress=progress)
-    full = evaluate_split(model, dataset, protocol.database, protocol.database, leave_one_out=True, progress=progress)
+        return validation, evaluate_split(model, dataset, protocol.query, protocol.database, progress=progress,
+                                          encoder=encoder)
+    full = evaluate_split(model, dataset, protocol.database, protocol.database, leave_one_out=True, progress=progress,
+                          encoder=encoder)
     if set(protocol.query) == set(protocol.database):
         return validation, full
     return validation, _queries_of(full, protocol.query)
@@ -65,7 +75,7 @@ def _queries_of(full: EvalRecord, query_ids: list[str]) -> EvalRecord:
     return EvalRecord(figures, sizes, full.dropped, full.seconds, True, query, db)
 
 
-def report_record(model: HashModel, dataset: ImageDataset, protocol: Protocol, test: EvalRecord,
+def report_record(model: HashModel | FeatureHasher, dataset: ImageDataset, protocol: Protocol, test: EvalRecord,
                   train_seconds: float, mode: str, model_dir: Path | None = None) -> dict:
     """The test figures as a runner record, so ``write_report`` tables and plots them like any run."""
     q, d = test.query, test.database
@@ -84,23 +94,34 @@ def report_record(model: HashModel, dataset: ImageDataset, protocol: Protocol, t
                    "confusion_matrix": confusion_matrix(q.labels, predicted, n_classes, normalize=False).tolist()}
     else:
         figures = {**retrieval_figures(distances, q.labels, d.labels, n_classes, model.n_bits), **test.figures}
+    spec, costs = _spec_and_costs(model)
+    sizes = {**protocol.sizes(), "query": test.sizes["query"], "database": test.sizes["database"]}
+    return {
+        "source": "measured", "method": spec.name, "kind": spec.kind, "mode": mode, "bits": model.n_bits,
+        "protocol": {"name": protocol.name, "dataset": dataset.name, "description": protocol.description,
+                     "seed": protocol.seed, "sizes": sizes, "unseen_classes": protocol.unseen_classes,
+                     "tie_rule": TIE_RULE, "map_definition": MAP_DEFINITION, "bits": model.n_bits,
+                     "backbone": spec.backbone, "head": spec.head, "loss": spec.loss, "training_mode": mode,
+                     "train_seconds": train_seconds, "machine": machine()},
+        "spec": asdict(spec), "classes": dataset.classes, "figures": figures,
+        "times": {"train_seconds": train_seconds, "encode_seconds": test.seconds},
+        "costs": {**costs, **(_checkpoint_bytes(model_dir) if isinstance(model, HashModel) else {})},
+    }
+
+
+def _spec_and_costs(model: HashModel | FeatureHasher) -> tuple[MethodSpec, dict]:
+    """How a trained model or a zero-training hasher is named in the tables, and what it weighs."""
+    if isinstance(model, FeatureHasher):
+        info = model.describe()
+        hasher = hasher_parameter_count(model.hasher.state_dict())
+        return MethodSpec(model.method, "shallow", hasher=model.method, backbone=info["backbone"]), \
+            {"parameters": parameter_count(model.encoder.backbone) + hasher, "hasher_parameters": hasher,
+             "checkpoint_holds": "hasher only (backbone bundled)"}
     head, loss = model.config["head"], model.config.get("loss")
     train = model.config.get("train") or {}
     spec = MethodSpec(f"{head}+{loss}", "deep", head=head, loss=loss, backbone=model.config["backbone"],
                       **{k: train[k] for k in ("epochs", "batch_size", "optimizer", "lr") if k in train})
-    sizes = {**protocol.sizes(), "query": test.sizes["query"], "database": test.sizes["database"]}
-    return {
-        "source": "measured", "method": f"{head}+{loss}", "kind": "deep", "mode": mode, "bits": model.n_bits,
-        "protocol": {"name": protocol.name, "dataset": dataset.name, "description": protocol.description,
-                     "seed": protocol.seed, "sizes": sizes, "unseen_classes": protocol.unseen_classes,
-                     "tie_rule": TIE_RULE, "map_definition": MAP_DEFINITION, "bits": model.n_bits,
-                     "backbone": model.config["backbone"], "head": head, "loss": loss, "training_mode": mode,
-                     "train_seconds": train_seconds, "machine": machine()},
-        "spec": asdict(spec), "classes": dataset.classes, "figures": figures,
-        "times": {"train_seconds": train_seconds, "encode_seconds": test.seconds},
-        "costs": {"parameters": parameter_count(model), "head_parameters": parameter_count(model.head),
-                  **_checkpoint_bytes(model_dir)},
-    }
+    return spec, {"parameters": parameter_count(model), "head_parameters": parameter_count(model.head)}
 
 
 def _checkpoint_bytes(model_dir: Path | None) -> dict:
@@ -108,18 +129,21 @@ def _checkpoint_bytes(model_dir: Path | None) -> dict:
     return {"checkpoint_bytes": sum(disk_bytes(f) for f in files)} if files and all(f.is_file() for f in files) else {}
 
 
-def mode_label(model: HashModel, selection: dict) -> str:
+def mode_label(model: HashModel | FeatureHasher, selection: dict) -> str:
     """How the weights were made and chosen, for the tables' mode column."""
+    if isinstance(model, FeatureHasher):
+        return "zero training (kept: the trained model was below it on validation)"
     train = model.config.get("train") or {}
     label = f"{model.config.get('mode', 'frozen')}, {train.get('epochs', '?')} ep"
     epoch = selection.get("best_epoch") or selection.get("epoch")
     return f"{label}, kept epoch {epoch} (validation)" if epoch else label
 
 
-def write_run_report(out: str | Path, model: HashModel, dataset: ImageDataset, protocol: Protocol,
+def write_run_report(out: str | Path, model: HashModel | FeatureHasher, dataset: ImageDataset, protocol: Protocol,
                      test: EvalRecord, validation: EvalRecord | None, *, source: str, recipe: str | None,
                      recipe_lines: list[str], selection: dict, train_seconds: float,
-                     history: list[dict], model_dir: Path | None = None) -> dict[str, Path]:
+                     history: list[dict], model_dir: Path | None = None,
+                     settings: dict | None = None, trained_on: str | None = None) -> dict[str, Path]:
     """``eval.json`` (every figure and setting), then ``write_report``'s summary.md, results.json and
     plots, with the run's own section (split, recipe, selection, validation vs test) at the top."""
     out = Path(out)
@@ -131,8 +155,8 @@ def write_run_report(out: str | Path, model: HashModel, dataset: ImageDataset, p
         "split": {"name": protocol.name, "seed": protocol.seed, "description": protocol.description,
                   "sizes": protocol.sizes(), "leave_one_out": protocol.leave_one_out,
                   "unreadable": protocol.excluded},
-        "model": model.describe(), "settings": model.config.get("train") or {},
-        "train_seconds": train_seconds, "trained_on": model.config.get("trained_on"),
+        "model": model.describe(), "settings": settings if settings is not None else _config(model).get("train") or {},
+        "train_seconds": train_seconds, "trained_on": trained_on or _config(model).get("trained_on"),
         "selection": selection, "history": history,
         "validation": validation.to_dict() if validation else None, "test": test.to_dict(),
         "machine": machine(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -145,6 +169,10 @@ def write_run_report(out: str | Path, model: HashModel, dataset: ImageDataset, p
     rest = summary[1] if len(summary) > 1 else ""
     atomic_write_text(files["markdown"], "\n".join([summary[0], "", *run_section, rest]))
     return files
+
+
+def _config(model: HashModel | FeatureHasher) -> dict:
+    return getattr(model, "config", None) or {}
 
 
 def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> list[str]:

@@ -10,10 +10,14 @@ A source is a folder with one sub-folder per class, a tar archive of such folder
 directory (its library images and their labels) or a built-in dataset name (its shipped protocol).
 A user's source gets a seeded, stratified split (``hashseek.data.splits``) saved beside the model as
 ``split.json.gz``; training sees the training images, selects on the validation images, and the
-test queries are read once, after training, for the report.
+test queries are read once, after training, for the report. A run that ends below the
+zero-training baseline on validation keeps the baseline (``zero_training.py``). ``max_minutes``
+bounds the whole call: opening the source, training (a hard deadline), the baseline and the report.
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +28,16 @@ from hashseek.data.protocols import PROTOCOLS, Protocol, get_protocol, protocol_
 from hashseek.data.sources import SourceCheck, check_source, is_builtin, is_collection, open_source
 from hashseek.data.splits import SplitSettings, split_lines, split_source
 from hashseek.eval.run_report import evaluate_protocol, write_run_report
+from hashseek.eval.zero_training import (Baseline, baseline_validation, describe_baseline, hasher_encoder,
+                                         keep_baseline, run_hasher)
 from hashseek.models.hash_model import HashModel, load_model
 from hashseek.search.collection import Collection
+from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.train import TrainConfig, Trainer, TrainResult
-from hashseek.train.recipes import resolve_recipe
+from hashseek.train.evaluator import EncodingMemo, encode_ids
+from hashseek.train.recipes import Plan, plan_run
+
+log = logging.getLogger(__name__)
 
 SPLIT_FILE = "split.json.gz"
 MODEL_FILE = "config.json"     # present once a run has saved its model
@@ -52,11 +62,13 @@ class SourceRun:
     """What ``train_on_source`` made: the model, its folder, the figures and the report files."""
 
     out: Path
-    model: HashModel
+    model: HashModel | FeatureHasher      # what the run kept: the trained model, or the baseline that beat it
     result: TrainResult
     validation: dict | None
     test: dict
     files: dict = field(default_factory=dict)
+    seconds: float | None = None          # the whole call, source to report
+    selection: dict = field(default_factory=dict)   # how the kept model was chosen (eval.json's "selection")
 
 
 def open_labelled(source: str | Path) -> tuple[ImageDataset, str, str]:
@@ -173,9 +185,10 @@ def reopen(protocol: Protocol) -> ImageDataset:
 
 
 def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, resume: bool = False,
-                   recipe: str | None = None, progress: bool = True) -> TrainResult:
+                   recipe: str | None = None, progress: bool = True, deadline: float | None = None) -> TrainResult:
     """Train on the split's training images, selecting on its validation images; the test queries are
-    never passed to the trainer. The split is written beside the model before training starts."""
+    never passed to the trainer. The split is written beside the model before training starts.
+    ``deadline``: the ``time.perf_counter()`` training must end by (``run_deadline``)."""
     out = Path(out)
     saved = out / SPLIT_FILE
     if resume:
@@ -188,7 +201,7 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
     prepared.protocol.save(saved)
     trainer = Trainer(config, progress=progress)
     return trainer.fit(prepared.dataset, prepared.protocol.train, validation_ids=prepared.protocol.validation or None,
-                       out_dir=out, resume=resume, dataset_name=prepared.dataset.name,
+                       out_dir=out, resume=resume, deadline=deadline, dataset_name=prepared.dataset.name,
                        protocol=prepared.protocol.name, source=prepared.source, split=SPLIT_FILE, recipe=recipe)
 
 
@@ -196,10 +209,29 @@ def recipe_config(recipe: str, prepared: Prepared, *, max_minutes: float | None 
                   augment: dict | None = None) -> tuple[TrainConfig, list[str]]:
     """The recipe's settings for this split, each given override replacing one; ``augment`` entries
     replace single SeedAugment settings of the recipe's own."""
+    plan = recipe_plan(recipe, prepared, max_minutes=max_minutes, overrides=overrides, augment=augment)
+    return plan.config, plan.lines
+
+
+def recipe_plan(recipe: str, prepared: Prepared, *, max_minutes: float | None = None, overrides: dict | None = None,
+                augment: dict | None = None, started: float | None = None) -> Plan:
+    """``recipe_config`` with the seconds to keep for the baseline and the report; ``max_minutes`` counts
+    from ``started`` (a ``time.perf_counter()``; default now), so time spent opening the source is taken off."""
     protocol = prepared.protocol
     given = {**(overrides or {}), **({"augment_kwargs": augment} if augment else {})}
-    return resolve_recipe(recipe, n_train=len(protocol.train), n_classes=_n_classes(prepared),
-                          n_validation=len(protocol.validation), max_minutes=max_minutes, overrides=given)
+    left = None
+    if max_minutes is not None:
+        spent = 0.0 if started is None else (time.perf_counter() - started) / 60
+        left = max(max_minutes - spent, 0.05) if max_minutes > 0 else max_minutes   # <= 0: plan_run says why
+    return plan_run(recipe, n_train=len(protocol.train), n_classes=_n_classes(prepared),
+                    n_validation=len(protocol.validation), n_query=len(protocol.query),
+                    n_database=len(protocol.database), max_minutes=left, overrides=given)
+
+
+def run_deadline(plan: Plan, started: float, max_minutes: float | None) -> float | None:
+    """When training must end so the whole run fits ``max_minutes`` from ``started``: the plan's reserve
+    (baseline and final evaluation) comes off the end."""
+    return None if max_minutes is None else started + 60 * max_minutes - plan.reserve_seconds
 
 
 def _n_classes(prepared: Prepared) -> int:
@@ -213,13 +245,26 @@ def train_on_source(source: str | Path, recipe: str = "fast", out: str | Path | 
     """The whole loop: split (or the built-in protocol), recipe, training with selection on
     validation, one evaluation on the test queries, and the report written into ``out``.
     ``split_options``: ``val_fraction``, ``test_fraction``, ``database``, ``split``, ``dataset``, ``protocol``."""
+    started = time.perf_counter()
     prepared = prepare(source, seed=seed, progress=progress, **split_options)
-    config, lines = recipe_config(recipe, prepared, max_minutes=max_minutes,
-                                  overrides={**({"seed": seed} if seed is not None else {}), **(overrides or {})},
-                                  augment=augment)
-    out = Path(out) if out is not None else default_out(prepared, recipe, config.seed)
-    result = train_prepared(prepared, config, out, resume=resume, recipe=recipe, progress=progress)
-    return report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress)
+    plan = recipe_plan(recipe, prepared, max_minutes=max_minutes, started=started, augment=augment,
+                       overrides={**({"seed": seed} if seed is not None else {}), **(overrides or {})})
+    out = Path(out) if out is not None else default_out(prepared, recipe, plan.config.seed)
+    baseline = zero_training_baseline(prepared, plan.config, progress=progress)   # before the deadline is set
+    result = train_prepared(prepared, plan.config, out, resume=resume, recipe=recipe, progress=progress,
+                            deadline=run_deadline(plan, started, max_minutes))
+    return report_training(prepared, result, out, recipe=recipe, recipe_lines=plan.lines, progress=progress,
+                           started=started, max_minutes=max_minutes, baseline=baseline)
+
+
+def zero_training_baseline(prepared: Prepared, config: TrainConfig, progress: bool = True) -> Baseline | None:
+    """The zero-training baseline at the run's bits, scored on the split's validation images (None without
+    them). Fitted before training: its cost is then known when the training deadline is set."""
+    protocol = prepared.protocol
+    if not (protocol.validation and protocol.train):
+        return None
+    return baseline_validation(prepared.dataset, protocol.train, protocol.validation, config.bits, seed=config.seed,
+                               progress=progress)
 
 
 def default_out(prepared: Prepared, recipe: str, seed: int) -> Path:
@@ -227,15 +272,41 @@ def default_out(prepared: Prepared, recipe: str, seed: int) -> Path:
 
 
 def report_training(prepared: Prepared, result: TrainResult, out: str | Path, *, recipe: str | None,
-                    recipe_lines: list[str], progress: bool = True) -> SourceRun:
-    """Validation figures of the kept weights, then the test queries once; eval.json, summary.md, plots."""
-    validation, test = evaluate_protocol(result.model, prepared.dataset, prepared.protocol, progress=progress)
-    files = write_run_report(out, result.model, prepared.dataset, prepared.protocol, test, validation,
-                             source=prepared.source, recipe=recipe, recipe_lines=recipe_lines,
-                             selection=result.selection, train_seconds=result.seconds, history=result.history,
-                             model_dir=Path(out))
-    return SourceRun(Path(out), result.model, result, validation.to_dict() if validation else None,
-                     test.to_dict(), files)
+                    recipe_lines: list[str], progress: bool = True, started: float | None = None,
+                    max_minutes: float | None = None, baseline: Baseline | None = None) -> SourceRun:
+    """Validation figures of the kept weights against the zero-training baseline's (the better one is
+    kept, and the run says so), then the test queries once, for the kept one only; eval.json, summary.md,
+    plots. ``started``/``max_minutes``: the run's clock and bound, recorded in the selection;
+    ``baseline``: fitted already (``zero_training_baseline``), else fitted here."""
+    out = Path(out)
+    dataset, protocol, model = prepared.dataset, prepared.protocol, result.model
+    encoder = EncodingMemo(lambda ids: encode_ids(model, dataset, ids, progress=progress))  # each image once
+    validation, _ = evaluate_protocol(model, dataset, protocol, progress=progress, test=False, encoder=encoder)
+    kept, selection = model, dict(result.selection)
+    if validation is not None:
+        baseline = baseline or baseline_validation(dataset, protocol.train, protocol.validation, model.n_bits,
+                                                   seed=int(model.config["train"]["seed"]), progress=progress)
+        trained_map, baseline_map = validation.figures["map_all"], baseline.val_map
+        selection.update(baseline=describe_baseline(baseline.hasher), baseline_val_map=baseline_map)
+        if trained_map < baseline_map:
+            log.warning("the trained model's validation mAP %.4f is below the zero-training baseline's %.4f: "
+                        "keeping the baseline (%s/hasher.json); the trained model stays in %s/config.json",
+                        trained_map, baseline_map, out, out)
+            keep_baseline(out, baseline.hasher)
+            kept, encoder, validation = baseline.hasher, baseline.encoder, baseline.validation
+            selection.update(kept=f"zero-training baseline (the trained model's validation mAP {trained_map:.4f} "
+                                  f"is below its {baseline_map:.4f}); `hashseek index --model {out}` uses it",
+                             trained_val_map=trained_map)
+    _, test = evaluate_protocol(model, dataset, protocol, progress=progress, validate=False, encoder=encoder)
+    if max_minutes is not None and started is not None:
+        selection.update(max_minutes=max_minutes, run_seconds=time.perf_counter() - started)
+    files = write_run_report(out, kept, dataset, protocol, test, validation, source=prepared.source, recipe=recipe,
+                             recipe_lines=recipe_lines, selection=selection, train_seconds=result.seconds,
+                             history=result.history, model_dir=out, settings=model.config.get("train") or {},
+                             trained_on=model.config.get("trained_on"))
+    seconds = None if started is None else time.perf_counter() - started
+    return SourceRun(out, kept, result, validation.to_dict() if validation else None, test.to_dict(), files, seconds,
+                     selection)
 
 
 def evaluate_run(run: str | Path, *, source: str | Path | None = None, protocol: Protocol | None = None,
@@ -243,9 +314,11 @@ def evaluate_run(run: str | Path, *, source: str | Path | None = None, protocol:
     """``hashseek eval --model RUN``: the model on the split saved with it (or ``protocol``), or with
     ``source`` on another labelled source, every image a query against all the others."""
     run = Path(run)
-    model = load_model(run)
-    if mirror_average:
-        model.set_mirror_average(True)
+    model = load_model(run)            # the trained model: its config names the split, settings and selection
+    kept = run_hasher(run)             # what the run kept: that model, or the zero-training baseline that beat it
+    baseline = isinstance(kept, FeatureHasher)
+    if mirror_average and not baseline:
+        kept.set_mirror_average(True)
     if source is not None:
         dataset, kind, key = open_labelled(source)
         check = check_source(dataset, leave_out_unlabelled=kind == "collection", progress=progress)
@@ -257,12 +330,17 @@ def evaluate_run(run: str | Path, *, source: str | Path | None = None, protocol:
     else:
         protocol = protocol or load_run_split(run, model)
         dataset = reopen(protocol)
-    validation, test = evaluate_protocol(model, dataset, protocol, progress=progress,
-                                         validate=source is None)
+    validation, test = evaluate_protocol(kept if not baseline else None, dataset, protocol, progress=progress,
+                                         validate=source is None,
+                                         encoder=hasher_encoder(kept, dataset, progress) if baseline else None)
     out = Path(out) if out is not None else run / "eval"
-    files = write_run_report(out, model, dataset, protocol, test, validation, source=protocol.dataset,
-                             recipe=model.config.get("recipe"), recipe_lines=[],
-                             selection=model.config.get("selection") or {},
+    selection = dict(model.config.get("selection") or {})
+    if baseline:
+        selection["kept"] = f"{describe_baseline(kept)}: the trained model was below it on validation"
+    files = write_run_report(out, kept, dataset, protocol, test, validation, source=protocol.dataset,
+                             recipe=model.config.get("recipe"), recipe_lines=[], selection=selection,
                              train_seconds=float(model.config.get("train_seconds", 0.0)),
-                             history=model.config.get("history") or [], model_dir=run)
-    return SourceRun(out, model, None, validation.to_dict() if validation else None, test.to_dict(), files)
+                             history=model.config.get("history") or [], model_dir=run,
+                             settings=model.config.get("train") or {}, trained_on=model.config.get("trained_on"))
+    return SourceRun(out, kept, None, validation.to_dict() if validation else None, test.to_dict(), files,
+                     selection=selection)

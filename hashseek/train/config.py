@@ -41,8 +41,9 @@ class TrainConfig:
                                          # 10% of a frozen run's time, 25% of a fine-tuning run's (train/selection.py)
     patience: int | None = None          # stop after this many epochs without a better validation mAP;
                                          # None = a third of the epochs (at least 5), 0 = never stop early
-    max_minutes: float | None = None     # stop before an epoch that would end past this much training time
-                                         # (warm-up included); the best epoch so far is kept
+    max_minutes: float | None = None     # a hard bound on Trainer.fit (map extraction, warm-up and validation
+                                         # included): epochs re-planned to fit, stopped between batches at the
+                                         # deadline; the best validated epoch is kept
     head_kwargs: dict = field(default_factory=dict)
     loss_kwargs: dict = field(default_factory=dict)
     seed: int = 0

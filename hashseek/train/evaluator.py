@@ -58,7 +58,7 @@ class EvalRecord:
 Encoder = Callable[[Sequence[str]], tuple[Encoded, list[tuple[str, str]]]]
 
 
-def evaluate_split(model: HashModel, dataset: ImageDataset, query_ids: Sequence[str], database_ids: Sequence[str],
+def evaluate_split(model: HashModel | None, dataset: ImageDataset, query_ids: Sequence[str], database_ids: Sequence[str],
                    *, leave_one_out: bool = False, progress: bool = True,
                    encoder: Encoder | None = None) -> EvalRecord:
     """Figures of ``model`` with ``query_ids`` searching ``database_ids`` (Hamming ranking, ties by database order).
@@ -71,7 +71,7 @@ def evaluate_split(model: HashModel, dataset: ImageDataset, query_ids: Sequence[
     query_ids, database_ids = list(query_ids), list(database_ids)
     if not query_ids or not database_ids:
         raise InvalidInputError(f"nothing to evaluate: {len(query_ids)} queries, {len(database_ids)} database images")
-    encode = encoder or partial(encode_ids, model, dataset, progress=progress)
+    encode = encoder or partial(encode_ids, model, dataset, progress=progress)   # model: only without an encoder
     if leave_one_out:
         outside = set(query_ids) - set(database_ids)
         if outside:
@@ -100,6 +100,33 @@ def evaluate_split(model: HashModel, dataset: ImageDataset, query_ids: Sequence[
     sizes = {"query": len(query.ids), "database": len(database.ids),
              "query_requested": len(query_ids), "database_requested": len(database_ids)}
     return EvalRecord(figures, sizes, dropped, time.perf_counter() - start, leave_one_out, query, database)
+
+
+class EncodingMemo:
+    """An encoder that encodes each id once and serves any subset after: a report's validation and
+    test evaluations share their database images, so they are read and encoded once."""
+
+    def __init__(self, encode: Encoder):
+        self.encode = encode
+        self.rows: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+        self.failed: dict[str, str] = {}
+
+    def __call__(self, ids: Sequence[str]) -> tuple[Encoded, list[tuple[str, str]]]:
+        ids = list(ids)
+        new = [i for i in dict.fromkeys(ids) if i not in self.rows and i not in self.failed]
+        if new:
+            encoded, dropped = self.encode(new)
+            for n, image_id in enumerate(encoded.ids):
+                self.rows[image_id] = (encoded.codes[n], encoded.features[n], int(encoded.labels[n]))
+            self.failed.update({image_id: str(reason) for image_id, reason in dropped})
+        kept = [i for i in ids if i in self.rows]
+        dropped = [(i, self.failed[i]) for i in ids if i in self.failed]
+        if not kept:
+            return Encoded([], np.empty((0, 0), np.uint8), np.empty((0, 0), np.float32), np.empty(0, np.int64)), \
+                dropped
+        rows = [self.rows[i] for i in kept]
+        return Encoded(kept, np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]),
+                       np.array([r[2] for r in rows], dtype=np.int64)), dropped
 
 
 def encode_ids(model: HashModel, dataset: ImageDataset, ids: Sequence[str],

@@ -13,11 +13,13 @@ EfficientNet-Lite1 at 280 px, 100 warm-up epochs of the head on frozen maps, tru
 0.3 x the head's, mild crops with the photo's aspect ratio (>= 0.8 of a side, ±10°, mirror), and
 mirror-averaged encoding (cars-bmw13: mAP@all 0.870, top-8 vote 0.835 in 20 minutes).
 
-Every run selects its epoch on validation images. ``max_minutes`` bounds a run: the machine's
-speed is measured with a few timed steps, and the recipe's epochs (``best``: then its input size;
-``fast``: first its augmented copies) shrink until the estimate fits; the trainer then stops
-before an epoch that would end past the limit (a busy machine runs slower than it measured).
-Settings in ``overrides`` are never changed.
+Every run selects its epoch on validation images. ``max_minutes`` bounds a whole run: the
+machine's speed is measured with a few timed steps, and the recipe's epochs (``best``: then its
+input size; ``fast``: first its augmented copies) shrink until the estimate fits, counting map
+extraction, the validations, the zero-training baseline (fitted before training) and the final
+evaluation (``Plan.reserve_seconds``, kept free of training). The trainer holds the rest as a hard
+deadline: it re-plans its epochs from their measured times and stops between batches (a busy
+machine runs slower than it measured). Settings in ``overrides`` are never changed.
 """
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ from hashseek.train.selection import validation_interval
 RECIPES: Registry[dict] = Registry("recipe", defaults={"description": "", "mode": "frozen"})
 
 DECODE_MS = 12.0        # decoding and resizing one photo on one core, beside the network
+EXPORT_SECONDS = 15.0   # exporting a fine-tuned model to ONNX Runtime for its final evaluation
+REPORT_SECONDS = 5.0    # saving the model, writing eval.json, summary.md and the plots
+ITQ_FIT_SECONDS = 5.0   # the baseline's ITQ fit (an eigendecomposition of the 1280-d covariance)
+RESERVE_MARGIN = 1.5    # what follows training is reserved with this margin (it cannot be cut short)
 MIN_EPOCHS = 8          # below this a fine-tuning run is not worth it: shrink the input instead
 SIZES = (280, 256, 240, 224, 192, 160, 128)
 
@@ -75,14 +81,36 @@ class Speed:
         return replace(self, size=size, forward_ms=self.forward_ms * scale, train_ms=self.train_ms * scale)
 
 
+@dataclass
+class Plan:
+    """A recipe resolved for one source: the settings, what was chosen and why, and the seconds to keep
+    free after training (the final evaluation and the report) when the run is bounded."""
+
+    config: TrainConfig
+    lines: list[str]
+    reserve_seconds: float = 0.0
+
+
 def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,
                    overrides: dict | None = None, n_validation: int | None = None,
                    speed: Speed | None = None) -> tuple[TrainConfig, list[str]]:
-    """The recipe's TrainConfig for this source, and lines saying what was chosen and why.
+    """The recipe's TrainConfig for this source, and lines saying what was chosen and why (``plan_run``
+    without what follows training)."""
+    plan = plan_run(name, n_train=n_train, n_classes=n_classes, max_minutes=max_minutes, overrides=overrides,
+                    n_validation=n_validation, speed=speed)
+    return plan.config, plan.lines
+
+
+def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,
+             overrides: dict | None = None, n_validation: int | None = None, n_query: int = 0,
+             n_database: int = 0, speed: Speed | None = None) -> Plan:
+    """The recipe's TrainConfig for this source, the lines saying what was chosen and why, and the
+    seconds reserved after training.
 
     ``overrides``: TrainConfig settings that win over the recipe (None values mean "not given";
     ``augment_kwargs`` entries merge into the recipe's). ``n_validation`` defaults to a quarter of
-    ``n_train``. ``speed`` skips the measurement (tests, or a machine measured before).
+    ``n_train``; ``n_query``/``n_database``: the test evaluation after training (0: none). ``speed``
+    skips the measurement (tests, or a machine measured before).
     """
     settings = RECIPES.create(name)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -99,7 +127,7 @@ def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: floa
     if given:
         lines.append("given: " + ", ".join(f"{k}={v}" for k, v in sorted(given.items())))
     if max_minutes is None:
-        return config, lines
+        return Plan(config, lines)
     if max_minutes <= 0:
         raise InvalidInputError(f"max_minutes must be positive, got {max_minutes}")
     speed = speed or measure_speed(config)
@@ -107,19 +135,47 @@ def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: floa
                  f"size, training step {speed.train_ms:.1f} ms/image at {speed.size} px, head step "
                  f"{speed.head_ms:.2f} ms/image")
     budget = 60.0 * max_minutes
-    config, changes = _fit_budget(config, set(given), n_train, n_val, speed, budget)
+
+    def reserve(c: TrainConfig) -> float:
+        return RESERVE_MARGIN * final_seconds(c, n_train, n_val, n_query, n_database, speed)
+
+    baseline = baseline_seconds(n_train, n_val, speed) if n_val else 0.0
+    config, changes = _fit_budget(config, set(given), n_train, n_val, speed, budget - baseline, reserve)
     if "max_minutes" not in given:
         config = replace(config, max_minutes=max_minutes)
-        changes.append(f"the trainer stops before an epoch that would end past {max_minutes:g} minutes, "
-                       "keeping the best validation epoch so far")
-    estimate = estimate_seconds(config, n_train, n_val, speed)
+    kept = reserve(config)
+    changes.append(f"about {baseline:.0f} s for the zero-training baseline (before training) and {kept:.0f} s kept "
+                   f"for the final evaluation and the report; training holds the rest as a hard deadline (epochs "
+                   f"re-planned from their measured times, stopped between batches; the best validated epoch is kept)")
+    estimate = estimate_seconds(config, n_train, n_val, speed) + baseline + kept
     lines += changes
-    fits = "fits" if estimate <= budget else "does NOT fit"
+    fits = "fits" if estimate <= budget else "does NOT fit: the deadline will cut it"
     lines.append(f"estimated {estimate / 60:.1f} min for --max-minutes {max_minutes:g} ({fits}): "
                  f"{config.epochs} epochs" + (f", {config.augment_copies} augmented copies" if config.mode == "frozen"
                                               else f" at {config.input_size or 'native'} px after "
                                                    f"{config.warmup_epochs} warm-up epochs"))
-    return config, lines
+    return Plan(config, lines, kept)
+
+
+def baseline_seconds(n_train: int, n_val: int, speed: Speed) -> float:
+    """The zero-training baseline: pooled features of the training and validation images, and ITQ's fit."""
+    return (n_train + n_val) * (speed.native_forward_ms + DECODE_MS) / 1000 + ITQ_FIT_SECONDS
+
+
+def final_seconds(config: TrainConfig, n_train: int, n_val: int, n_query: int, n_database: int,
+                  speed: Speed) -> float:
+    """What follows training, from the measured costs: the final evaluation (each image encoded once for
+    validation and test; a frozen model's training and validation maps are cached, so only the test
+    queries are new) and the report."""
+    if not (n_query or n_database):
+        return REPORT_SECONDS
+    if config.mode == "frozen" and not config.mirror_average:
+        final = n_query * (speed.native_forward_ms + DECODE_MS)
+    else:
+        at = speed.at(config.input_size or speed.size)
+        encoded = n_train + n_val + n_query + max(0, n_database - n_train - n_val)
+        final = 1000 * EXPORT_SECONDS + encoded * ((2 if config.mirror_average else 1) * at.forward_ms + DECODE_MS)
+    return final / 1000 + REPORT_SECONDS
 
 
 def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed) -> float:
@@ -147,10 +203,11 @@ def _with_validation(epochs: int, epoch_ms: float, validation_ms: float, mode: s
 
 
 def _fit_budget(config: TrainConfig, fixed: set[str], n_train: int, n_val: int, speed: Speed,
-                budget: float) -> tuple[TrainConfig, list[str]]:
-    """Shrink what the user did not fix until the estimate fits: copies, epochs, then the input size."""
+                budget: float, reserve) -> tuple[TrainConfig, list[str]]:
+    """Shrink what the user did not fix until the estimate (and the reserve after training) fits: copies,
+    epochs, then the input size."""
     def cost(c: TrainConfig) -> float:
-        return estimate_seconds(c, n_train, n_val, speed)
+        return estimate_seconds(c, n_train, n_val, speed) + reserve(c)
 
     start, changes = config, []
     if config.mode == "frozen" and "augment_copies" not in fixed:
@@ -232,5 +289,5 @@ def describe_recipes() -> dict[str, dict]:
     return {name: {**RECIPES.metadata(name), "settings": RECIPES.create(name)} for name in RECIPES.names()}
 
 
-__all__ = ["RECIPES", "Speed", "describe_recipes", "estimate_seconds", "list_recipes", "measure_speed",
-           "resolve_recipe"]
+__all__ = ["RECIPES", "Plan", "Speed", "baseline_seconds", "describe_recipes", "estimate_seconds", "final_seconds",
+           "list_recipes", "measure_speed", "plan_run", "resolve_recipe"]

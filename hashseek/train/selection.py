@@ -2,7 +2,8 @@
 
 Validation images are the queries and the training images the database (the library a
 user's model will search), scored by the one evaluator. Early stopping ends a run that has
-not improved for ``patience`` epochs. The state is a plain dict so a checkpoint carries it
+not improved for ``patience`` epochs; ``stopped_for_time`` records that the trainer's deadline
+ended it. The state is a plain dict so a checkpoint carries it
 and a resumed run chooses exactly as an uninterrupted one.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Selection:
         validation from the measured times, so that validating costs about TARGET_SHARE of the run."""
         self.every, self.patience, self.adaptive = every, patience, adaptive
         self.best_epoch, self.best_map, self.best_state = 0, -math.inf, None
-        self.last_epoch = 0
+        self.last_epoch, self.last_val_seconds = 0, 0.0
         self.stopped_early = False
         self.stopped_for_time = False
 
@@ -40,18 +41,12 @@ class Selection:
         """Record a validation; True when it is the best so far (its weights are copied)."""
         if self.adaptive and self.last_epoch == 0:
             self.every = validation_interval(val_seconds, epoch_seconds, self.adaptive)
-        self.last_epoch = epoch
+        self.last_epoch, self.last_val_seconds = epoch, val_seconds
         if val_map > self.best_map:
             self.best_epoch, self.best_map = epoch, val_map
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
             return True
         return False
-
-    def out_of_time(self, elapsed: float, last_epoch: float, limit_minutes: float | None) -> bool:
-        """Would one more epoch like the last end past the time limit?"""
-        if limit_minutes is not None and elapsed + last_epoch > 60 * limit_minutes:
-            self.stopped_for_time = True
-        return self.stopped_for_time
 
     def should_stop(self, epoch: int) -> bool:
         """No better validation for ``patience`` epochs (and at least two validations since the best)."""

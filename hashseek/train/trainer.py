@@ -11,6 +11,11 @@ continuation (beta raised step by step).
 With validation images the run keeps the epoch of best validation mAP@all
 (``selection.py``), stops early when it stops improving, and a fine-tuning run that ends
 below its own head warm-up keeps the warm-up model. Test images are never passed in.
+A deadline (``max_minutes`` from the start of ``fit``, or one the caller passes) is a hard
+bound: after each epoch the remaining epochs are re-planned from the measured epoch and
+validation times (the learning-rate schedule shrinks with them), an epoch that would end past
+it is not started, and one running when it passes stops between batches; the best validated
+weights are kept.
 Every completed epoch (warm-up epochs too) is checkpointed atomically, so a run killed at
 any point resumes from its last epoch with ``resume=True``.
 """
@@ -45,6 +50,7 @@ from hashseek.train.selection import Selection
 
 log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
+WARMUP_SHARE = 0.4    # the most of a deadline-bound fine-tuning run its head warm-up may take
 LOG_FILE = "loss_log.json"
 
 
@@ -55,18 +61,26 @@ class Trainer:
 
     # -- public ------------------------------------------------------------------------
     def fit(self, dataset: ImageDataset, train_ids: Sequence[str], *, validation_ids: Sequence[str] | None = None,
-            out_dir: str | Path | None = None, resume: bool = False, **provenance) -> TrainResult:
+            out_dir: str | Path | None = None, resume: bool = False, deadline: float | None = None,
+            **provenance) -> TrainResult:
         """Train on ``train_ids``, select on ``validation_ids`` (queries) against ``train_ids`` (database).
 
         With ``out_dir`` a checkpoint is written after every epoch and the chosen model is saved
-        there; ``resume=True`` continues from that checkpoint.
+        there; ``resume=True`` continues from that checkpoint. ``deadline``: a ``time.perf_counter()``
+        value training must end by (default: ``max_minutes`` after this call, less the time a resumed
+        run already spent); map extraction and validation count against it.
         """
         cfg = self.config
+        started = time.perf_counter()
         train_ids, val_ids = list(train_ids), list(validation_ids or [])
         _check_split(dataset, train_ids, val_ids)
         out = Path(out_dir) if out_dir is not None else None
         saved = _load_state(out, cfg) if resume and out is not None else None
-        warm = self._warm_up(dataset, train_ids, val_ids, out, resume, provenance) \
+        spent = saved["history"][-1]["seconds"] if saved and saved["history"] else 0.0
+        if deadline is None and cfg.max_minutes is not None:
+            deadline = started + 60 * cfg.max_minutes - spent
+        warm = self._warm_up(dataset, train_ids, val_ids, out, resume, provenance,
+                             _share(started, deadline, WARMUP_SHARE)) \
             if cfg.mode == "finetune" and cfg.warmup_epochs else None
 
         torch.manual_seed(cfg.seed)
@@ -89,21 +103,22 @@ class Trainer:
                               adaptive=None if cfg.validate_every else cfg.mode)
 
         start_epoch, step, history = 0, 0, list(warm.history) if warm else []
+        last = cfg.epochs        # the run's planned length: a deadline may shorten it
         if saved:
             model.load_state_dict(saved["model"], strict=False)
             start_epoch, step, history = saved["epoch"], saved["step"], saved["history"]
             selection.load_state_dict(saved["selection"])
             selection.stopped_for_time = False     # the limit may have been raised: checked again after the next epoch
             torch.set_rng_state(saved["rng"])
-        t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
-        bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.head}+{cfg.loss} {cfg.bits}b {cfg.mode}",
-                   disable=not self.progress, initial=start_epoch, total=cfg.epochs, unit="epoch")
+        t0 = started - spent     # the clock includes map extraction, decoding and (fine-tuning) the warm-up
+        bar = tqdm(total=last, desc=f"train {cfg.head}+{cfg.loss} {cfg.bits}b {cfg.mode}",
+                   disable=not self.progress, initial=start_epoch, unit="epoch")
         optimizer = scheduler = current_stage = None
+        # a deadline may cut an epoch short once there is a validated model to fall back on
+        can_cut = lambda: warm is not None or selection.best_state is not None or not val_ids  # noqa: E731
         epoch = start_epoch
         try:
-            for epoch in bar:
-                if selection.stopped_early or selection.stopped_for_time:
-                    break
+            while epoch < last and not (selection.stopped_early or selection.stopped_for_time):
                 stage = stages[epoch]
                 if stage is not current_stage:
                     current_stage = stage
@@ -111,15 +126,20 @@ class Trainer:
                     if saved and saved.get("stage") == stage.name and epoch == start_epoch:
                         optimizer.load_state_dict(saved["optimizer"])
                         scheduler.load_state_dict(saved["scheduler"])
+                        for rate in scheduler.lr_lambdas:   # planned anew: a deadline may have shortened it
+                            rate.total = max(1, stage.epochs * steps_per_epoch)
                 stage_loss = create_loss("ce", cfg.bits, len(dataset.classes)).to(device) \
                     if stage.classification_only else loss_fn
                 epoch_start = time.perf_counter()
-                loss, step = self._epoch(model, batches, epoch, stage_loss, optimizer, scheduler, device, step,
-                                         steps_per_epoch)
+                loss, step, cut = self._epoch(model, batches, epoch, stage_loss, optimizer, scheduler, device, step,
+                                              steps_per_epoch, deadline if can_cut() else None)
                 record = {"epoch": epoch + 1, "stage": stage.name, "loss": loss,
                           "lr": optimizer.param_groups[0]["lr"]}
                 epoch_seconds = time.perf_counter() - epoch_start
-                if val_ids and stage is stages[-1] and selection.due(epoch + 1, cfg.epochs):
+                if cut:    # stopped between batches: these weights are not validated, the best validated stay
+                    record["cut_at_deadline"] = True
+                    selection.stopped_for_time = True
+                elif val_ids and stage is stages[-1] and selection.due(epoch + 1, last):
                     result = evaluate_split(model, dataset, val_ids, train_ids, progress=False, encoder=encoder)
                     record.update(val_map=result.figures["map_all"], val_seconds=result.seconds)
                     selection.update(epoch + 1, record["val_map"], _trainable_state(model), epoch_seconds,
@@ -127,19 +147,22 @@ class Trainer:
                     selection.should_stop(epoch + 1)
                 record["seconds"] = time.perf_counter() - t0
                 history.append(record)
-                selection.out_of_time(record["seconds"], time.perf_counter() - epoch_start, cfg.max_minutes)
+                epoch += 1
+                if deadline is not None and not cut and len(set(map(id, stages))) == 1:
+                    last = self._replan(selection, epoch, last, epoch_seconds, deadline, scheduler, steps_per_epoch)
+                    bar.total = last
+                bar.update(1)
                 bar.set_postfix(_postfix(record, selection))
                 if out is not None:
-                    self._checkpoint(out, model, history, epoch, step, stage, optimizer, scheduler, selection)
-                if selection.stopped_early or selection.stopped_for_time:
-                    break
+                    self._checkpoint(out, model, history, epoch - 1, step, stage, optimizer, scheduler, selection)
         except KeyboardInterrupt:
             log.warning("interrupted during epoch %d; %s", epoch + 1,
                         f"resume with resume=True (--resume) from {out}" if out else "no checkpoint (no out_dir)")
             raise
         finally:
             bar.close()
-        return self._finish(model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped)
+        return self._finish(model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped,
+                            planned=last)
 
     # -- pieces ------------------------------------------------------------------------
     def _build(self, dataset: ImageDataset, provenance: dict) -> HashModel:
@@ -151,7 +174,8 @@ class Trainer:
             loss=cfg.loss, mode=cfg.mode, classes=dataset.classes, input_size=cfg.input_size,
             mirror_average=cfg.mirror_average, train=asdict(cfg), **provenance)
 
-    def _warm_up(self, dataset, train_ids, val_ids, out: Path | None, resume: bool, provenance) -> TrainResult:
+    def _warm_up(self, dataset, train_ids, val_ids, out: Path | None, resume: bool, provenance,
+                 deadline: float | None) -> TrainResult:
         """Fine-tuning starts from a head trained on frozen maps ("linear probe, then fine-tune"):
         a random head's first gradients would otherwise wreck the pretrained trunk, and on small
         sets the codes collapse (HashNet's loss stuck at 2 ln 2 in our cars-bmw13 runs). The
@@ -161,7 +185,7 @@ class Trainer:
                          mirror_average=False, validate_every=0)
         warm = Trainer(frozen, progress=self.progress).fit(
             dataset, train_ids, validation_ids=val_ids, out_dir=out / "warmup" if out else None, resume=resume,
-            **provenance)
+            deadline=deadline, **provenance)
         warm.history = [{**record, "stage": f"warmup-{record['stage']}"} for record in warm.history]
         if val_ids and cfg.mirror_average:   # compare like with like: the warm-up model as it would encode
             warm.model.set_mirror_average(True)
@@ -171,7 +195,9 @@ class Trainer:
             warm.selection["best_val_map_as_encoded"] = result.figures["map_all"]
         return warm
 
-    def _epoch(self, model, batches, epoch, loss_fn, optimizer, scheduler, device, step, steps_per_epoch):
+    def _epoch(self, model, batches, epoch, loss_fn, optimizer, scheduler, device, step, steps_per_epoch,
+               deadline: float | None = None):
+        """One pass over the batches: (mean loss, step, whether the deadline cut it short)."""
         cfg = self.config
         model.head.train()
         # Batch-norm statistics stay those of ImageNet: CPU batches are too small to re-estimate them.
@@ -191,7 +217,29 @@ class Trainer:
             scheduler.step()
             losses.append(loss.item())
             step += 1
-        return float(np.mean(losses)) if losses else float("nan"), step
+            if deadline is not None and time.perf_counter() > deadline:
+                steps.close()
+                return float(np.mean(losses)), step, True
+        return float(np.mean(losses)) if losses else float("nan"), step, False
+
+    def _replan(self, selection: Selection, done: int, last: int, epoch_seconds: float, deadline: float,
+                scheduler, steps_per_epoch: int) -> int:
+        """The last epoch that fits before the deadline at the measured epoch and validation times
+        (validations every ``selection.every`` epochs, and one after the last); the schedule shrinks with it."""
+        val_seconds = selection.last_val_seconds
+        left = deadline - time.perf_counter()
+        fits = 0
+        while done + fits < last and (fits + 1) * epoch_seconds + \
+                (math.ceil((fits + 1) / selection.every) + 1) * val_seconds <= left:
+            fits += 1
+        if done + fits < last:
+            if fits == 0:
+                selection.stopped_for_time = True
+            log.info("re-planned for the deadline: %d of %d epochs fit (%.1f s an epoch, %.1f s a validation)",
+                     done + fits, self.config.epochs, epoch_seconds, val_seconds)
+            for rate in scheduler.lr_lambdas:
+                rate.total = max(1, (done + fits) * steps_per_epoch)
+        return done + fits
 
     def _optimizer(self, model: HashModel, stage: "_Stage", steps_per_epoch: int):
         cfg = self.config
@@ -209,17 +257,11 @@ class Trainer:
         else:
             opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay, fused=True)
         total = max(1, stage.epochs * steps_per_epoch)
-        if cfg.schedule == "cosine":
-            factor = lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total))  # noqa: E731
-        elif cfg.schedule == "step":
-            factor = lambda t: 0.1 ** (t // max(1, total // 3))  # noqa: E731
-        else:
-            factor = lambda t: 1.0  # noqa: E731
         # The trunk's rate rises from 0: a warmed head's large first gradients would otherwise throw the
         # pretrained trunk off (the loss jumped from 0.03 to 0.65 in issue #13's collapsed run).
         ramp = max(1.0, cfg.backbone_lr_ramp_epochs * steps_per_epoch)
-        trunk = lambda t: factor(t) * min(1.0, (t + 1) / ramp)  # noqa: E731
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, [factor, trunk][:len(groups)])
+        rates = [_Rate(cfg.schedule, total), _Rate(cfg.schedule, total, ramp)]
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, rates[:len(groups)])
 
     def _checkpoint(self, out: Path, model, history, epoch, step, stage, optimizer, scheduler, selection) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -248,8 +290,12 @@ class Trainer:
             parts.append(aug.features)
             part_labels.append(torch.from_numpy(augmented.labels(aug.ids)))
         # one copy into memory: the cache hands out read-only memmaps
-        batches = TensorBatches(torch.from_numpy(np.concatenate(parts)), torch.cat(part_labels), cfg.batch_size,
-                                cfg.seed)
+        inputs = torch.from_numpy(np.concatenate(parts))
+        reduce = getattr(model.head, "reduce_map", None)   # a head whose pooling has no weights: pooled once here
+        if reduce is not None:
+            with torch.no_grad():
+                inputs = torch.cat([reduce(inputs[i:i + 256].float()) for i in range(0, len(inputs), 256)])
+        batches = TensorBatches(inputs, torch.cat(part_labels), cfg.batch_size, cfg.seed)
         if not val_ids:
             return batches, None, dropped
         if cfg.mirror_average:   # the mirrored images' maps are not cached: encode the images
@@ -268,17 +314,20 @@ class Trainer:
         return ImageBatches(dataset, train_ids, labels, pre, cfg.batch_size, cfg.seed, augment, working_side,
                             progress=self.progress)
 
-    def _finish(self, model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped):
+    def _finish(self, model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped,
+                planned: int):
         """Load the chosen weights, put the model back on the CPU (encoding runs there), save it."""
         cfg = self.config
         info = {"metric": "map_all", "evaluator": "hashseek.train.evaluator.evaluate_split",
                 "queries": f"{len(val_ids)} validation images", "database": f"{len(train_ids)} training images",
-                "epochs_run": history[-1]["epoch"] if history else 0, "validate_every": selection.every,
-                "patience": selection.patience, "stopped_early": selection.stopped_early,
-                "stopped_for_time": selection.stopped_for_time}
+                "epochs_run": history[-1]["epoch"] if history else 0, "epochs_planned": planned,
+                "validate_every": selection.every, "patience": selection.patience,
+                "stopped_early": selection.stopped_early, "stopped_for_time": selection.stopped_for_time}
         if selection.stopped_for_time:
-            log.warning("stopped after epoch %d: another would pass the %g-minute limit", info["epochs_run"],
-                        cfg.max_minutes)
+            cut = bool(history and history[-1].get("cut_at_deadline"))
+            log.warning("stopped on time %s epoch %d of %d%s: another would have passed the deadline",
+                        "during" if cut else "after", info["epochs_run"], cfg.epochs,
+                        " (its unvalidated weights dropped)" if cut else "")
         if val_ids and selection.best_state is not None:
             model.load_state_dict(selection.best_state, strict=False)
             info.update(kept="best validation epoch", best_epoch=selection.best_epoch, best_val_map=selection.best_map)
@@ -303,6 +352,29 @@ class Trainer:
         if out is not None:
             model.save(out)
         return TrainResult(model, history, model.config["train_seconds"], info)
+
+
+class _Rate:
+    """The learning-rate factor at step ``t`` of a schedule over ``total`` steps, times a linear ramp over
+    ``ramp`` steps (the trunk's). An object, not a lambda, so the scheduler's checkpoint keeps ``total``
+    when a deadline shortens the run."""
+
+    def __init__(self, schedule: str, total: int, ramp: float = 1.0):
+        self.schedule, self.total, self.ramp = schedule, total, ramp
+
+    def __call__(self, t: int) -> float:
+        if self.schedule == "cosine":
+            factor = 0.5 * (1 + math.cos(math.pi * min(t, self.total) / self.total))
+        elif self.schedule == "step":
+            factor = 0.1 ** (t // max(1, self.total // 3))
+        else:
+            factor = 1.0
+        return factor * min(1.0, (t + 1) / self.ramp)
+
+
+def _share(started: float, deadline: float | None, share: float) -> float | None:
+    """A point ``share`` of the way from ``started`` to ``deadline`` (None without a deadline)."""
+    return None if deadline is None else started + share * (deadline - started)
 
 
 class _MapEncoder:

@@ -132,7 +132,7 @@ def test_the_python_api_runs_the_whole_loop_and_lists_unreadable_files(make_phot
                           database="all", progress=False)
     assert run.test["leave_one_out"] and run.test["sizes"] == {"query": 8, "database": 48, "query_requested": 8,
                                                                "database_requested": 48}
-    assert run.validation["sizes"]["database"] == 32 and run.model.config["train"]["seed"] == 3
+    assert run.validation["sizes"]["database"] == 32 and run.result.model.config["train"]["seed"] == 3
     split = Protocol.load(run.out / "split.json.gz")
     image_id = f"{cars_bmw13.classes[2]}/broken.jpg"
     assert split.leave_one_out and list(split.excluded) == [image_id]
