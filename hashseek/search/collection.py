@@ -215,8 +215,7 @@ class Collection:
         self._store.require_writable()   # before the folder is read
         report = syncing.sync_folder(self._store, self.image_hasher, folder, self.path, labels_from_folders,
                                      allow_empty, self.batch_size, self.workers, progress)
-        if not self.image_hasher.is_fitted and len(self) >= 2:
-            self.refit()
+        self._refit_if_due()
         self._store.index.current()
         return report
 
