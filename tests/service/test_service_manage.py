@@ -257,6 +257,10 @@ def test_training_requests(client):
     assert client.get(f"{C}/training/20990101-000000-fast-abcd").status_code == 404
     assert client.get(f"{C}/training/..%2F..%2Fetc").status_code in (404, 422)
     assert client.post(f"{C}/model/restore", headers=HEADERS).status_code in (404, 409)   # nothing to restore
+    client.post(f"{C}/images/relabel", json={"ids": list(_labels(client)), "label": "one"}, headers=HEADERS)
+    one_class = client.post(f"{C}/training", json={"recipe": "fast"}, headers=HEADERS)
+    assert one_class.status_code == 409 and "at least 2 classes" in one_class.json()["detail"]
+    assert len(client.get(f"{C}/training").json()) == 1   # a refused run leaves nothing behind
 
 
 def test_training_panel_trains_applies_and_restores(page: Page, url, client, artifacts):

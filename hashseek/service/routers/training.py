@@ -31,6 +31,10 @@ async def list_runs(request: Request, library: LibraryDep) -> list[dict]:
 async def start_run(request: Request, library: LibraryDep, body: TrainingRequest) -> dict:
     """Start ``hashseek train`` on the collection's labelled images (a seeded split: training, validation
     for the epoch's selection, test queries for the report) with a recipe; follow it with GET."""
+    classes = (await library.run(library.collection.info))["classes"]
+    if len(classes) < 2:
+        raise ConflictError(f"training needs labelled images of at least 2 classes; {library.name!r} has "
+                            f"{len(classes)} label{'' if len(classes) == 1 else 's'}: label its images first")
     return _jobs(request).start(library, body.recipe, body.settings()).status()
 
 
