@@ -144,6 +144,7 @@ class MilvusIndex(BinaryIndex):
         self.uri, self.collection_name = uri, collection_name
         self.index_type, self.nlist, self.nprobe = index_type, nlist, nprobe
         self._ids = np.empty(0, dtype=np.int64)  # insertion order, as ``seq`` ranks them
+        self._unsure = False   # a write was cut by an outage: the server may hold part of it
         self._next_seq = 0
         self._metadata: tuple[Sequence[str | None] | None, Sequence[str | None] | None] = (None, None)
         self._client: Any = connect(uri, token if token is not None else os.environ.get(TOKEN_ENV))
@@ -175,12 +176,42 @@ class MilvusIndex(BinaryIndex):
 
     def add(self, codes: np.ndarray, ids: np.ndarray, labels: Sequence[str | None] | None = None,
             names: Sequence[str | None] | None = None) -> None:
-        """Store codes under new ids, with optional ``labels`` (for ``search(label=...)``) and ``names``."""
+        """Store codes under new ids, with optional ``labels`` (for ``search(label=...)``) and ``names``.
+
+        After an add or remove cut by an ``UnavailableError``, the next add first asks the server what it
+        holds: calling it again with the cut batch sends only the rows that did not arrive."""
+        if self._unsure:
+            codes, ids, labels, names = self._resume(codes, ids, labels, names)
         self._metadata = (labels, names)
         try:
             super().add(codes, ids)
         finally:
             self._metadata = (None, None)
+
+    def remove(self, ids: np.ndarray) -> int:
+        if self._unsure:
+            self._resume(np.empty((0, self.n_bytes), np.uint8), np.empty(0, np.int64), None, None)
+        return super().remove(ids)
+
+    def _resume(self, codes: np.ndarray, ids: np.ndarray, labels: Any, names: Any) -> tuple[Any, Any, Any, Any]:
+        """Mirror what the server holds after a cut write; the part of this batch it does not hold yet
+        (rows of the batch held with another code, and ids held twice, are deleted to be sent again)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        want = self._prepare_codes(codes, "codes")
+        have_ids, have_seqs, have_codes = self._listing(codes=True)
+        unique, counts = np.unique(have_ids, return_counts=True)
+        where = _positions(ids, have_ids) if len(ids) == len(want) else np.full(len(have_ids), -1)
+        arrived = where >= 0
+        arrived[arrived] = (have_codes[arrived] == want[where[arrived]]).all(axis=1)
+        bad = ((where >= 0) & ~arrived) | np.isin(have_ids, unique[counts > 1])
+        self._delete(np.unique(have_ids[bad]))
+        self._mirror(have_ids[~bad], have_seqs[~bad])
+        self._unsure = False
+        todo = ~np.isin(ids, have_ids[arrived & ~bad])
+        if todo.all():
+            return codes, ids, labels, names
+        pick = lambda column: None if column is None else [v for v, t in zip(column, todo) if t]  # noqa: E731
+        return codes[todo], ids[todo], pick(labels), pick(names)
 
     def search(self, codes: np.ndarray, k: int, label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """k nearest by (Hamming distance, insertion order); ``label`` keeps only items added with it."""
@@ -232,11 +263,26 @@ class MilvusIndex(BinaryIndex):
         self._delete(doomed)
         kept_ids = have_ids[same]
         self._mirror(kept_ids, have_seqs[same])
+        self._unsure = False
         missing = np.flatnonzero(~np.isin(ids, kept_ids))
         if len(missing):
             self.add(np.ascontiguousarray(codes[missing]), ids[missing])
         return {"listed": listed, "changed": changed, "deleted": int(len(doomed)), "added": int(len(missing)),
                 "seconds": round(time.perf_counter() - started, 3)}
+
+    def wait_indexed(self, timeout: float = 600.0) -> float:
+        """Flush, then wait until the server has built the index over every row (a search scans rows
+        not indexed yet one by one: exact but slow for BIN_IVF_FLAT). Returns the seconds waited."""
+        started = time.perf_counter()
+        self.client.flush(self.collection_name)
+        while time.perf_counter() - started < timeout:
+            info = self.client.describe_index(self.collection_name, "code")
+            if int(info.get("pending_index_rows", 0)) == 0 and int(info.get("indexed_rows", 0)) >= int(
+                    info.get("total_rows", 0)):
+                return time.perf_counter() - started
+            time.sleep(0.5)
+        raise UnavailableError(f"the Milvus server at {self.uri} did not finish indexing {self.collection_name!r} "
+                               f"in {timeout:.0f} s")
 
     def drop(self) -> None:
         """Delete the collection from the server (a replaced one after a switch), then close."""
@@ -350,7 +396,8 @@ class MilvusIndex(BinaryIndex):
                          "label": labels[j], "name": names[j]} for j in range(start, min(start + _BATCH, n))]
                 self.client.insert(self.collection_name, rows)
         except UnavailableError:
-            raise  # part of the batch may be on the server: reconcile() finds out when it is back
+            self._unsure = True   # part of the batch may be on the server: the next write asks it
+            raise
         except BaseException:
             self._delete(ids)  # undo the batches that went in, so Milvus and the id mirror agree
             raise
@@ -360,7 +407,11 @@ class MilvusIndex(BinaryIndex):
             self._ids = np.sort(self._ids)
 
     def _remove(self, ids: np.ndarray) -> None:
-        self._delete(ids)
+        try:
+            self._delete(ids)
+        except UnavailableError:
+            self._unsure = True
+            raise
         self._ids = self._ids[~np.isin(self._ids, ids)]
 
     def _delete(self, ids: np.ndarray) -> None:

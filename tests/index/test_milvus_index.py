@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -221,3 +222,146 @@ def test_missing_pymilvus_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pymilvus", None)  # import pymilvus now raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'hashseek\[milvus\]'"):
         create_index("milvus", 64, uri=str(tmp_path / "x.db"))
+
+
+# ------------------------------------------------------------------ a real Milvus server process
+# The session's ``milvus_server`` fixture (tests/milvus_server.py): Milvus 2.3.5 standalone on loopback.
+
+def clustered(rng, n, centres, flip_p=0.08):
+    """Codes like a deep hash's: a random centre with each bit flipped with probability ``flip_p``."""
+    bits = centres[rng.integers(0, len(centres), n)] ^ (rng.random((n, centres.shape[1])) < flip_p)
+    return pack_bits(bits.astype(np.uint8))
+
+
+def test_server_bin_flat_same_as_faiss(milvus_server):
+    """16-bit codes over 10 informative bits: big tie groups, so the tie rule is tested too."""
+    rng = np.random.default_rng(16)
+    codes = codes_of(rng, 2000, 16, 10)
+    ids = rng.permutation(10**6)[:2000].astype(np.int64)
+    steps = [("add", codes[:1500], ids[:1500]), ("add", codes[1500:], ids[1500:]),
+             ("remove", ids[100:400]), ("add", codes[100:200], ids[100:200])]
+    milvus, flat = mirror({"uri": milvus_server.uri, "collection_name": "server_exact", "if_exists": "drop"}, 16,
+                          steps)
+    assert milvus.index_type == "BIN_FLAT" and milvus.exact and len(milvus) == len(flat) == 1800
+    queries = np.concatenate([codes[:10], codes_of(rng, 10, 16, 10)])
+    for k in (1, 100):
+        assert_same_search(milvus.search(queries, k), flat.search(queries, k))
+    assert_same_ranges(milvus.range_search(queries[:5], 1), flat.range_search(queries[:5], 1))
+    milvus.close()
+
+
+def test_server_ivf_recall_at_100(milvus_server, tmp_path):
+    """BIN_IVF_FLAT on the server (milvus-lite cannot build it): recall@100 against the exact answer."""
+    rng = np.random.default_rng(7)
+    centres = rng.integers(0, 2, (64, 64), dtype=np.uint8)
+    codes, queries = clustered(rng, 12000, centres), clustered(rng, 40, centres)
+    ids = np.arange(12000, dtype=np.int64)
+    ivf = create_index("milvus", 64, uri=milvus_server.uri, collection_name="server_ivf", if_exists="drop",
+                       index_type="BIN_IVF_FLAT", nlist=32, nprobe=8)
+    flat = create_index("flat", 64)
+    ivf.add(codes, ids)
+    flat.add(codes, ids)
+    ivf.wait_indexed(timeout=120)   # else the rows not indexed yet are scanned exactly
+    assert ivf.index_type == "BIN_IVF_FLAT" and not ivf.exact
+    ivf.client.release_collection("server_ivf")   # not loaded: the next call loads it by itself
+    got_d, got = ivf.search(queries, 100)
+    want_d, want = flat.search(queries, 100)
+    recall = np.mean([len(set(g) & set(w)) / 100 for g, w in zip(got, want)])
+    tie_aware = np.mean(got_d <= want_d[:, -1:])    # a hit tied with the exact 100th counts
+    assert 0.95 <= tie_aware < 1 and recall >= 0.8, (recall, tie_aware)   # < 1: the index was used
+    assert (got_d[:, 0] == 0).mean() == (want_d[:, 0] == 0).mean()
+    ivf.save(tmp_path / "ivf")
+    ivf.close()
+    again = load_index(tmp_path / "ivf")
+    assert (again.index_type, again.nlist, again.nprobe) == ("BIN_IVF_FLAT", 32, 8)
+    assert_same_search(again.search(queries, 100), (got_d, got))
+    again.close()
+
+
+def test_server_reconcile_sends_only_the_difference(milvus_server):
+    rng = np.random.default_rng(9)
+    codes = codes_of(rng, 4000, 32, informative=14)          # ties, so the order of re-sent rows matters
+    ids = np.arange(4000, dtype=np.int64) * 2 + 1
+    index = create_index("milvus", 32, uri=milvus_server.uri, collection_name="server_reconcile",
+                         if_exists="drop", tie_order="id")
+    index.add(codes, ids)
+    name, raw = "server_reconcile", index.client
+    raw.delete(name, ids=ids[1000:1040].tolist())             # lost: 40 rows, in the middle
+    raw.insert(name, [{"id": 10**6 + i, "code": codes[i].tobytes(), "seq": 10**6 + i, "label": "", "name": ""}
+                      for i in range(7)])                       # extra: 7 rows SQLite does not know
+    raw.insert(name, [{"id": int(ids[5]), "code": codes[5].tobytes(), "seq": int(ids[5]), "label": "",
+                       "name": ""}])                            # one id twice
+    changed = codes.copy()
+    changed[2000:2003] ^= 0xFF                                  # three codes changed
+    assert index.reconcile(ids, changed, max_changed_share=0.0005)["refused"]
+    report = index.reconcile(ids, changed)
+    # Milvus 2.3.5 answers one row per primary key (the latest), so the duplicate is listed (and found) once
+    assert (report["listed"], report["changed"]) == (4000 - 40 + 7, 3), report
+    assert (report["deleted"], report["added"]) == (7 + 3, 40 + 3), report
+    flat = create_index("flat", 32)
+    flat.add(changed, ids)
+    queries = np.concatenate([changed[995:1045:5], codes_of(rng, 10, 32, informative=14)])
+    assert_same_search(index.search(queries, 300), flat.search(queries, 300))
+    assert list(index.search(changed[5:6], 3)[1][0]).count(ids[5]) == 1
+    assert index.reconcile(ids, changed)["added"] == 0
+    index.close()
+
+
+_BULK_WRITER = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import hashseek.index.milvus_index
+    from hashseek.core.errors import UnavailableError
+    from hashseek.index import create_index
+    uri, data = sys.argv[1], np.load(sys.argv[2])
+    codes, ids = data["codes"], data["ids"]
+    index = create_index("milvus", 64, uri=uri, collection_name="server_bulk", if_exists="drop", tie_order="id")
+    for start in range(0, len(ids), 1000):
+        while True:
+            try:
+                index.add(codes[start:start + 1000], ids[start:start + 1000])   # a cut batch: the same call again
+                break
+            except UnavailableError as err:
+                print("down", str(err)[:200], flush=True)
+                time.sleep(0.5)
+        print("acked", start + 1000, flush=True)
+    print("done", len(index), flush=True)
+""")
+
+
+def test_server_killed_mid_bulk_add(milvus_server, tmp_path):
+    """kill -9 of the server during a bulk add, then a restart: the add resumes, every acknowledged code
+    is found, none twice; searches in the outage fail with UnavailableError and recover by themselves."""
+    from hashseek.core.errors import UnavailableError
+
+    rng = np.random.default_rng(13)
+    codes, ids = codes_of(rng, 20000, 64), rng.permutation(10**7)[:20000].astype(np.int64)
+    np.savez(tmp_path / "bulk.npz", codes=codes, ids=ids)
+    writer = subprocess.Popen([sys.executable, "-c", _BULK_WRITER, milvus_server.uri, str(tmp_path / "bulk.npz")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines = []
+    try:
+        while not any(line.startswith("acked 5000") for line in lines):
+            line = writer.stdout.readline()
+            assert line, writer.stderr.read()[-3000:]
+            lines.append(line)
+        reader = create_index("milvus", 64, uri=milvus_server.uri, collection_name="server_bulk",
+                              if_exists="attach")
+        milvus_server.kill()
+        started = time.monotonic()
+        with pytest.raises(UnavailableError, match="does not answer"):
+            reader.search(codes[:1], 10)
+        assert time.monotonic() - started < 10
+        milvus_server.start()
+        lines += writer.communicate(timeout=240)[0].splitlines()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert writer.returncode == 0 and lines[-1].strip() == "done 20000", lines[-5:]
+    assert any(line.startswith("down") for line in lines)       # the writer saw the outage and resumed
+    d, found = reader.search(codes[::50], 1)                    # the same client, back by itself
+    assert (d[:, 0] == 0).all() and np.array_equal(found[:, 0], ids[::50])
+    held = reader._listing(codes=False)[0]                      # every row the server holds, duplicates too
+    assert len(held) == 20000 and np.array_equal(np.sort(held), np.sort(ids))
+    reader.close()
