@@ -47,7 +47,6 @@ CLI = "import sys; from hashseek.cli import main; sys.exit(main())"
 # the page's bounded overrides -> the train CLI's flags
 FLAGS = {"epochs": "--epochs", "warmup_epochs": "--warmup-epochs", "augment_copies": "--augment-copies",
          "max_minutes": "--max-minutes", "seed": "--seed"}
-ACTIVE = ("starting", "running")
 
 
 def planned_epochs(recipe: str, settings: dict) -> int:
@@ -121,7 +120,7 @@ class Job:
                                                                     "finished_at", "error")},
                 "epochs": self.record.get("epochs"), **run_progress(self.folder), "log_tail": tail, "apply": apply}
 
-    def _finish(self, returncode: int) -> None:
+    def finish(self, returncode: int) -> None:
         """The subprocess ended: its state, its error, its output kept beside the model."""
         if self.cancelled:
             state, error = "cancelled", None
@@ -171,7 +170,7 @@ class TrainingJobs:
             busy = self._busy(library.name)
             if busy is not None:
                 raise ConflictError(f"training run {busy.id} of {library.name!r} is "
-                                    f"{busy.state if busy.state in ACTIVE else 'being applied'}: wait for it or "
+                                    f"{busy.state if busy.state == 'running' else 'being applied'}: wait for it or "
                                     "cancel it first")
             job_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{recipe}-{secrets.token_hex(2)}"
             folder = library.path / TRAINING_DIR / job_id
@@ -183,8 +182,14 @@ class TrainingJobs:
             except OSError as err:
                 raise os_error(err, folder, "starting a training run") or err
             job = Job(job_id, folder, record)
-            job.process = subprocess.Popen(self._command(library, recipe, settings, folder), stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_environment())
+            try:
+                job.process = subprocess.Popen(self._command(library, recipe, settings, folder),
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, env=_environment())
+            except OSError as err:   # no process to follow: the run is recorded as failed
+                job.output.feed(f"cannot start the training: {err}\n")
+                job.finish(-1)
+                raise
             self._jobs[library.name, job_id] = job
         threading.Thread(target=self._follow, args=(job,), name=f"training-{job_id}", daemon=True).start()
         return job
@@ -200,7 +205,7 @@ class TrainingJobs:
         stream, decoder = job.process.stdout, codecs.getincrementaldecoder("utf-8")(errors="replace")
         while chunk := stream.read1(4096):
             job.output.feed(decoder.decode(chunk))
-        job._finish(job.process.wait())
+        job.finish(job.process.wait())
 
     def get(self, library: Library, job_id: str) -> Job:
         """A run of this server, or one found in the collection's training folder."""
@@ -212,7 +217,7 @@ class TrainingJobs:
         record = read_job(folder)
         if record is None:
             raise NotFoundError(f"collection {library.name!r} has no training run {job_id!r}")
-        if record["state"] in ACTIVE:   # this server did not start it: a run cut short by a restart
+        if record["state"] == "running":   # this server did not start it: a run cut short by a restart
             record["state"] = "interrupted"
         return Job(job_id, folder, record)
 
@@ -231,7 +236,7 @@ class TrainingJobs:
 
     def cancel(self, library: Library, job_id: str) -> Job:
         job = self.get(library, job_id)
-        if job.state not in ACTIVE or job.process is None:
+        if job.state != "running" or job.process is None:
             raise ConflictError(f"training run {job_id} is {job.state}, not running")
         job.cancelled = True
         job.process.terminate()   # every epoch is checkpointed atomically: nothing half-written is kept
@@ -239,7 +244,7 @@ class TrainingJobs:
 
     def _busy(self, name: str) -> Job | None:
         for (collection, _), job in self._jobs.items():
-            if collection == name and (job.state in ACTIVE or (job.applying and job.applying.state == "applying")):
+            if collection == name and (job.state == "running" or (job.applying and job.applying.state == "applying")):
                 return job
         return None
 
@@ -291,7 +296,7 @@ class TrainingJobs:
     def close(self) -> None:
         """Server shutdown: running trainings stop (their folders keep the checkpoints)."""
         with self._lock:
-            running = [job for job in self._jobs.values() if job.process is not None and job.state in ACTIVE]
+            running = [job for job in self._jobs.values() if job.process is not None and job.state == "running"]
         for job in running:
             job.cancelled = True
             job.process.terminate()
