@@ -5,9 +5,11 @@ from hashseek.losses.base import HashLoss
 from hashseek.core.registry import Registry
 
 # needs_logits: the head must have a classifier; needs_classes: the loss holds per-class state (CSQ's
-# centres); supervised: it learns from labels (every loss here does).
+# centres); memory_bank: it can score batches against a bank of every training item's codes (loss kwarg
+# bank=True; the trainer then passes each item's training-set position, see ``memory_bank``);
+# supervised: it learns from labels (every loss here does).
 LOSSES: Registry[HashLoss] = Registry("loss", defaults={"needs_logits": False, "needs_classes": False,
-                                                        "supervised": True})
+                                                        "memory_bank": False, "supervised": True})
 
 # Each family registers itself on import.
 from hashseek.losses import ce, cnnh, csq, dpsh, dsh, hashnet, multitask, triplet  # noqa: E402,F401

@@ -12,19 +12,22 @@ class HashLoss(nn.Module):
     """``loss(output, labels) -> scalar``; labels are int class ids (N,) or multi-hot (N, L).
 
     Losses read ``output.signed_codes()``, codes in [-1, 1], so any loss composes
-    with tanh and sigmoid heads alike.
+    with tanh and sigmoid heads alike. A loss with ``needs_index`` also takes ``index``,
+    each item's position in the training set (the trainer passes it; see ``memory_bank``).
     """
+
+    needs_index = False
 
     def __init__(self, n_bits: int, n_classes: int | None = None):
         super().__init__()
         self.n_bits = n_bits
         self.n_classes = n_classes
 
-    def forward(self, output: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, output: HeadOutput, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         n = output.codes.shape[0]
         if labels.dim() not in (1, 2) or labels.shape[0] != n:
             raise ValueError(f"labels must be (N,) class ids or (N, L) multi-hot with N={n}, got {tuple(labels.shape)}")
-        return self.compute(output, labels)
+        return self.compute(output, labels) if index is None else self.compute(output, labels, index=index)
 
     def compute(self, output: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
         """The loss on a batch whose labels have been checked."""

@@ -5,20 +5,28 @@ import torch
 import torch.nn.functional as F
 
 from hashseek.losses import LOSSES
-from hashseek.losses.base import HashLoss, quantization_loss, similarity, upper_pairs
-from hashseek.models.heads.base import HeadOutput
+from hashseek.losses.base import quantization_loss
+from hashseek.losses.memory_bank import BankPairLoss
 
 
-@LOSSES.register("dpsh")
-class DPSHLoss(HashLoss):
-    """mean over pairs of log(1 + e^theta) - s theta, theta = 0.5 <u_i, u_j>, + eta * ||u - sign(u)||^2 (mean)."""
+@LOSSES.register("dpsh", memory_bank=True)
+class DPSHLoss(BankPairLoss):
+    """mean over pairs of log(1 + e^theta) - s theta, theta = 0.5 <u_i, U_j>,
+    + eta * ||u - sign(u)||^2 (mean over items and bits).
 
-    def __init__(self, n_bits: int, n_classes: int | None = None, eta: float = 0.1):
-        super().__init__(n_bits, n_classes)
+    eta = 0.1 as DeepHash-pytorch's DPSH (its ``alpha``); with ``bank=True`` the pairs are the batch
+    against every training item's codes, the item's own row included, as there (``memory_bank``).
+    """
+
+    def __init__(self, n_bits: int, n_classes: int | None = None, eta: float = 0.1, bank: bool = False):
+        super().__init__(n_bits, n_classes, bank)
         self.eta = eta
 
-    def compute(self, output: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
-        u = output.signed_codes()
-        s = upper_pairs(similarity(labels))
-        theta = upper_pairs(0.5 * (u @ u.t()))
-        return (F.softplus(theta) - s * theta).mean() + self.eta * quantization_loss(u, p=2)
+    def pair_values(self, u: torch.Tensor, bank_codes: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (u @ bank_codes.t())
+
+    def pair_loss(self, theta: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return (F.softplus(theta) - s * theta).mean()
+
+    def regulariser(self, u: torch.Tensor) -> torch.Tensor:
+        return self.eta * quantization_loss(u, p=2)

@@ -4,26 +4,35 @@ from __future__ import annotations
 import torch
 
 from hashseek.losses import LOSSES
-from hashseek.losses.base import HashLoss, quantization_loss, similarity, squared_distances, upper_pairs
-from hashseek.models.heads.base import HeadOutput
+from hashseek.losses.base import quantization_loss
+from hashseek.losses.memory_bank import BankPairLoss
 
 
-def contrastive_loss(u: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """Mean over pairs of 0.5 D (similar) or 0.5 max(margin - D, 0) (dissimilar), D = ||u_i - u_j||^2."""
-    s = upper_pairs(similarity(labels))
-    d = upper_pairs(squared_distances(u))
-    return 0.5 * (s * d + (1.0 - s) * (margin - d).clamp(min=0)).mean()
+def cross_squared_distances(u: torch.Tensor, bank_codes: torch.Tensor) -> torch.Tensor:
+    """(N, M) squared Euclidean distances, smooth everywhere (unlike ``cdist`` at 0)."""
+    return ((u * u).sum(1)[:, None] + (bank_codes * bank_codes).sum(1)[None, :]
+            - 2.0 * (u @ bank_codes.t())).clamp(min=0)
 
 
-@LOSSES.register("dsh")
-class DSHLoss(HashLoss):
-    """Contrastive loss with margin m = margin * k (DSH: m = 2k) + alpha * || |u| - 1 ||_1 (mean over items and bits)."""
+@LOSSES.register("dsh", memory_bank=True)
+class DSHLoss(BankPairLoss):
+    """Mean over pairs (in the batch, or batch against bank with ``bank=True``) of 0.5 D (similar) or 0.5 max(m - D, 0) (dissimilar),
+    D = ||u_i - U_j||^2, m = margin * k (DSH: m = 2k), + alpha * || |u| - 1 ||_1 (mean).
 
-    def __init__(self, n_bits: int, n_classes: int | None = None, margin: float = 2.0, alpha: float = 0.01):
-        super().__init__(n_bits, n_classes)
+    alpha = 0.01 as in the DSH paper (DeepHash-pytorch uses 0.1).
+    """
+
+    def __init__(self, n_bits: int, n_classes: int | None = None, margin: float = 2.0, alpha: float = 0.01,
+                 bank: bool = False):
+        super().__init__(n_bits, n_classes, bank)
         self.margin = margin * n_bits
         self.alpha = alpha
 
-    def compute(self, output: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
-        u = output.signed_codes()
-        return contrastive_loss(u, labels, self.margin) + self.alpha * quantization_loss(u, p=1)
+    def pair_values(self, u: torch.Tensor, bank_codes: torch.Tensor) -> torch.Tensor:
+        return cross_squared_distances(u, bank_codes)
+
+    def pair_loss(self, d: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (s * d + (1.0 - s) * (self.margin - d).clamp(min=0)).mean()
+
+    def regulariser(self, u: torch.Tensor) -> torch.Tensor:
+        return self.alpha * quantization_loss(u, p=1)

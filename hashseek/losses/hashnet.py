@@ -5,27 +5,28 @@ import torch
 import torch.nn.functional as F
 
 from hashseek.losses import LOSSES
-from hashseek.losses.base import HashLoss, similarity, upper_pairs
-from hashseek.models.heads.base import HeadOutput
+from hashseek.losses.memory_bank import BankPairLoss
 
 
-@LOSSES.register("hashnet")
-class HashNetLoss(HashLoss):
-    """-log p(s_ij | u_i, u_j) with p = sigma(alpha <u_i, u_j>), alpha = 10 / k, pairs weighted by class balance.
+@LOSSES.register("hashnet", memory_bank=True)
+class HashNetLoss(BankPairLoss):
+    """-log p(s_ij | u_i, U_j) with p = sigma(alpha <u_i, U_j>), alpha = 10 / k, pairs weighted by class balance.
 
-    In-batch weights are |S|/|S1| for similar and |S|/|S0| for dissimilar pairs, so
-    the loss is the mean over similar pairs plus the mean over dissimilar pairs.
-    Written as softplus(x) - s x for stability. Continuation is the head's ``beta``.
+    The weights are |S|/|S1| for similar and |S|/|S0| for dissimilar pairs over the pairs scored
+    (the batch's own as in HashNet's code, or batch against bank with ``bank=True`` as in
+    DeepHash-pytorch's HashNet), so the loss is the mean
+    over similar pairs plus the mean over dissimilar pairs. Written as softplus(x) - s x for
+    stability. Continuation is the head's ``beta`` (``hashnet_beta_schedule``, the trainer's).
     """
 
-    def __init__(self, n_bits: int, n_classes: int | None = None):
-        super().__init__(n_bits, n_classes)
+    def __init__(self, n_bits: int, n_classes: int | None = None, bank: bool = False):
+        super().__init__(n_bits, n_classes, bank)
         self.alpha = 10.0 / n_bits
 
-    def compute(self, output: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
-        u = output.signed_codes()
-        s = upper_pairs(similarity(labels))
-        x = upper_pairs(self.alpha * (u @ u.t()))
+    def pair_values(self, u: torch.Tensor, bank_codes: torch.Tensor) -> torch.Tensor:
+        return self.alpha * (u @ bank_codes.t())
+
+    def pair_loss(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         nll = F.softplus(x) - s * x
         n_pairs = s.numel()
         n_similar = s.sum()
@@ -33,6 +34,9 @@ class HashNetLoss(HashLoss):
             s > 0, n_pairs / n_similar.clamp(min=1), n_pairs / (n_pairs - n_similar).clamp(min=1)
         )
         return (weights * nll).sum() / n_pairs
+
+    def regulariser(self, u: torch.Tensor) -> torch.Tensor:
+        return u.new_zeros(())
 
 
 def hashnet_beta_schedule(step: int, step_size: int = 200, gamma: float = 0.005, power: float = 0.5) -> float:

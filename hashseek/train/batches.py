@@ -1,7 +1,8 @@
 """What one training epoch iterates over: cached feature maps (frozen runs) or decoded images (fine-tuning).
 
 Both shuffle with a generator seeded by (seed, epoch), so an epoch's batches are the same
-whether the run went straight through or was resumed from a checkpoint.
+whether the run went straight through or was resumed from a checkpoint. ``indexed`` also yields
+each item's position in the training set, for losses that keep a memory bank of it.
 """
 from __future__ import annotations
 
@@ -23,12 +24,16 @@ class TensorBatches:
         self.n_items = len(inputs)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for inputs, labels, _ in self.indexed(epoch):
+            yield inputs, labels
+
+    def indexed(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(self.n_items, generator=g)
         for i in range(0, self.n_items, self.batch_size):
             idx = order[i:i + self.batch_size]
             if len(idx) > 1:
-                yield self.inputs[idx].float(), self.labels[idx]
+                yield self.inputs[idx].float(), self.labels[idx], idx
 
 
 class ImageBatches:
@@ -55,6 +60,10 @@ class ImageBatches:
         self.n_items = len(self.ids)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for inputs, labels, _ in self.indexed(epoch):
+            yield inputs, labels
+
+    def indexed(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(self.n_items)
         position = {image_id: n for n, image_id in enumerate(self.ids)}
@@ -68,5 +77,5 @@ class ImageBatches:
         ordered = [self.ids[n] for n in order]
         for batch in iter_batches(ordered, read, self.pre, self.batch_size):
             if len(batch.ids) > 1:
-                y = self.labels[[position[i] for i in batch.ids]]
-                yield torch.from_numpy(batch.inputs), y
+                index = torch.tensor([position[i] for i in batch.ids])
+                yield torch.from_numpy(batch.inputs), self.labels[index], index

@@ -203,14 +203,15 @@ class Trainer:
         # Batch-norm statistics stay those of ImageNet: CPU batches are too small to re-estimate them.
         model.backbone.eval()
         losses = []
-        steps = tqdm(batches.epoch(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
+        steps = tqdm(batches.indexed(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
                      disable=not self.progress or cfg.mode == "frozen")
-        for inputs, y in steps:
+        for inputs, y, index in steps:
             inputs, y = inputs.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if isinstance(model.head, TanhHead):
                 model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
             out = model.head(inputs) if cfg.mode == "frozen" else model(inputs)
-            loss = loss_fn(out, y)
+            # memory-bank losses (DPSH, DSH, HashNet) score the batch against every training item seen
+            loss = loss_fn(out, y, index=index.to(device)) if loss_fn.needs_index else loss_fn(out, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
