@@ -72,9 +72,10 @@ def watch(collection: Collection, folder: str | Path, *, labels_from_folders: bo
           on_error: Callable[[HashseekError], None] | None = None, stop: threading.Event | None = None,
           progress: bool = False) -> None:
     """Sync ``folder`` into ``collection`` now, then again after each burst of changes until ``stop`` is set
-    (or Ctrl-C). ``on_sync`` gets every report of the first sync and of later ones that changed something;
+    (or Ctrl-C). ``on_sync`` gets the first sync's report and those of later ones that changed something
+    (or found other files unreadable);
     a later sync's typed error (the folder unmounted, an empty folder refused) goes to ``on_error`` and
-    watching goes on. ``polling``: poll even when file events are available."""
+    watching goes on, by polling. ``polling``: poll even when file events are available."""
     debounce_s = WATCH_DEFAULTS.debounce_s if debounce_s is None else debounce_s
     poll_s = WATCH_DEFAULTS.poll_s if poll_s is None else poll_s
     stop = stop or threading.Event()
@@ -88,6 +89,7 @@ def watch(collection: Collection, folder: str | Path, *, labels_from_folders: bo
     observer = None if polling else _observer(root, changes)   # before the first sync: no change is missed
     try:
         report = run()
+        said, failing = report.unreadable, None
         if on_sync is not None:
             on_sync(report)
         while not stop.is_set():
@@ -106,10 +108,19 @@ def watch(collection: Collection, folder: str | Path, *, labels_from_folders: bo
             except HashseekError as err:
                 if on_error is None:
                     raise
-                on_error(err)
+                if str(err) != failing:   # a poll that meets the same error says it once
+                    on_error(err)
+                failing = str(err)
+                if observer is not None:   # a folder deleted or unmounted under its watch raises no more events
+                    observer.stop()
+                    observer.join()
+                    observer = None
+                    log.warning("%s: polling it every %g s from now on", root, poll_s)
                 continue
-            if on_sync is not None and (report.changed or report.unreadable):
+            failing = None
+            if on_sync is not None and (report.changed or report.unreadable != said):   # not the same complaint again
                 on_sync(report)
+            said = report.unreadable
     finally:
         if observer is not None:
             observer.stop()

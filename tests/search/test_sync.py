@@ -243,3 +243,26 @@ def test_watch_picks_up_changes(synced, how):
     assert [(r.added, r.removed) for r in reports[1:]] == [([str(folder / "dropped.jpg")], []),
                                                           ([], [str(folder / "circles/circles_07.jpg")])]
     assert len(collection) == 16
+
+
+def test_watch_says_a_refused_sync_once_and_goes_on_polling(synced):
+    folder, collection = synced
+    reports, errors, stop = [], [], threading.Event()
+    thread = threading.Thread(target=watch, args=(collection, folder), daemon=True,
+                              kwargs={"debounce_s": 0.2, "poll_s": 0.2, "on_sync": reports.append,
+                                      "on_error": errors.append, "stop": stop})
+    thread.start()
+    try:
+        _wait(reports, 1)
+        shutil.move(folder / "circles", folder.parent / "unmounted")     # the folder looks empty
+        shutil.move(folder / "stripes", folder.parent / "unmounted-too")
+        _wait(errors, 1)
+        time.sleep(1)                                                    # several polls meet the same refusal
+        shutil.copyfile(IMAGES / "checks/checks_05.jpg", folder / "back.jpg")
+        _wait(reports, 2)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert len(errors) == 1 and isinstance(errors[0], ConflictError)
+    assert reports[1].added == [str(folder / "back.jpg")] and len(reports[1].removed) == 16
+    assert len(collection) == 1
