@@ -1,7 +1,6 @@
 """`hashseek sync`: keep a collection in step with a folder, once or (--watch) as it changes."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
