@@ -199,9 +199,11 @@ class Collection:
                                                                               len(codes) != len(features)):
             raise InvalidInputError("features, codes, sources, names and labels must have the same length")
         rows = [NewRow(name, source, None, label) for source, name, label in zip(sources, names, labels)]
-        if codes is None and self.image_hasher.is_fitted:
-            codes = self.image_hasher.codes_from_features(np.asarray(features, np.float32))
-        ids = self._store.commit(rows, features, None if codes is None else np.asarray(codes, np.uint8))
+        if codes is not None:   # the caller's codes: no refit may replace them
+            return self._store.commit(rows, features, np.asarray(codes, np.uint8))
+        fitted = self.image_hasher.is_fitted
+        codes = self.image_hasher.codes_from_features(np.asarray(features, np.float32)) if fitted else None
+        ids = self._store.commit(rows, features, codes)
         self._refit_if_due()
         return ids
 

@@ -89,6 +89,10 @@ def test_policy_refits_as_features_come_one_by_one_and_survives_reopen(stale, tm
         assert collection.image_hasher.fit_digest == digest            # 23 < 24
         collection.add_features(features[23:24], None, ["d"], ["d"], labels[23:24])
         assert collection.image_hasher.fit_digest != digest and collection.info()["fit"]["images"] == 24
+        digest, given = collection.image_hasher.fit_digest, features[:24]     # codes given: never refitted
+        collection.add_features(given, collection.image_hasher.codes_from_features(given.astype(np.float32)),
+                                [f"g{n}" for n in range(24)], [f"g{n}" for n in range(24)], labels[:24])
+        assert len(collection) == 48 and collection.image_hasher.fit_digest == digest
         assert collection.search(1, k=3, rerank=None).hits
 
 
