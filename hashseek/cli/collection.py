@@ -187,14 +187,21 @@ def cmd_info(args) -> int:
     if info.get("index_options"):
         print("  index options: " + ", ".join(f"{k}={v}" for k, v in info["index_options"].items()))
     if (fit := info.get("fit")) is not None:
-        fitted = (f"fitted on {fit['images']} images ({fit['sampled']} sampled) at {fit['fitted_at']}"
-                  + (", provisional" if fit["provisional"] else "")) if fit["images"] is not None else "not fitted yet"
-        policy = fit["policy"]
-        print(f"  hasher {fitted}; refits at {fit['next_refit_at']} images (policy: first settled fit on "
-              f"{policy['min_images']}, then each x{policy['growth']:g} growth; `hashseek refit` by hand)")
+        print(f"  hasher {_fit_line(fit)}")
     per_image = info["bytes_on_disk"] / max(info["images"], 1)
     print(f"  {info['bytes_on_disk'] / 1e6:.1f} MB on disk ({per_image:.0f} bytes per image), created {info['created']}")
     return 0
+
+
+def _fit_line(fit: dict) -> str:
+    """When and on what a zero-training hasher was fitted, and when its refit policy refits next."""
+    policy = (f"refits at {fit['next_refit_at']} images (policy: a settled fit at {fit['policy']['min_images']}, "
+              f"then at each x{fit['policy']['growth']:g} growth; `hashseek refit` by hand)")
+    if fit["images"] is None:
+        return f"not fitted yet; {policy}"
+    when = f" at {fit['fitted_at']}" if fit["fitted_at"] else ""
+    provisional = ", provisional" if fit["provisional"] else ""
+    return f"fitted on {fit['images']} images ({fit['sampled']} sampled){when}{provisional}; {policy}"
 
 
 def cmd_check(args) -> int:
