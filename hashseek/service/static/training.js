@@ -81,7 +81,7 @@ function showRun(job) {
   const warmup = job.stage && job.stage.startsWith("warmup") ? " (head warm-up)" : "";
   $("run-epoch").textContent = job.epoch === 0
     ? (job.state === "running" ? "Preparing: splitting the labelled images, reading their features…" : "No epoch was completed.")
-    : `epoch ${job.epoch.toLocaleString()} of ${job.epochs.toLocaleString()}${warmup}${STOPPED[job.stopped] ?? ""}` +
+    : `epoch ${job.epoch.toLocaleString()} of ${job.epochs.toLocaleString()}${warmup}${job.epoch < job.epochs ? STOPPED[job.stopped] ?? "" : ""}` +
       ` · loss ${figure(job.loss, 4)}` +
       ` · validation mAP ${figure(job.val_map)}` +
       (job.best_val_map !== null ? ` (best ${figure(job.best_val_map)} at epoch ${job.best_epoch})` : "");
