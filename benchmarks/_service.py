@@ -63,13 +63,14 @@ def synthetic_collection(source: Path, path: Path, size: int, seed: int = 0) -> 
 
 
 @contextmanager
-def server(collections: list[Path]) -> Iterator[str]:
-    """``hashseek serve`` in its own process on a free loopback port; yields the base URL."""
+def server(collections: list[Path], *options: str) -> Iterator[str]:
+    """``hashseek serve`` (with ``options``) in its own process on a free loopback port; yields the base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = "import sys; from hashseek.cli import main; sys.exit(main())"
-    process = subprocess.Popen([sys.executable, "-c", command, "serve", *map(str, collections), "--port", str(port)])
+    process = subprocess.Popen([sys.executable, "-c", command, "serve", *map(str, collections), "--port", str(port),
+                                *options])
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
