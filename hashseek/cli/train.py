@@ -166,7 +166,8 @@ def register(sub) -> None:
                    help="seed augmentation without the left-right mirror (text, digits, asymmetric layouts)")
     p.add_argument("--mirror-average", action="store_true", default=None,
                    help="the saved model encodes each image with its left-right mirror, averaged (2x encode time)")
-    p.add_argument("--input-size", type=int, help="fine-tuning input size (reduced resolution on CPU)")
+    p.add_argument("--input-size", type=int, help="input size of the network (frozen: of the cached maps; "
+                                                  "fine-tuning: reduced resolution on CPU)")
     p.add_argument("--warmup-epochs", type=int,
                    help="fine-tuning: first train the head alone on frozen maps for this many epochs")
     p.add_argument("--backbone-lr-scale", type=float,

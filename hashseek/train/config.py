@@ -32,7 +32,7 @@ class TrainConfig:
     augment_copies: int = 0              # frozen: extra seed-augmented copies per training image
     augment: bool = True                 # finetune: online seed augmentation
     augment_kwargs: dict = field(default_factory=dict)   # SeedAugment settings (both modes), e.g. milder crops
-    input_size: int | None = None        # finetune: None = the backbone's own size
+    input_size: int | None = None        # None = the backbone's own size (frozen: the maps' input size)
     warmup_epochs: int = 0               # finetune: first this many epochs of the head alone on frozen maps
     mirror_average: bool = False         # the model encodes each image with its mirror, averaged (HashModel)
     backbone_weights: str | None = None  # a local state-dict file in the layout the backbone documents

@@ -138,13 +138,20 @@ def encode_ids(model: HashModel, dataset: ImageDataset, ids: Sequence[str],
     """
     ids = list(ids)
     if model.config.get("mode") == "frozen" and not model.mirror_average:
-        maps = extract_features(dataset, ids, encoder=BackboneEncoder(model.backbone, kind="map"), progress=progress)
+        maps = extract_features(dataset, ids, encoder=map_encoder(model), progress=progress)
         codes, feats = model.encode_maps(maps.features)
         reasons = {i: reason for i, reason in maps.meta.get("failed", [])}
         kept = set(maps.ids)
         dropped = [(i, reasons.get(i, "could not be read")) for i in ids if i not in kept]
         return Encoded(list(maps.ids), codes, feats, dataset.labels(maps.ids)), dropped
     return _encode_batches(ids, dataset, model.preprocess, model.encode_arrays, progress)
+
+
+def map_encoder(model: HashModel) -> BackboneEncoder:
+    """The conv maps a frozen model's head reads, at the model's input size (a frozen run may use a larger
+    input than the backbone's own: fine-grained classes gain from it)."""
+    model.backbone.input_size = model.input_size
+    return BackboneEncoder(model.backbone, kind="map")
 
 
 @torch.no_grad()

@@ -170,7 +170,7 @@ def final_seconds(config: TrainConfig, n_train: int, n_val: int, n_query: int, n
     if not (n_query or n_database):
         return REPORT_SECONDS
     if config.mode == "frozen" and not config.mirror_average:
-        final = n_query * (speed.native_forward_ms + DECODE_MS)
+        final = n_query * (_map_ms(config, speed) + DECODE_MS)
     else:
         at = speed.at(config.input_size or speed.size)
         encoded = n_train + n_val + n_query + max(0, n_database - n_train - n_val)
@@ -181,7 +181,7 @@ def final_seconds(config: TrainConfig, n_train: int, n_val: int, n_query: int, n
 def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed) -> float:
     """Wall time of a run from the measured per-image costs (validation included)."""
     copies = config.augment_copies if config.mode == "frozen" else 0
-    maps = (n_train * (1 + copies) + n_val) * (speed.native_forward_ms + DECODE_MS)
+    maps = (n_train * (1 + copies) + n_val) * (_map_ms(config, speed) + DECODE_MS)
     head_epoch = n_train * (1 + copies) * speed.head_ms
     head_validation = (n_train + n_val) * speed.head_ms / 3
     frozen = maps + _with_validation(config.warmup_epochs if config.mode == "finetune" else config.epochs,
@@ -192,6 +192,13 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed
     validation = (n_train + n_val) * ((2 if config.mirror_average else 1) * at.forward_ms + DECODE_MS)
     tuning = n_train * DECODE_MS + _with_validation(config.epochs, n_train * at.train_ms, validation, "finetune")
     return ((frozen if config.warmup_epochs else 0.0) + tuning) / 1000
+
+
+def _map_ms(config: TrainConfig, speed: Speed) -> float:
+    """One image's cached map: a frozen run's at its input size, a fine-tuning warm-up's at the backbone's own."""
+    if config.mode == "frozen":
+        return speed.native_forward_ms * ((config.input_size or speed.size) / speed.size) ** 2
+    return speed.native_forward_ms
 
 
 def _with_validation(epochs: int, epoch_ms: float, validation_ms: float, mode: str) -> float:
@@ -265,8 +272,8 @@ def measure_speed(config: TrainConfig, batch: int = 4, repeats: int = 2) -> Spee
         head.zero_grad(set_to_none=True)
         head(maps).codes.sum().backward()
     head_ms = 1000 * (time.perf_counter() - start) / (repeats * len(maps))
-    if config.mode != "finetune":
-        return Speed(str(device), size, native, native, 0.0, head_ms)
+    if config.mode != "finetune":   # maps at another input size cost in proportion to their pixels (_map_ms)
+        return Speed(str(device), native_size, native, native, 0.0, head_ms)
     backbone.to(device).eval()
 
     def forward(x):

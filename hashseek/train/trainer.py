@@ -40,12 +40,12 @@ from hashseek.data.augmented import AugmentedDataset
 from hashseek.data.datasets import ImageDataset
 from hashseek.data.loader import Preprocess
 from hashseek.losses import LOSSES, create_loss, hashnet_beta_schedule
-from hashseek.models.features import BackboneEncoder, extract_features
+from hashseek.models.features import extract_features
 from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
 from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
-from hashseek.train.evaluator import Encoded, encode_with_torch, evaluate_split
+from hashseek.train.evaluator import Encoded, encode_with_torch, evaluate_split, map_encoder
 from hashseek.train.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,11 @@ class Trainer:
         # a deadline may cut an epoch short once there is a validated model to fall back on
         can_cut = lambda: warm is not None or selection.best_state is not None or not val_ids  # noqa: E731
         epoch = start_epoch
+        # a head on cached maps runs tiny ops: one thread, since a second one spin-waits (an epoch on cars-bmw13
+        # took 11 s with two threads and 0.7 s with one beside other jobs on the 2-core machine)
+        threads = torch.get_num_threads()
+        if cfg.mode == "frozen":
+            torch.set_num_threads(1)
         try:
             while epoch < last and not (selection.stopped_early or selection.stopped_for_time):
                 stage = stages[epoch]
@@ -160,6 +165,7 @@ class Trainer:
                         f"resume with resume=True (--resume) from {out}" if out else "no checkpoint (no out_dir)")
             raise
         finally:
+            torch.set_num_threads(threads)
             bar.close()
         return self._finish(model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped,
                             planned=last)
@@ -203,15 +209,14 @@ class Trainer:
         # Batch-norm statistics stay those of ImageNet: CPU batches are too small to re-estimate them.
         model.backbone.eval()
         losses = []
-        steps = tqdm(batches.indexed(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
+        steps = tqdm(batches.epoch(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
                      disable=not self.progress or cfg.mode == "frozen")
-        for inputs, y, index in steps:
+        for inputs, y in steps:
             inputs, y = inputs.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if isinstance(model.head, TanhHead):
                 model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
             out = model.head(inputs) if cfg.mode == "frozen" else model(inputs)
-            # memory-bank losses (DPSH, DSH, HashNet) score the batch against every training item seen
-            loss = loss_fn(out, y, index=index.to(device)) if loss_fn.needs_index else loss_fn(out, y)
+            loss = loss_fn(out, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -277,7 +282,7 @@ class Trainer:
         """Cached conv maps of the training images (plus their seed-augmented copies if asked), and an
         encoder that scores validation against training maps with the head alone."""
         cfg = self.config
-        encoder = BackboneEncoder(model.backbone, kind="map")
+        encoder = map_encoder(model)
         maps = extract_features(dataset, train_ids, encoder=encoder, progress=self.progress)
         readable = set(maps.ids)
         dropped = [(i, "could not be read") for i in train_ids if i not in readable]

@@ -107,3 +107,32 @@ def test_a_time_limit_stops_before_the_epoch_that_would_pass_it(cars_split):
     result = Trainer(config, progress=False).fit(dataset, train, validation_ids=validation)
     assert result.selection["stopped_for_time"] and result.selection["epochs_run"] == 1
     assert result.selection["kept"] == "best validation epoch" and result.selection["best_epoch"] == 1
+
+
+def test_a_deadline_cuts_a_fine_tuning_epoch_between_batches_and_keeps_the_warm_up(cars_split):
+    import time
+
+    dataset, train, validation, _ = cars_split
+    config = TrainConfig(head="gap", loss="csq", bits=32, mode="finetune", epochs=3, batch_size=8, input_size=64,
+                         warmup_epochs=2)
+    # a deadline already past: the warm-up still gives one validated epoch, fine-tuning stops after one batch
+    result = Trainer(config, progress=False).fit(dataset, train, validation_ids=validation,
+                                                 deadline=time.perf_counter())
+    sel = result.selection
+    assert sel["stopped_for_time"] and sel["kept"].startswith("warm-up")
+    assert [h["stage"] for h in result.history] == ["warmup-all", "all"]
+    assert result.history[-1].get("cut_at_deadline") and "val_map" not in result.history[-1]
+
+
+def test_a_frozen_run_at_a_larger_input_reads_its_maps_at_that_size(cars_split, tmp_path):
+    from hashseek.models.hash_model import load_model
+
+    dataset, train, validation, _ = cars_split
+    config = TrainConfig(head="gap", loss="csq", bits=32, epochs=3, batch_size=8, input_size=256)
+    result = Trainer(config, progress=False).fit(dataset, train, validation_ids=validation, out_dir=tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.input_size == 256 and loaded.preprocess.input_size == 256
+    again = evaluate_split(loaded, dataset, validation, train, progress=False)   # maps at 256, then the head
+    assert again.figures["map_all"] == pytest.approx(result.selection["best_val_map"], abs=1e-9)
+    codes, _ = loaded.encode([dataset.read_bytes(i) for i in validation])       # the exported graph at 256
+    assert (codes == again.query.codes).mean() > 0.95
