@@ -16,6 +16,7 @@ from hashseek.core.errors import InvalidInputError, UnavailableError
 TOKEN_ENV = "HASHSEEK_MILVUS_TOKEN"
 INSTALL_HINT = "pip install 'hashseek[milvus]'"
 INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
+CONSISTENCY_LEVELS = ("Session", "Strong", "Bounded")   # of searches; counts and listings are Strong
 LABEL_BYTES = 1024
 NAME_BYTES = 4096
 _COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
@@ -159,7 +160,7 @@ def text_column(values: Sequence[str | None] | None, n: int, what: str, check: C
 
 
 def check_settings(uri: str, collection_name: str, index_type: str = "BIN_FLAT", nlist: int = 1024,
-                   nprobe: int = 16) -> None:
+                   nprobe: int = 16, consistency: str = "Session") -> None:
     """Refuse settings Milvus would refuse later, without touching any server."""
     if not (is_lite(uri) or uri.startswith(("http://", "https://", "tcp://", "unix:"))):
         raise InvalidInputError(f"uri must be a Milvus server (http[s]://host:19530, tcp://, unix:) or a milvus-lite "
@@ -171,3 +172,5 @@ def check_settings(uri: str, collection_name: str, index_type: str = "BIN_FLAT",
         raise InvalidInputError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
     if not (isinstance(nlist, int) and 1 <= nlist <= 65536 and isinstance(nprobe, int) and nprobe >= 1):
         raise InvalidInputError(f"need 1 <= nlist <= 65536 and nprobe >= 1, got {nlist!r}, {nprobe!r}")
+    if consistency not in CONSISTENCY_LEVELS:
+        raise InvalidInputError(f"consistency must be one of {CONSISTENCY_LEVELS}, got {consistency!r}")

@@ -315,7 +315,7 @@ _BULK_WRITER = textwrap.dedent("""
     from hashseek.index import create_index
     uri, data = sys.argv[1], np.load(sys.argv[2])
     codes, ids = data["codes"], data["ids"]
-    index = create_index("milvus", 64, uri=uri, collection_name="server_bulk", if_exists="drop", tie_order="id")
+    index = create_index("milvus", 64, uri=uri, collection_name="server_bulk", if_exists="attach", tie_order="id")
     for start in range(0, len(ids), 1000):
         while True:
             try:
@@ -325,6 +325,7 @@ _BULK_WRITER = textwrap.dedent("""
                 print("down", str(err)[:200], flush=True)
                 time.sleep(0.5)
         print("acked", start + 1000, flush=True)
+        time.sleep(0.05)   # images arrive over time (decoding, encoding): the kill lands mid-stream
     print("done", len(index), flush=True)
 """)
 
@@ -337,6 +338,8 @@ def test_server_killed_mid_bulk_add(milvus_server, tmp_path):
     rng = np.random.default_rng(13)
     codes, ids = codes_of(rng, 20000, 64), rng.permutation(10**7)[:20000].astype(np.int64)
     np.savez(tmp_path / "bulk.npz", codes=codes, ids=ids)
+    reader = create_index("milvus", 64, uri=milvus_server.uri, collection_name="server_bulk", if_exists="drop",
+                          tie_order="id")
     writer = subprocess.Popen([sys.executable, "-c", _BULK_WRITER, milvus_server.uri, str(tmp_path / "bulk.npz")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -346,8 +349,6 @@ def test_server_killed_mid_bulk_add(milvus_server, tmp_path):
             line = writer.stdout.readline()
             assert line, writer.stderr.read()[-3000:]
             lines.append(line)
-        reader = create_index("milvus", 64, uri=milvus_server.uri, collection_name="server_bulk",
-                              if_exists="attach")
         milvus_server.kill()
         started = time.monotonic()
         with pytest.raises(UnavailableError, match="does not answer"):
