@@ -24,9 +24,14 @@ orders; the share of queries whose top-20 class composition is the same in all o
 ``--collections`` adds the same check end to end: the test database added to real zero-training
 collections in 3 random orders, every query searched with the defaults.
 
-Backbone maps are extracted once into the hashseek feature cache (caltech101: about 2 minutes on
-an idle 2-core machine); the trained models are saved under ``--models`` and reused (training takes
-about a minute for cars, 10+ minutes for caltech101 on a busy 2-core machine).
+Backbone maps are extracted once into the hashseek feature cache, part by part
+(``benchmarks/protocol_maps.py``: the keys the trainer and the evaluator use; caltech101: about 4
+minutes on an idle 2-core machine, cifar10's 60,000 images about 30 minutes and 7.5 GB), and read
+memory-mapped in chunks; the trained models are saved under ``--models`` and reused (training takes
+about a minute for cars, 10+ minutes for caltech101 on a busy 2-core machine). ``--metrics`` and
+``--fractions`` narrow the grid on a large library (cifar10's 54,000 images):
+
+    python benchmarks/search_defaults.py --protocols cifar10 --metrics cosine --fractions 0.1
 """
 from __future__ import annotations
 
@@ -44,13 +49,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
+from protocol_maps import protocol_maps  # noqa: E402
 
 from hashseek.core.bits import hamming_distances, pack_bits  # noqa: E402
 from hashseek.core.metrics import mean_average_precision, precision_at_k, vote_accuracy  # noqa: E402
 from hashseek.data.named import load_dataset  # noqa: E402
 from hashseek.data.protocols import get_protocol, protocol_dataset  # noqa: E402
 from hashseek.hashers import create_hasher  # noqa: E402
-from hashseek.models.features import BackboneEncoder, extract_features  # noqa: E402
 from hashseek.core.paths import cache_root  # noqa: E402
 from hashseek.models.hash_model import RERANK_FEATURES, load_model  # noqa: E402
 from hashseek.search.defaults import SEARCH_DEFAULTS, SearchDefaults  # noqa: E402
@@ -83,13 +88,13 @@ def scores(order: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray) -> di
             "vote_top8": round(float(vote_accuracy(position, q_labels, db_labels, 8)), 4)}
 
 
-def pipelines(h, floats, q_labels, db_labels, n_library: int) -> dict:
+def pipelines(h, floats, q_labels, db_labels, n_library: int, fractions: tuple = FRACTIONS) -> dict:
     """Every pipeline on one (codes, feature) pair: name -> scores."""
     ids = np.arange(n_library)
     rows = {"hamming, ties by insertion": scores(rankings(h, None, None, ids), q_labels, db_labels)}
     for metric, f in floats.items():
         rows[f"hamming, ties by {metric}"] = scores(rankings(h, f, None, ids), q_labels, db_labels)
-        for fraction in FRACTIONS:
+        for fraction in fractions:
             m = SearchDefaults(candidate_fraction=fraction).candidate_count(n_library)
             rows[f"rerank {metric}, {fraction:.0%} ({m})"] = scores(rankings(h, f, m, ids), q_labels, db_labels)
     return rows
@@ -115,44 +120,52 @@ def default_pipeline(h, floats, q_labels, db_labels, n_library: int, orders: int
             "hamming_ties_by_insertion_top20_classes_identical": identical(None, None)}
 
 
-def head_outputs(model, maps: np.ndarray) -> dict:
-    with torch.no_grad():
-        out = model.head(torch.from_numpy(np.asarray(maps, np.float32)))
-    return {"codes": out.signed_codes().numpy(), "embedding": out.embedding.numpy(),
-            "logits": None if out.logits is None else out.logits.numpy()}
+def part_outputs(maps, models: dict, chunk: int = 1024) -> dict:
+    """One protocol part's pooled vector (the maps' spatial mean, float16 as a collection stores it)
+    and every model's head outputs, read from the memory-mapped maps ``chunk`` rows at a time (CIFAR-10's
+    54,000 database maps are 13.5 GB as float32)."""
+    blocks = []
+    for start in range(0, len(maps.features), chunk):
+        x = np.asarray(maps.features[start:start + chunk], np.float32)
+        row = {"pooled": x.mean(axis=(2, 3)).astype(np.float16)}
+        with torch.no_grad():
+            for tag, model in models.items():
+                out = model.head(torch.from_numpy(x))
+                row[tag] = {"codes": out.signed_codes().numpy(), "embedding": out.embedding.numpy(),
+                            "logits": None if out.logits is None else out.logits.numpy()}
+        blocks.append(row)
+    joined = {"pooled": np.concatenate([b["pooled"] for b in blocks]), "labels": np.asarray(maps.labels)}
+    for tag in models:
+        joined[tag] = {key: None if blocks[0][tag][key] is None else np.concatenate([b[tag][key] for b in blocks])
+                       for key in blocks[0][tag]}
+    return joined
 
 
-def run_split(name: str, split: str, dataset, protocol, maps, models: dict) -> dict:
-    library, queries = ((protocol.train, protocol.validation) if split == "validation"
-                        else (protocol.database, protocol.query))
-    row = {i: n for n, i in enumerate(maps.ids)}
-    lib = np.array([row[i] for i in library if i in row])
-    qry = np.array([row[i] for i in queries if i in row])
-    db_labels, q_labels = maps.labels[lib], maps.labels[qry]
-    lib_maps = np.asarray(maps.features[lib], np.float32)
-    qry_maps = np.asarray(maps.features[qry], np.float32)
-    out = {"library": len(lib), "queries": len(qry)}
+def run_split(name: str, split: str, parts: dict, models: dict, metrics: tuple, fractions: tuple) -> dict:
+    lib, qry = (parts["train"], parts["validation"]) if split == "validation" else (parts["database"], parts["query"])
+    db_labels, q_labels = lib["labels"], qry["labels"]
+    n = len(db_labels)
+    out = {"library": n, "queries": len(q_labels)}
 
     # zero-training: ITQ fitted on the library's float16 pooled features (as a collection does)
-    pooled_lib = lib_maps.mean(axis=(2, 3)).astype(np.float16)
-    pooled_qry = qry_maps.mean(axis=(2, 3)).astype(np.float16).astype(np.float32)
+    pooled_lib, pooled_qry = lib["pooled"], qry["pooled"].astype(np.float32)
     itq = create_hasher("itq", 64, seed=0).fit(pooled_lib.astype(np.float32))
     h = hamming_distances(itq.transform(pooled_qry), itq.transform(pooled_lib.astype(np.float32)))
-    floats = {m: pairwise_distance(pooled_qry, pooled_lib, m) for m in METRICS}
+    floats = {m: pairwise_distance(pooled_qry, pooled_lib, m) for m in metrics}
     t = time.perf_counter()
-    out["zero-training itq 64"] = {"pipelines": pipelines(h, floats, q_labels, db_labels, len(lib)),
-                                   "default": default_pipeline(h, floats, q_labels, db_labels, len(lib))}
+    out["zero-training itq 64"] = {"pipelines": pipelines(h, floats, q_labels, db_labels, n, fractions),
+                                   "default": default_pipeline(h, floats, q_labels, db_labels, n)}
     print(f"{name} {split} zero-training: {time.perf_counter() - t:.0f} s", flush=True)
 
     for tag, model in models.items():
-        lo, qo = head_outputs(model, lib_maps), head_outputs(model, qry_maps)
+        lo, qo = lib[tag], qry[tag]
         h = hamming_distances(pack_bits(qo["codes"] >= 0), pack_bits(lo["codes"] >= 0))
         result = {}
         for feature in RERANK_FEATURES:
-            floats = {m: pairwise_distance(qo[feature], lo[feature].astype(np.float16), m) for m in METRICS}
-            result[f"feature {feature}"] = pipelines(h, floats, q_labels, db_labels, len(lib))
+            floats = {m: pairwise_distance(qo[feature], lo[feature].astype(np.float16), m) for m in metrics}
+            result[f"feature {feature}"] = pipelines(h, floats, q_labels, db_labels, n, fractions)
             if feature == model.rerank_feature:
-                result["default"] = default_pipeline(h, floats, q_labels, db_labels, len(lib))
+                result["default"] = default_pipeline(h, floats, q_labels, db_labels, n)
         if qo["logits"] is not None:
             result["classifier_accuracy"] = round(float((qo["logits"].argmax(1) == q_labels).mean()), 4)
         out[tag] = result
@@ -189,6 +202,10 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=["cars-bmw13", "caltech101"])
     parser.add_argument("--split", nargs="+", default=["validation", "test"], choices=["validation", "test"])
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS,
+                        help="float distances measured beside Hamming-only (the default pipeline's must be among them)")
+    parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS),
+                        help="re-ranked shares of the library measured beside the default pipeline")
     parser.add_argument("--out", type=Path, default=Path("docs/bench/search_defaults.json"))
     parser.add_argument("--collections", action="store_true",
                         help="also build the test database as a zero-training collection in 3 random orders")
@@ -202,9 +219,8 @@ def main() -> None:
     for name in args.protocols:
         dataset = load_dataset(protocol_dataset(name))
         protocol = get_protocol(name, dataset, seed=0)
-        needed = set(protocol.train) | set(protocol.validation) | set(protocol.database) | set(protocol.query)
-        maps = extract_features(dataset, [i for i in dataset.ids if i in needed],
-                                encoder=BackboneEncoder("efficientnet_lite0", kind="map"))
+        needed = ("train", "validation") + (("database", "query") if "test" in args.split else ())
+        maps = protocol_maps(name, parts=needed)
         models = {}
         for head, loss in (("gap", "csq"), ("latent", "ce")):
             saved = args.models / f"{name}-{head}-{loss}-48"
@@ -217,10 +233,13 @@ def main() -> None:
             models[f"trained {head}+{loss} 48"] = model
             model.save(saved)
             print(f"{name}: trained {head}+{loss} in {time.perf_counter() - t:.0f} s", flush=True)
+        parts = {part: part_outputs(maps[part], models) for part in needed}
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        payload["results"][name] = {"command": command, "started": started, "load_average": os.getloadavg(),
-                                    **{split: run_split(name, split, dataset, protocol, maps, models)
-                                       for split in args.split}}
+        run = {"command": command, "started": started, "load_average": os.getloadavg()}
+        # a split measured alone keeps the protocol's other split from an earlier run
+        payload["results"][name] = {**payload["results"].get(name, {}), **run, **{
+            split: {**run, **run_split(name, split, parts, models, tuple(args.metrics), tuple(args.fractions))}
+            for split in args.split}}
         if args.collections:
             payload["results"][name]["collection_insertion_orders"] = collection_orders(
                 dataset, protocol, args.models / "collections")

@@ -52,3 +52,15 @@ def test_ksh_round_trip_and_labels(data, tmp_path):
     multi_hot = np.eye(20)[y]
     multi_hot[:10, 0] = 1
     assert create_hasher("ksh", 8, n_anchors=40, n_labelled=100, n_steps=5).fit(X, multi_hot).transform(Q).shape == (120, 1)
+
+
+def test_ksh_normalises_features_and_saves_the_choice(data, tmp_path):
+    """The kernel sees L2-normalised features: a rescaled query set gets the same codes, and the
+    setting survives a save (a raw-feature fit does not share that invariance)."""
+    X, y, Q, _ = data
+    hasher = create_hasher("ksh", 16, n_anchors=50, n_labelled=300, n_steps=10).fit(X, y)
+    np.testing.assert_array_equal(hasher.transform(3 * Q), hasher.transform(Q))
+    hasher.save(tmp_path / "ksh.npz")
+    assert load_hasher(tmp_path / "ksh.npz").config()["normalize"] is True
+    raw = create_hasher("ksh", 16, n_anchors=50, n_labelled=300, n_steps=10, normalize=False).fit(X, y)
+    assert not np.array_equal(raw.transform(3 * Q), raw.transform(Q))
