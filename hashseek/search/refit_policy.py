@@ -39,10 +39,14 @@ class RefitPolicy:
     """``min_images``: the first fit on at least this many images settles the provisional ones;
     ``growth``: refit when the library reaches this factor times the images of the last fit.
 
-    Chosen on Caltech101 validation (train images added one by one, validation queries; see
-    ``docs/refit.md``): with re-ranking (the default search) a fit on half the library was within
-    0.003 P@20 and mAP of a fit on all of it at every size, Hamming-only mAP within about 0.02 from
-    256 images on; a factor of 2 keeps that gap and costs log2(n) refits (11 up to 2,000 images).
+    Chosen on Caltech101 validation data (train images as the library, validation images as queries;
+    ``benchmarks/refit_growth.py --select``, ``docs/refit.md``). Just before a refit with ``growth`` 2,
+    the codes come from a fit on half the library: the default search (cosine re-rank of the Hamming
+    candidates) was then within 0.002 P@20 and 0.004 mAP of a fit on all of it at every size from 64
+    to 2,454 images; Hamming-only search lost 0.012-0.036 mAP from 256 images on (1.5: up to 0.021 for
+    18 refits up to 2,000 images instead of 10; 3 and 4: up to 0.09 and 0.11). At 64 and 128 images a
+    fit on half the library lost 0.06-0.08 Hamming-only mAP, hence a settled fit at 256 however the
+    images came (with a growth of 2 from 2 images it falls on the ladder: 2, 4, ..., 256, 512, 1024).
     """
 
     min_images: int = 256
