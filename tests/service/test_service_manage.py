@@ -23,6 +23,7 @@ KEY = "page-key"
 C = "/api/collections/shapes"
 KEPT = ("checks", "circles", "stripes")
 HEADERS = {"X-API-Key": KEY}
+RUN_MS = 300_000   # a 3-epoch run with its report takes about 20 s of CPU; far longer on shared cores
 
 
 @pytest.fixture(scope="module")
@@ -275,8 +276,8 @@ def test_training_panel_trains_applies_and_restores(page: Page, url, client, art
     page.get_by_test_id("train-button").click()
     expect(page.get_by_test_id("run-state")).to_have_text("running")
     expect(page.get_by_test_id("run-epoch")).to_contain_text(re.compile(r"epoch \d of 3 · loss \d\.\d{4} · "
-                                                                       r"validation mAP (\d\.\d{3}|—)"), timeout=120_000)
-    expect(page.get_by_test_id("run-state")).to_have_text("finished", timeout=120_000)
+                                                                       r"validation mAP (\d\.\d{3}|—)"), timeout=RUN_MS)
+    expect(page.get_by_test_id("run-state")).to_have_text("finished", timeout=RUN_MS)
     expect(page.get_by_test_id("run-epoch")).to_contain_text(re.compile(r"epoch 3 of 3 .* validation mAP \d\.\d{3} "
                                                                        r"\(best \d\.\d{3} at epoch \d\)"))
     expect(page.get_by_test_id("run-figures")).to_contain_text(re.compile(r"test mAP@all \d\.\d{3}"))
@@ -286,7 +287,7 @@ def test_training_panel_trains_applies_and_restores(page: Page, url, client, art
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_test_id("apply-button").click()
-    expect(page.get_by_test_id("apply-state")).to_have_text("The collection uses this model.", timeout=120_000)
+    expect(page.get_by_test_id("apply-state")).to_have_text("The collection uses this model.", timeout=RUN_MS)
     expect(page.get_by_test_id("model-current")).to_contain_text("trained gap+csq model, 64 bits")
     expect(page.get_by_test_id("model-previous")).to_contain_text("zero training")
     info = client.get(C).json()
