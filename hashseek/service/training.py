@@ -61,7 +61,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class _Output:
+class RunOutput:
     """The run's stdout and stderr as lines; a progress bar's carriage returns rewrite its line."""
 
     def __init__(self) -> None:
@@ -103,7 +103,7 @@ class Job:
     folder: Path
     record: dict                                  # job.json
     process: subprocess.Popen | None = None
-    output: _Output = field(default_factory=_Output)
+    output: RunOutput = field(default_factory=RunOutput)
     cancelled: bool = False
     applying: Applying | None = None
 

@@ -5,6 +5,7 @@ them. The collection: three classes of the shipped test images (the fourth is wh
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import time
@@ -17,6 +18,7 @@ from playwright.sync_api import Page, expect
 
 from hashseek.search.collection import Collection
 from hashseek.service import create_app
+from hashseek.service.training import RunOutput
 
 expect.set_options(timeout=20_000)
 KEY = "page-key"
@@ -262,6 +264,32 @@ def test_training_requests(client):
     one_class = client.post(f"{C}/training", json={"recipe": "fast"}, headers=HEADERS)
     assert one_class.status_code == 409 and "at least 2 classes" in one_class.json()["detail"]
     assert len(client.get(f"{C}/training").json()) == 1   # a refused run leaves nothing behind
+
+
+def test_runs_outlive_the_server(client, tmp_path):
+    """A run folder the server did not start (one a restart cut short) is listed as interrupted."""
+    folder = tmp_path / "shapes" / "training" / "20260101-120000-best-0a1b"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({"recipe": "best", "settings": {"max_minutes": 5}, "epochs": 120,
+                                                 "state": "running", "started_at": "2026-01-01T12:00:00+00:00",
+                                                 "finished_at": None, "error": None}))
+    (folder / "loss_log.json").write_text(json.dumps([{"epoch": 1, "stage": "all", "loss": 0.5, "seconds": 3.0},
+                                                      {"epoch": 2, "stage": "all", "loss": float("nan"),
+                                                       "val_map": 0.25, "seconds": 6.0}]))
+    (tmp_path / "shapes" / "training" / "not-a-run").mkdir()
+    [run] = client.get(f"{C}/training").json()
+    assert run["id"] == folder.name and run["state"] == "interrupted" and run["epoch"] == 2
+    assert run["loss"] is None and run["val_map"] == 0.25 and run["best_epoch"] == 2   # a NaN loss is no figure
+    assert client.post(f"{C}/training/{folder.name}/cancel", headers=HEADERS).status_code == 409
+    assert client.post(f"{C}/training/{folder.name}/apply", headers=HEADERS).status_code == 409
+
+
+def test_progress_bars_in_the_log_keep_their_last_state():
+    output = RunOutput()
+    for chunk in ("split: 3 classes\nfeat", "ures:  10%\rfeatures:  50%", "\rfeatures: 100%\n",
+                  "train:  1/3\rtrain:  2/3", "\r"):
+        output.feed(chunk)
+    assert output.tail() == ["split: 3 classes", "features: 100%", "train:  2/3"]
 
 
 def test_training_panel_trains_applies_and_restores(page: Page, url, client, artifacts):
