@@ -73,9 +73,10 @@ class BankPairLoss(HashLoss):
 
     Subclasses give ``pair_values(u, U)`` (an (N, M) matrix: inner products or distances),
     ``pair_loss(values, s)`` (a scalar over the pairs' values and {0, 1} similarities) and
-    ``regulariser(u)``. With ``bank=True`` the loss ``needs_index`` and the trainer passes ``index=``
-    (each item's training-set position); without a bank, or without an index (e.g. inside another
-    loss), the pairs are the batch's own (i < j).
+    ``regulariser(u)``. With ``bank=True`` the loss ``needs_index``: the trainer passes ``index=``
+    (each item's training-set position), and a batch without one is refused (silently scoring the
+    batch alone would hide a caller that lost track of positions). Without a bank (the default,
+    and another loss's term such as multitask's) the pairs are the batch's own (i < j).
     """
 
     def __init__(self, n_bits: int, n_classes: int | None = None, bank: bool = False):
@@ -85,7 +86,10 @@ class BankPairLoss(HashLoss):
 
     def compute(self, output: HeadOutput, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         u = output.signed_codes()
-        if index is None or not self.needs_index:
+        if self.needs_index and index is None:
+            raise ValueError(f"{type(self).__name__} with bank=True scores batches against its memory bank: "
+                             "pass index= (each item's position in the training set)")
+        if not self.needs_index:
             values, s = upper_pairs(self.pair_values(u, u)), upper_pairs(similarity(labels))
         else:
             self.bank.update(index, u, labels)

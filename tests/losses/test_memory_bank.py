@@ -88,13 +88,15 @@ def test_dsh_margin_is_2k_and_hashnet_weights_balance_the_bank_pairs():
     assert value == pytest.approx(expected, rel=1e-6)
 
 
-def test_without_a_bank_or_an_index_the_pairs_are_the_batch_own():
+def test_without_a_bank_the_pairs_are_the_batch_own_and_a_bank_needs_an_index():
     """The default, and another loss's term on a batch (multitask's DSH term): no bank is kept."""
     u, labels = torch.tensor([[0.5, -0.5], [1.0, 1.0], [0.5, -1.0]]), torch.tensor([0, 1, 0])
-    for loss, index in [(create_loss("dsh", 2), torch.arange(3)), (create_loss("dsh", 2, bank=True), None)]:
-        value = loss(tanh_output(u), labels, index=index)
-        assert len(loss.bank) == 0
-        assert value.item() == pytest.approx(create_loss("dsh", 2)(tanh_output(u), labels).item())
+    loss = create_loss("dsh", 2)
+    value = loss(tanh_output(u), labels, index=torch.arange(3))
+    assert len(loss.bank) == 0
+    assert value.item() == pytest.approx(create_loss("dsh", 2)(tanh_output(u), labels).item())
+    with pytest.raises(ValueError, match="index"):
+        create_loss("dsh", 2, bank=True)(tanh_output(u), labels)
 
 
 def clustered(n: int = 96, n_classes: int = 6, dim: int = 16, seed: int = 0):
