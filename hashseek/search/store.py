@@ -144,8 +144,8 @@ class LibraryStore:
         if len(self.ids) < 2:
             raise ConflictError(f"fitting needs at least 2 images, the collection has {len(self.ids)}")
         old = image_hasher.fit_digest, image_hasher.n_fit
-        image_hasher.fit(self.features.read(self.rows[image_hasher.fit_sample(len(self.rows))]))
         try:
+            image_hasher.fit(self.features.read(self.rows[image_hasher.fit_sample(len(self.rows))]))
             image_hasher.save_fit(hasher_dir)
             self.sync_codes(image_hasher)
         except BaseException as err:
