@@ -5,10 +5,10 @@ import argparse
 import logging
 import sys
 
-from hashseek.cli import collection, data, evaluate, refit, serve, sync, train
+from hashseek.cli import collection, data, duplicates, evaluate, refit, serve, sync, train
 from hashseek.core.errors import HashseekError
 
-COMMAND_GROUPS = [data, train, collection, refit, sync, evaluate, serve]
+COMMAND_GROUPS = [data, train, collection, refit, sync, duplicates, evaluate, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

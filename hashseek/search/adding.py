@@ -19,6 +19,7 @@ from hashseek.core.errors import InvalidInputError
 from hashseek.core.hasher import ImageHasher
 from hashseek.data.datasets import ArchiveDataset, FolderDataset, ImageDataset, is_image_name
 from hashseek.data.loader import iter_batches
+from hashseek.search.duplicates import library_duplicates
 from hashseek.search.metadata import NewRow
 from hashseek.search.store import LibraryStore
 
@@ -34,6 +35,7 @@ class AddReport:
     skipped: int = 0
     restored: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)   # (source, reason)
+    duplicates: dict[int, list[int]] = field(default_factory=dict)  # new id -> library ids it duplicates
 
     @property
     def added(self) -> int:
@@ -41,7 +43,8 @@ class AddReport:
 
     def __str__(self) -> str:
         return (f"added {self.added}, restored {self.restored}, already present {self.skipped}, "
-                f"unreadable {len(self.failed)}")
+                f"unreadable {len(self.failed)}" + (f", duplicates of library images {len(self.duplicates)}"
+                                                    if self.duplicates else ""))
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class Pending:
 def add_pending(store: LibraryStore, image_hasher: ImageHasher, pending: list[Pending], batch_size: int,
                 workers: int | None, progress: bool, on_batch: Callable[[list[str]], None] | None) -> AddReport:
     """Batches of decode -> encode -> append features -> one SQLite commit; sources already present are
-    skipped, removed ones restored. An unfitted hasher stores features only (its fit codes them)."""
+    skipped, removed ones restored. An unfitted hasher stores features only (its fit codes them).
+    Each new image's duplicates among the images before it are reported, never refused."""
     report, todo = AddReport(), {}
     for item in pending:
         state = None if item.source in todo else store.meta.source_state(item.source)
@@ -99,8 +103,11 @@ def add_pending(store: LibraryStore, image_hasher: ImageHasher, pending: list[Pe
             items = [todo[s] for s in batch.ids]
             codes, features = (image_hasher.encode_arrays(batch.inputs) if fitted
                                else (None, image_hasher.features(batch.inputs)))
-            report.ids += store.commit([item.row(hashes[item.source]) for item in items], features, codes,
-                                       {k: v for item in items for k, v in item.uploads.items()})
+            ids = store.commit([item.row(hashes[item.source]) for item in items], features, codes,
+                               {k: v for item in items for k, v in item.uploads.items()})
+            report.ids += ids
+            report.duplicates |= library_duplicates(store, ids, codes, features, [hashes[i.source] for i in items],
+                                                    [i.read for i in items])
             if on_batch is not None:
                 on_batch(list(batch.ids))
         bar.update(len(batch.ids) + len(batch.failed))

@@ -310,11 +310,12 @@ class Collection:
         """
         return self._files.read(image if isinstance(image, Record) else self.get(image))
 
-    def duplicates(self, max_hamming: int | None = None, max_distance: float | None = None) -> DuplicateReport:
+    def duplicates(self, max_hamming: int | None = None, max_distance: float | None = None,
+                   min_similarity: float | None = None) -> DuplicateReport:
         """Groups of exact and near-duplicate library images, each with a suggested keeper (largest, then
         oldest); settings left None come from ``DUPLICATE_DEFAULTS`` (see ``search.duplicates``)."""
         self._require_open()
-        return find_duplicates(self._meta, self._store, self._files.read, max_hamming, max_distance)
+        return find_duplicates(self._meta, self._store, self._files.read, max_hamming, max_distance, min_similarity)
 
     def content_ids(self, sha256_hex: str) -> list[int]:
         """Library ids whose image bytes have this sha256 (hex): is a query image in the library?"""

@@ -28,6 +28,7 @@ from hashseek.service.library import Library
 from hashseek.service.middleware import AllowedHosts, BodyLimit
 from hashseek.service.routers import classify, library, search, service, training
 from hashseek.service.routers import collections as collection_routes, refit as refit_routes
+from hashseek.service.routers import duplicates as duplicate_routes
 from hashseek.service.routers.service import STATIC_DIR
 from hashseek.service.training import TrainingJobs
 
@@ -73,6 +74,7 @@ def create_app(collections: Mapping[str, Collection | str | Path] | str | Path, 
                    training.router):
         app.include_router(router)
     app.include_router(refit_routes.router)
+    app.include_router(duplicate_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
