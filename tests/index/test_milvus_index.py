@@ -293,8 +293,8 @@ def test_server_reconcile_sends_only_the_difference(milvus_server):
                        "name": ""}])                            # one id twice
     changed = codes.copy()
     changed[2000:2003] ^= 0xFF                                  # three codes changed
-    assert index.reconcile(ids, changed, max_changed_share=0.0005)["refused"]
-    report = index.reconcile(ids, changed)
+    assert index.reconcile(ids, changed, max_changed_share=0.0005, verify_codes=True)["refused"]
+    report = index.reconcile(ids, changed, verify_codes=True)
     # Milvus 2.3.5 answers one row per primary key (the latest), so the duplicate is listed (and found) once
     assert (report["listed"], report["changed"]) == (4000 - 40 + 7, 3), report
     assert (report["deleted"], report["added"]) == (7 + 3, 40 + 3), report

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.milvus
@@ -145,3 +146,42 @@ def test_cli_index_and_search_on_milvus(tmp_path, caltech_slice, capsys, monkeyp
     assert len(hits) == 4 and 3 not in [h["id"] for h in hits]
     assert main(["check", c]) == 0
 
+
+
+def test_server_outage_then_refit_switch(pair, milvus_server, tmp_path):
+    """On a real Milvus server: rows committed while it is down are sent (only they) once it is back,
+    searches in between fail with UnavailableError; a refit fills a new server collection, switches to
+    it (recorded in SQLite) and drops the old one."""
+    from hashseek.core.errors import UnavailableError
+
+    flat_path, _, _ = pair
+    with Collection.open(flat_path) as flat:
+        records = flat.list(limit=100)
+        features, hasher = flat.features_of(np.array([r.id for r in records])), flat.image_hasher
+
+    def rows(part):
+        return dict(sources=[f"s{i}" for i in part], names=[records[i].name for i in part],
+                    labels=[records[i].label for i in part])
+
+    with Collection.create(tmp_path / "C", image_hasher=hasher, index="milvus",
+                           index_options={"uri": milvus_server.uri, "collection_name": "server_c"}) as c:
+        c.add_features(features[:25], None, **rows(range(25)))
+        first = c._searchable_index()
+        assert first.collection_name == "server_c" and len(first) == 25
+        milvus_server.kill()
+        late = c.add_features(features[25:40], None, **rows(range(25, 40)))    # committed in SQLite
+        with pytest.raises(UnavailableError, match="does not answer"):
+            c.search(late[0], 5)
+        milvus_server.start()
+        found = {hit.id for hit in c.search(late[0], 39).hits}                   # back by itself
+        assert set(late[1:]) <= found and len(c._searchable_index()) == 40 and c.check().ok
+        live = c._searchable_index()
+        c.refit()                                                                 # fit on 40 rows, not the 50
+        after = c._searchable_index()
+        assert after.collection_name.startswith("server_c_") and after.collection_name != live.collection_name
+        assert not after.client.has_collection(live.collection_name)              # the old one is dropped
+        assert len(after) == 40 and c.check().ok
+        expected = _results(c, late[:3])
+    with Collection.open(tmp_path / "C") as again:                               # the switch is remembered
+        assert again._searchable_index().collection_name == after.collection_name
+        assert _results(again, late[:3]) == expected
