@@ -14,7 +14,7 @@ def cmd_duplicates(args) -> int:
     from hashseek.search.collection import Collection
 
     with Collection.open(args.collection, read_only=True) as collection:   # reads only: no lock taken
-        report = collection.duplicates(args.max_hamming, args.max_distance)
+        report = collection.duplicates(args.max_hamming, args.max_distance, args.min_similarity)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif args.csv:
@@ -51,6 +51,9 @@ def register(sub) -> None:
     p.add_argument("--max-distance", type=float, metavar="D",
                    help=f"candidates whose features are within cosine distance D are duplicates "
                         f"(default {D.max_distance:g})")
+    p.add_argument("--min-similarity", type=float, metavar="S",
+                   help=f"... and whose pictures line up with a correlation of at least S (-1..1; default "
+                        f"{D.min_similarity:g})")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="the whole report as JSON")
     out.add_argument("--csv", action="store_true", help="one row per image: group, keep/remove, distances")

@@ -43,8 +43,9 @@ class DuplicatesResponse(BaseModel):
     duplicates: int = Field(description="images a user could remove: every member but the keepers")
     max_hamming: int
     max_distance: float
+    min_similarity: float
     candidates: int = Field(description="code pairs within max_hamming")
-    confirmed: int = Field(description="of those, within max_distance")
+    confirmed: int = Field(description="of those, within max_distance and min_similarity")
     took_ms: float
     groups: list[DuplicateGroupOut]
 
@@ -66,16 +67,20 @@ async def list_duplicates(library: LibraryDep,
                           max_hamming: Annotated[Digits | None, Query(
                               ge=0, le=1024, description=f"default {DUPLICATE_DEFAULTS.max_hamming}")] = None,
                           max_distance: Annotated[float | None, Query(
-                              ge=0, le=2, description=f"default {DUPLICATE_DEFAULTS.max_distance:g}")] = None
+                              ge=0, le=2, description=f"default {DUPLICATE_DEFAULTS.max_distance:g}")] = None,
+                          min_similarity: Annotated[float | None, Query(
+                              ge=-1, le=1, description=f"default {DUPLICATE_DEFAULTS.min_similarity:g}")] = None
                           ) -> DuplicatesResponse:
     """Groups of exact and near-duplicate images, largest first, each member with its distances to the keeper."""
-    report: DuplicateReport = await library.run(library.collection.duplicates, max_hamming, max_distance)
+    report: DuplicateReport = await library.run(library.collection.duplicates, max_hamming, max_distance,
+                                                min_similarity)
     groups = [DuplicateGroupOut(keeper=g.keeper, kind=g.kind, members=[
         DuplicateMemberOut(**vars(m), keeper=m.id == g.keeper, thumbnail_url=thumbnail_url(library, m.id),
                            image_url=FILE_PATH.format(name=library.url_name, image_id=m.id)) for m in g.members])
         for g in report.groups]
     return DuplicatesResponse(images=report.images, duplicates=report.duplicates, max_hamming=report.max_hamming,
-                              max_distance=report.max_distance, candidates=report.candidates,
+                              max_distance=report.max_distance, min_similarity=report.min_similarity,
+                              candidates=report.candidates,
                               confirmed=report.confirmed, took_ms=1000 * report.seconds, groups=groups)
 
 

@@ -7,13 +7,15 @@ const dup = { collection: null, response: null };
 
 const DUP_STYLE = `
 .dup-settings { display: flex; flex-wrap: wrap; gap: 0.8rem; align-items: center; }
-.dup-settings input { width: 5.5rem; }
+.dup-settings input { width: 6.5rem; }
 .dup-group { border-top: 1px solid var(--line); padding: 0.8rem 0; }
 .dup-group h3 { margin: 0 0 0.5rem; font-size: 0.95rem; }
 .dup-group .grid { grid-template-columns: repeat(auto-fill, minmax(168px, 200px)); }
 .dup-group .keeper-tag { color: var(--accent); font-weight: 600; font-size: 0.8rem; }
 .dup-group .size { color: var(--muted); font-size: 0.78rem; }
-.dup-group .keep-button { font-size: 0.8rem; }`;
+.dup-group .card .keep-button { aspect-ratio: auto; padding: 0.3rem 0.5rem; border: 1px solid var(--line);
+  border-radius: 6px; background: var(--panel); font-size: 0.8rem; cursor: pointer; }
+.dup-group .card[data-keeper="true"] > button:first-child { outline: 3px solid var(--accent); outline-offset: 2px; }`;
 
 function dupPanel() {
   const panel = $("duplicates-panel");
@@ -54,7 +56,8 @@ function showGroups() {
   const response = dup.response;
   $("duplicates-summary").textContent =
     `${response.groups.length.toLocaleString()} groups · ${response.duplicates.toLocaleString()} duplicates among ` +
-    `${response.images.toLocaleString()} images (Hamming ≤ ${response.max_hamming}, cosine ≤ ${response.max_distance})`;
+    `${response.images.toLocaleString()} images (Hamming ≤ ${response.max_hamming}, cosine ≤ ${response.max_distance}, ` +
+    `pixel similarity ≥ ${response.min_similarity})`;
   const groups = response.groups.map((group, n) => {
     const box = document.createElement("div");
     box.className = "dup-group";
