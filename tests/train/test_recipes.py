@@ -8,7 +8,8 @@ from hashseek.train import TrainConfig
 from hashseek.train.recipes import RECIPES, Speed, estimate_seconds, measure_speed, resolve_recipe
 
 # a CPU like the 2-core dev machine, idle: Lite0 maps at 224 px, Lite1 steps at 280 px
-SPEED = Speed(device="cpu", size=280, forward_ms=60.0, native_forward_ms=25.0, train_ms=180.0, head_ms=0.3)
+SPEED = Speed(device="cpu", size=280, forward_ms=60.0, native_forward_ms=25.0, train_ms=180.0, head_ms=0.3,
+              native_size=224)
 
 
 def test_recipes_are_registered_with_their_mode():
@@ -38,12 +39,14 @@ def test_max_minutes_shrinks_epochs_and_then_the_input():
     assert smaller.input_size < 280 and smaller.epochs >= 8
 
 
-def test_fast_drops_augmented_copies_before_epochs():
+def test_fast_drops_augmented_copies_then_the_input_size():
     config, _ = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=60, speed=SPEED)
-    assert (config.augment_copies, config.epochs) == (4, 100)
-    tight, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=1.0, speed=SPEED)
-    assert tight.augment_copies < 4 and tight.epochs <= 100
-    assert estimate_seconds(tight, 260, 65, SPEED) <= 60
+    assert (config.augment_copies, config.input_size, config.epochs) == (3, 256, 300)
+    tight, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=2.0, speed=SPEED)
+    assert tight.augment_copies < 3 and tight.input_size == 256
+    assert estimate_seconds(tight, 260, 65, SPEED) <= 120
+    tighter, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=1.0, speed=SPEED)
+    assert tighter.augment_copies == 0 and tighter.input_size < 256 and "(fits)" in lines[-1]
 
 
 def test_given_settings_are_never_changed():
