@@ -79,6 +79,8 @@ def main() -> None:
                 milvus.add(db_codes, ids)
                 add_s = time.perf_counter() - started
                 milvus.wait_indexed()
+                milvus.client.release_collection(milvus.collection_name)   # serve the sealed, indexed segments
+                milvus.client.load_collection(milvus.collection_name)
                 started = time.perf_counter()
                 got = milvus.search(q_codes, args.k)
                 search_s = time.perf_counter() - started

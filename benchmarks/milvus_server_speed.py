@@ -14,8 +14,11 @@ benchmarks/index_speed.py), seeded; queries are drawn the same way, apart from t
    recall@k against FAISS (BIN_IVF_FLAT: by ids, and tie-aware: hits within the exact k-th distance).
 2. Reconcile after a ``kill -9`` of the client mid-add: a child process bulk-adds the codes to a
    fresh collection and is killed once it has acknowledged half; then ``reconcile`` lists what the
-   server holds and sends only what is missing. Recorded: seconds, rows listed, codes sent, and
-   whether the collection then holds every id once.
+   server holds and sends only what is missing. Recorded: seconds (listing, sending), rows listed,
+   codes sent, whether the collection then holds every id once, and beside it the time of a full
+   upload of every code to a fresh collection (what a collection did before: drop and refill).
+
+Each part runs on a fresh server (so its resident memory is that part's).
 
     python benchmarks/milvus_server_speed.py --n 1000000 --queries 200 --out docs/bench/milvus_server_speed.json
 """
@@ -129,6 +132,13 @@ def measure_reconcile(server: MilvusServerProcess, codes: np.ndarray, ids: np.nd
               "codes_sent": report["added"], "complete_and_unique": bool(len(held) == len(ids)
                                                                         and np.array_equal(np.sort(held), ids))}
     index.drop()
+    full = create_index("milvus", 64, uri=server.uri, collection_name="bench_full", if_exists="drop", tie_order="id")
+    started = time.perf_counter()   # what the collection did before: drop, then upload every code again
+    for s in range(0, len(ids), BATCH):
+        full.add(codes[s:s + BATCH], ids[s:s + BATCH])
+    full.client.flush("bench_full")
+    result["full_upload_s_same_run"] = time.perf_counter() - started
+    full.drop()
     return result
 
 
@@ -161,20 +171,21 @@ def main() -> None:
 
     results: dict = {"flat": {"add_s": flat_add_s, "add_codes_per_s": args.n / flat_add_s}}
     with tempfile.TemporaryDirectory(prefix="milvus-bench-") as tmp:
-        server = MilvusServerProcess(Path(tmp) / "server")
-        started = time.perf_counter()
-        server.start()
-        results["server_start_s"] = time.perf_counter() - started
-        try:
-            for index_type in ("BIN_FLAT", "BIN_IVF_FLAT"):
-                if index_type not in args.skip:
-                    results[index_type] = measure_server(server, index_type, codes, ids, queries, flat, args)
-                    print(results[index_type], file=sys.stderr)
-            if "reconcile" not in args.skip:
-                results["reconcile_after_client_kill"] = measure_reconcile(server, codes, ids, Path(tmp))
-                print(results["reconcile_after_client_kill"], file=sys.stderr)
-        finally:
-            server.stop()
+        for part in ("BIN_FLAT", "BIN_IVF_FLAT", "reconcile"):
+            if part in args.skip:
+                continue
+            server = MilvusServerProcess(Path(tmp) / f"server-{part}")   # fresh: its memory is this part's
+            started = time.perf_counter()
+            server.start()
+            results.setdefault("server_start_s", time.perf_counter() - started)
+            try:
+                if part == "reconcile":
+                    results["reconcile_after_client_kill"] = measure_reconcile(server, codes, ids, Path(tmp))
+                else:
+                    results[part] = measure_server(server, part, codes, ids, queries, flat, args)
+                print(results["reconcile_after_client_kill" if part == "reconcile" else part], file=sys.stderr)
+            finally:
+                server.stop()
     import pymilvus
     result = {"protocol": {"n": args.n, "queries": args.queries, "k": args.k, "seed": args.seed, "bits": 64,
                            "codes": f"clustered: {args.centres} centres, bit flip p={args.flip_p}",
