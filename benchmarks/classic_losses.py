@@ -7,6 +7,7 @@ ITQ on the same backbone's pooled features. Writes ``docs/bench/classic_losses_c
 
     python benchmarks/classic_losses.py                 # the grid below, seeds 0 1 2
     python benchmarks/classic_losses.py --seeds 0 --methods gap+dpsh
+    python benchmarks/classic_losses.py --methods fc+hashnet --reuse OLD.json   # grid points in OLD.json not rerun
 
 The heads' first operation is fixed (gap: 2x2 max pool then global average; fc: global average),
 so each head is trained on those pooled vectors of the cached maps, computed once: the same
@@ -49,7 +50,7 @@ OUT = Path("docs/bench/classic_losses_caltech101.json")
 GRID = {
     "gap+dpsh": [(False, 1e-3, 20), (True, 1e-3, 20), (True, 1e-4, 100)],
     "gap+dsh": [(False, 1e-3, 20), (True, 1e-3, 20), (True, 3e-5, 60)],
-    "fc+hashnet": [(False, 1e-3, 20), (True, 1e-3, 20)],
+    "fc+hashnet": [(False, 1e-3, 20), (True, 1e-3, 20), (False, 1e-3, 60), (True, 1e-3, 60)],
 }
 VALIDATE_EVERY = 5
 
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--bits", type=int, default=48)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--reuse", type=Path, help="an earlier output: its validation grid points are not run again")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)   # the CPU is shared; one thread per run is also the fastest for these sizes
     started = time.perf_counter()
@@ -137,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                            f"{VALIDATE_EVERY} epochs; the test split is scored once per seed for the chosen setting",
               "grid": {}, "chosen": {}, "test": {}}
     grid = [(m, s) for m in args.methods for s in GRID[m]]
+    earlier = json.loads(args.reuse.read_text()) if args.reuse else {"grid": {}, "bits": args.bits}
     for method, (bank, lr, epochs) in tqdm(grid, desc="validation grid (seed 0)"):
+        found = [r for r in earlier["grid"].get(method, []) if (r["bank"], r["lr"], r["epochs"]) == (bank, lr, epochs)]
+        if found and earlier["bits"] == args.bits:
+            record["grid"].setdefault(method, []).append({**found[0], "reused_from": str(args.reuse)})
+            continue
         run = train(method, bank, lr, epochs, 0, args.bits, data)
         record["grid"].setdefault(method, []).append(
             {"bank": bank, "lr": lr, "epochs": epochs, "best_val_map": run["best_val_map"],
