@@ -41,12 +41,12 @@ def test_max_minutes_shrinks_epochs_and_then_the_input():
 
 def test_fast_drops_augmented_copies_then_the_input_size():
     config, _ = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=60, speed=SPEED)
-    assert (config.augment_copies, config.input_size, config.epochs) == (3, 256, 300)
-    tight, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=2.0, speed=SPEED)
-    assert tight.augment_copies < 3 and tight.input_size == 256
-    assert estimate_seconds(tight, 260, 65, SPEED) <= 120
+    assert (config.augment_copies, config.input_size, config.epochs) == (1, 352, 300)
+    tight, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=1.5, speed=SPEED)
+    assert tight.augment_copies == 0 and tight.input_size == 352
+    assert estimate_seconds(tight, 260, 65, SPEED) <= 90
     tighter, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=1.0, speed=SPEED)
-    assert tighter.augment_copies == 0 and tighter.input_size < 256 and "(fits)" in lines[-1]
+    assert tighter.augment_copies == 0 and tighter.input_size < 352 and "(fits)" in lines[-1]
 
 
 def test_given_settings_are_never_changed():
