@@ -86,6 +86,9 @@ class IndexCache:
             if len(ids) != saved["count"] or (len(ids) and ids.max() != saved["max_id"]):
                 raise ValueError(f"the index holds {len(ids)} ids, not the saved state's {saved['count']}")
             self._generation = self.meta.generation
+        except UnavailableError as err:   # the server is down: the first search attaches (or answers 503)
+            log.warning("%s: the index server does not answer (%s)", self.path, err)
+            self.close()
         except (OSError, ValueError, RuntimeError, KeyError) as err:
             log.warning("%s: rebuilding the unreadable index (%s)", self.path, err)
             self.close()

@@ -254,10 +254,10 @@ def test_server_ivf_recall_at_100(milvus_server, tmp_path):
     """BIN_IVF_FLAT on the server (milvus-lite cannot build it): recall@100 against the exact answer."""
     rng = np.random.default_rng(7)
     centres = rng.integers(0, 2, (64, 64), dtype=np.uint8)
-    codes, queries = clustered(rng, 12000, centres), clustered(rng, 40, centres)
-    ids = np.arange(12000, dtype=np.int64)
+    codes, queries = clustered(rng, 6000, centres), clustered(rng, 40, centres)
+    ids = np.arange(6000, dtype=np.int64)
     ivf = create_index("milvus", 64, uri=milvus_server.uri, collection_name="server_ivf", if_exists="drop",
-                       index_type="BIN_IVF_FLAT", nlist=32, nprobe=8)
+                       index_type="BIN_IVF_FLAT", nlist=16, nprobe=4)
     flat = create_index("flat", 64)
     ivf.add(codes, ids)
     flat.add(codes, ids)
@@ -273,7 +273,7 @@ def test_server_ivf_recall_at_100(milvus_server, tmp_path):
     ivf.save(tmp_path / "ivf")
     ivf.close()
     again = load_index(tmp_path / "ivf")
-    assert (again.index_type, again.nlist, again.nprobe) == ("BIN_IVF_FLAT", 32, 8)
+    assert (again.index_type, again.nlist, again.nprobe) == ("BIN_IVF_FLAT", 16, 4)
     assert_same_search(again.search(queries, 100), (got_d, got))
     again.close()
 
