@@ -17,6 +17,7 @@ docs/duplicates.md for the figures of the evaluation half.
 from __future__ import annotations
 
 import io
+import tarfile
 from dataclasses import asdict, dataclass, field
 from time import perf_counter
 from typing import Callable, Sequence
@@ -174,11 +175,15 @@ def id_reader(meta: Metadata, read: Callable[[Record], bytes]) -> Callable[[int]
     """A library id's bytes, None when it has none to read (a feature-only row, a vanished file)."""
     def read_id(image_id: int) -> bytes | None:
         record = meta.get(image_id)
-        try:
-            return None if record is None else read(record)
-        except (OSError, KeyError, ValueError):
-            return None
+        return None if record is None else _bytes_or_none(lambda: read(record))
     return read_id
+
+
+def _bytes_or_none(read: Callable[[], bytes]) -> bytes | None:
+    try:
+        return read()
+    except (OSError, KeyError, ValueError, tarfile.TarError):   # gone or unreadable: no pixels to check
+        return None
 
 
 def scored_pairs(meta: Metadata, store: LibraryStore, read: Callable[[Record], bytes], max_hamming: int,
@@ -220,7 +225,7 @@ def group_ids(ids: np.ndarray, edges: Sequence[tuple[np.ndarray, np.ndarray]]) -
 def find_duplicates(meta: Metadata, store: LibraryStore, read: Callable[[Record], bytes],
                     max_hamming: int | None = None, max_distance: float | None = None,
                     min_similarity: float | None = None) -> DuplicateReport:
-    """The duplicate groups of a library; ``read`` gives a record's bytes (for the pixel sizes)."""
+    """The duplicate groups of a library; ``read`` gives a record's bytes (the pixel check, the sizes)."""
     start = perf_counter()
     settings = DUPLICATE_DEFAULTS.resolve(max_hamming, max_distance, min_similarity)
     scored = scored_pairs(meta, store, read, settings.max_hamming, settings.max_distance)
@@ -294,7 +299,7 @@ def library_duplicates(store: LibraryStore, ids: Sequence[int], codes: np.ndarra
         new = dict(zip(ids, reads))
         library = id_reader(store.meta, ImageFiles(store.path).read)
         a, b = np.array(pairs).T
-        similarity = pair_similarity(a, b, lambda i: new[i]() if i in new else library(i))
+        similarity = pair_similarity(a, b, lambda i: _bytes_or_none(new[i]) if i in new else library(i))
         for image_id, other in np.array(pairs)[~(similarity < settings.min_similarity)].tolist():
             found.setdefault(image_id, set()).add(other)
     return {image_id: sorted(dups) for image_id, dups in found.items() if dups}

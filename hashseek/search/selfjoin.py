@@ -103,8 +103,10 @@ def hamming_pairs(codes: np.ndarray, radius: int, n_bits: int | None = None,
         stats.update(method=f"multi-index hashing ({parts} substrings)" if use_buckets else "blocked all pairs",
                      candidates=candidates if use_buckets else all_pairs)
     found = _bucket_join(words, keys, radius) if use_buckets else _block_join(words, radius)
-    i, j, d = (np.concatenate(a) if a else np.empty(0, t) for a, t in zip(zip(*found) if found else ((), (), ()),
-                                                                             (np.int64, np.int64, np.int16)))
+    if found:
+        i, j, d = (np.concatenate(column) for column in zip(*found))
+    else:
+        i, j, d = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int16)
     order = np.lexsort((j, i))
     return i[order], j[order], d[order]
 
