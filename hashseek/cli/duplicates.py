@@ -49,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--max-hamming", type=int, metavar="R",
                    help=f"codes at most R bits apart are candidates (default {D.max_hamming})")
     p.add_argument("--max-distance", type=float, metavar="D",
-                   help=f"candidates whose features are within cosine distance D are duplicates "
+                   help=f"candidates whose features are within cosine distance D are kept "
                         f"(default {D.max_distance:g})")
     p.add_argument("--min-similarity", type=float, metavar="S",
                    help=f"... and whose pictures line up with a correlation of at least S (-1..1; default "
