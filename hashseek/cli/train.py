@@ -73,9 +73,11 @@ def cmd_train(args) -> int:
                             deadline=deadline)
     print(f"trained in {result.seconds:.1f} s; model in {out}"
           + (f"; selection: {describe_selection(result.selection)}" if result.selection else ""))
-    if result.selection.get("stopped_for_time"):
-        print(f"stopped on time: epoch {result.selection['epochs_run']} of {config.epochs} was the last that fit the "
-              f"--max-minutes {args.max_minutes:g} deadline; kept {result.selection['kept']}")
+    sel = result.selection
+    if sel.get("stopped_for_time") or sel.get("epochs_planned", config.epochs) < config.epochs:
+        print(f"on time: {sel['epochs_run']} of {config.epochs} epochs fit the training deadline"
+              + (" (stopped at it)" if sel.get("stopped_for_time") else " (the schedule was re-planned to end there)")
+              + f"; kept {sel['kept']}")
     if not args.no_eval:
         run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress,
                               started=started, max_minutes=args.max_minutes, baseline=baseline)

@@ -129,6 +129,30 @@ class EncodingMemo:
                        np.array([r[2] for r in rows], dtype=np.int64)), dropped
 
 
+class MapEncoder:
+    """ids -> codes through the head alone, from maps already in memory (frozen runs' validation)."""
+
+    def __init__(self, model: HashModel, dataset: ImageDataset, sources, device: torch.device):
+        self.model, self.dataset, self.device = model, dataset, device
+        self.where = {i: (s, row) for s, (ids, _) in enumerate(sources) for row, i in enumerate(ids)}
+        self.tensors = [tensor for _, tensor in sources]
+
+    @torch.no_grad()
+    def __call__(self, ids: Sequence[str]) -> tuple[Encoded, list[tuple[str, str]]]:
+        kept = [i for i in ids if i in self.where]
+        dropped = [(i, "could not be read") for i in ids if i not in self.where]
+        self.model.head.eval()
+        codes, feats = [], []
+        for start in range(0, len(kept), 256):
+            chunk = kept[start:start + 256]
+            x = torch.stack([self.tensors[self.where[i][0]][self.where[i][1]] for i in chunk]).float()
+            out = self.model.head(x.to(self.device))
+            codes.append(out.codes.float().cpu().numpy())
+            feats.append(out.embedding.float().cpu().numpy())
+        return Encoded(kept, self.model.codes_from_output(np.concatenate(codes)), np.concatenate(feats),
+                       self.dataset.labels(kept)), dropped
+
+
 def encode_ids(model: HashModel, dataset: ImageDataset, ids: Sequence[str],
                progress: bool = True) -> tuple[Encoded, list[tuple[str, str]]]:
     """Codes of ``ids`` as the saved model computes them (ONNX Runtime), and the (id, reason) of unreadable ones.

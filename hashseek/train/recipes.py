@@ -44,7 +44,7 @@ RECIPES: Registry[dict] = Registry("recipe", defaults={"description": "", "mode"
 
 DECODE_MS = 12.0        # decoding and resizing one photo on one core, beside the network
 EXPORT_SECONDS = 15.0   # exporting a fine-tuned model to ONNX Runtime for its final evaluation
-REPORT_SECONDS = 5.0    # saving the model, writing eval.json, summary.md and the plots
+REPORT_SECONDS = 10.0   # saving the model, writing eval.json, summary.md and the plots (under load)
 ITQ_FIT_SECONDS = 5.0   # the baseline's ITQ fit (an eigendecomposition of the 1280-d covariance)
 RESERVE_MARGIN = 1.5    # what follows training is reserved with this margin (it cannot be cut short)
 MIN_EPOCHS = 8          # below this a fine-tuning run is not worth it: shrink the input instead

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -45,7 +45,8 @@ from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
 from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
-from hashseek.train.evaluator import Encoded, encode_with_torch, evaluate_split, map_encoder
+from hashseek.train.evaluator import MapEncoder, encode_with_torch, evaluate_split, map_encoder
+from hashseek.train.schedule import Rate, Stage, epochs_that_fit, plan_stages, share
 from hashseek.train.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class Trainer:
         if deadline is None and cfg.max_minutes is not None:
             deadline = started + 60 * cfg.max_minutes - spent
         warm = self._warm_up(dataset, train_ids, val_ids, out, resume, provenance,
-                             _share(started, deadline, WARMUP_SHARE)) \
+                             share(started, deadline, WARMUP_SHARE)) \
             if cfg.mode == "finetune" and cfg.warmup_epochs else None
 
         torch.manual_seed(cfg.seed)
@@ -96,7 +97,7 @@ class Trainer:
             encoder = lambda ids: encode_with_torch(model, dataset, ids, device)  # noqa: E731
             dropped = batches.dropped
         steps_per_epoch = math.ceil(batches.n_items / cfg.batch_size)
-        stages = _stages(model, cfg.epochs)
+        stages = plan_stages(model, cfg.epochs)
         model.to(device)   # after the frozen maps were extracted: that runs on the CPU's ONNX graph
         loss_fn = create_loss(cfg.loss, cfg.bits, len(dataset.classes), **cfg.loss_kwargs).to(device)
         selection = Selection(cfg.validate_every or 1, cfg.effective_patience,
@@ -209,14 +210,15 @@ class Trainer:
         # Batch-norm statistics stay those of ImageNet: CPU batches are too small to re-estimate them.
         model.backbone.eval()
         losses = []
-        steps = tqdm(batches.epoch(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
+        steps = tqdm(batches.indexed(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
                      disable=not self.progress or cfg.mode == "frozen")
-        for inputs, y in steps:
+        for inputs, y, index in steps:
             inputs, y = inputs.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if isinstance(model.head, TanhHead):
                 model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
             out = model.head(inputs) if cfg.mode == "frozen" else model(inputs)
-            loss = loss_fn(out, y)
+            # memory-bank losses (DPSH, DSH, HashNet) score the batch against every training item seen
+            loss = loss_fn(out, y, index=index.to(device)) if loss_fn.needs_index else loss_fn(out, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -230,24 +232,19 @@ class Trainer:
 
     def _replan(self, selection: Selection, done: int, last: int, epoch_seconds: float, deadline: float,
                 scheduler, steps_per_epoch: int) -> int:
-        """The last epoch that fits before the deadline at the measured epoch and validation times
-        (validations every ``selection.every`` epochs, and one after the last); the schedule shrinks with it."""
-        val_seconds = selection.last_val_seconds
-        left = deadline - time.perf_counter()
-        fits = 0
-        while done + fits < last and (fits + 1) * epoch_seconds + \
-                (math.ceil((fits + 1) / selection.every) + 1) * val_seconds <= left:
-            fits += 1
+        """The last epoch that fits before the deadline at the measured times; the schedule shrinks with it."""
+        fits = epochs_that_fit(last - done, epoch_seconds, selection.last_val_seconds, selection.every,
+                               deadline - time.perf_counter())
         if done + fits < last:
             if fits == 0:
                 selection.stopped_for_time = True
             log.info("re-planned for the deadline: %d of %d epochs fit (%.1f s an epoch, %.1f s a validation)",
-                     done + fits, self.config.epochs, epoch_seconds, val_seconds)
+                     done + fits, self.config.epochs, epoch_seconds, selection.last_val_seconds)
             for rate in scheduler.lr_lambdas:
                 rate.total = max(1, (done + fits) * steps_per_epoch)
         return done + fits
 
-    def _optimizer(self, model: HashModel, stage: "_Stage", steps_per_epoch: int):
+    def _optimizer(self, model: HashModel, stage: Stage, steps_per_epoch: int):
         cfg = self.config
         groups = [{"params": stage.head_params, "lr": cfg.lr}]
         if cfg.mode == "finetune" and stage.train_backbone:
@@ -266,7 +263,7 @@ class Trainer:
         # The trunk's rate rises from 0: a warmed head's large first gradients would otherwise throw the
         # pretrained trunk off (the loss jumped from 0.03 to 0.65 in issue #13's collapsed run).
         ramp = max(1.0, cfg.backbone_lr_ramp_epochs * steps_per_epoch)
-        rates = [_Rate(cfg.schedule, total), _Rate(cfg.schedule, total, ramp)]
+        rates = [Rate(cfg.schedule, total), Rate(cfg.schedule, total, ramp)]
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, rates[:len(groups)])
 
     def _checkpoint(self, out: Path, model, history, epoch, step, stage, optimizer, scheduler, selection) -> None:
@@ -308,7 +305,7 @@ class Trainer:
             return batches, lambda ids: encode_with_torch(model, dataset, ids, device), dropped
         val = extract_features(dataset, val_ids, encoder=encoder, progress=self.progress)
         sources = [(maps.ids, batches.inputs[:len(maps.ids)]), (val.ids, torch.from_numpy(np.array(val.features)))]
-        return batches, _MapEncoder(model, dataset, sources, device), dropped
+        return batches, MapEncoder(model, dataset, sources, device), dropped
 
     def _finetune_batches(self, dataset, train_ids, model, labels) -> ImageBatches:
         cfg = self.config
@@ -358,75 +355,6 @@ class Trainer:
         if out is not None:
             model.save(out)
         return TrainResult(model, history, model.config["train_seconds"], info)
-
-
-class _Rate:
-    """The learning-rate factor at step ``t`` of a schedule over ``total`` steps, times a linear ramp over
-    ``ramp`` steps (the trunk's). An object, not a lambda, so the scheduler's checkpoint keeps ``total``
-    when a deadline shortens the run."""
-
-    def __init__(self, schedule: str, total: int, ramp: float = 1.0):
-        self.schedule, self.total, self.ramp = schedule, total, ramp
-
-    def __call__(self, t: int) -> float:
-        if self.schedule == "cosine":
-            factor = 0.5 * (1 + math.cos(math.pi * min(t, self.total) / self.total))
-        elif self.schedule == "step":
-            factor = 0.1 ** (t // max(1, self.total // 3))
-        else:
-            factor = 1.0
-        return factor * min(1.0, (t + 1) / self.ramp)
-
-
-def _share(started: float, deadline: float | None, share: float) -> float | None:
-    """A point ``share`` of the way from ``started`` to ``deadline`` (None without a deadline)."""
-    return None if deadline is None else started + share * (deadline - started)
-
-
-class _MapEncoder:
-    """ids -> codes through the head alone, from maps already in memory (frozen runs' validation)."""
-
-    def __init__(self, model: HashModel, dataset: ImageDataset, sources, device: torch.device):
-        self.model, self.dataset, self.device = model, dataset, device
-        self.where = {i: (s, row) for s, (ids, _) in enumerate(sources) for row, i in enumerate(ids)}
-        self.tensors = [tensor for _, tensor in sources]
-
-    @torch.no_grad()
-    def __call__(self, ids: Sequence[str]) -> tuple[Encoded, list[tuple[str, str]]]:
-        kept = [i for i in ids if i in self.where]
-        dropped = [(i, "could not be read") for i in ids if i not in self.where]
-        self.model.head.eval()
-        codes, feats = [], []
-        for start in range(0, len(kept), 256):
-            chunk = kept[start:start + 256]
-            x = torch.stack([self.tensors[self.where[i][0]][self.where[i][1]] for i in chunk]).float()
-            out = self.model.head(x.to(self.device))
-            codes.append(out.codes.float().cpu().numpy())
-            feats.append(out.embedding.float().cpu().numpy())
-        return Encoded(kept, self.model.codes_from_output(np.concatenate(codes)), np.concatenate(feats),
-                       self.dataset.labels(kept)), dropped
-
-
-@dataclass
-class _Stage:
-    name: str
-    epochs: int
-    head_params: list
-    train_backbone: bool
-    classification_only: bool
-
-
-def _stages(model: HashModel, epochs: int) -> list[_Stage]:
-    """The stage of each epoch: one stage, or Bilinear-HashNet's three (classifier, bilinear module, hash layer)."""
-    head = model.head
-    if not hasattr(head, "stage_parameters") or head.n_classes is None or epochs < 3:
-        stage = _Stage("all", epochs, list(head.parameters()), True, False)
-        return [stage] * epochs
-    first = second = epochs // 3
-    plan = [_Stage("1-classifier", first, head.stage_parameters(1), False, True),
-            _Stage("2-bilinear", second, head.stage_parameters(2), True, True),
-            _Stage("3-hash", epochs - first - second, head.stage_parameters(3), False, False)]
-    return [s for s in plan for _ in range(s.epochs)]
 
 
 def _trainable_state(model: HashModel) -> dict[str, torch.Tensor]:
