@@ -137,8 +137,8 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
         raise InvalidInputError(f"max_minutes must be positive, got {max_minutes}")
     speed = speed or measure_speed(config)
     lines.append(f"measured on {speed.device}: backbone forward {speed.native_forward_ms:.1f} ms/image at its own "
-                 f"size, training step {speed.train_ms:.1f} ms/image at {speed.size} px, head step "
-                 f"{speed.head_ms:.2f} ms/image")
+                 f"size, " + (f"training step {speed.train_ms:.1f} ms/image at {speed.size} px, " if speed.train_ms
+                              else "") + f"head step {speed.head_ms:.2f} ms/image")
     budget = 60.0 * max_minutes
 
     def reserve(c: TrainConfig) -> float:
@@ -155,7 +155,7 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     estimate = estimate_seconds(config, n_train, n_val, speed) + baseline + kept
     lines += changes
     fits = "fits" if estimate <= budget else "does NOT fit: the deadline will cut it"
-    lines.append(f"estimated {estimate / 60:.1f} min for --max-minutes {max_minutes:g} ({fits}): "
+    lines.append(f"estimated {estimate / 60:.1f} min of the {max_minutes:.2f} left of --max-minutes ({fits}): "
                  f"{config.epochs} epochs" + (f", {config.augment_copies} augmented copies" if config.mode == "frozen"
                                               else f" at {config.input_size or 'native'} px after "
                                                    f"{config.warmup_epochs} warm-up epochs"))
