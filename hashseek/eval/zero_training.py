@@ -11,14 +11,13 @@ run folder as its ``hasher.json`` (one atomic write), so ``hashseek index --mode
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from hashseek.core.hasher import HASHER_JSON, load_image_hasher
+from hashseek.core.hasher import load_image_hasher
 from hashseek.data.datasets import ImageDataset
 from hashseek.models.features import extract_features
 from hashseek.models.hash_model import HashModel
@@ -77,12 +76,6 @@ def baseline_validation(dataset: ImageDataset, train_ids: Sequence[str], validat
 def keep_baseline(run: str | Path, hasher: FeatureHasher) -> None:
     """Make the run folder index as the baseline: its ``hasher.json`` names the zero-training hasher."""
     hasher.save(run)
-
-
-def kept_baseline(run: str | Path) -> bool:
-    """Does the run folder hold a trained model that lost to the zero-training baseline (and keep the baseline)?"""
-    spec = Path(run) / HASHER_JSON
-    return spec.is_file() and json.loads(spec.read_text()).get("type") == FeatureHasher.type
 
 
 def run_hasher(run: str | Path) -> HashModel | FeatureHasher:
