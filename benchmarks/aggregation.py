@@ -13,6 +13,7 @@ descriptors and not trained (its trained form goes through the trainer).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -86,10 +87,14 @@ def main() -> None:
     parser.add_argument("--poolings", nargs="+", default=list_poolings(), choices=list_poolings())
     parser.add_argument("--out", default="docs/bench/aggregation.json")
     args = parser.parse_args()
-    rows = [r for name in args.protocols for r in run(name, args.backbone, args.poolings)]
-    write_json(args.out, {"script": "benchmarks/aggregation.py", "backbone": args.backbone, "machine": machine(),
-                          "metric": "cosine distance, ties by database order; test queries of each protocol",
-                          "rows": rows})
+    rows = []
+    for name in args.protocols:
+        for pooling in args.poolings:   # written after each pooling: a long run keeps what it measured
+            rows += run(name, args.backbone, [pooling])
+            write_json(args.out, {"script": "benchmarks/aggregation.py", "backbone": args.backbone,
+                                  "machine": machine(), "command": "python " + " ".join(sys.argv),
+                                  "metric": "cosine distance, ties by database order; test queries of each protocol",
+                                  "rows": rows})
 
 
 if __name__ == "__main__":
