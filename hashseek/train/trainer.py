@@ -232,17 +232,20 @@ class Trainer:
 
     def _replan(self, selection: Selection, done: int, last: int, epoch_seconds: float, deadline: float,
                 scheduler, steps_per_epoch: int) -> int:
-        """The last epoch that fits before the deadline at the measured times; the schedule shrinks with it."""
-        fits = epochs_that_fit(last - done, epoch_seconds, selection.last_val_seconds, selection.every,
-                               deadline - time.perf_counter())
-        if done + fits < last:
-            if fits == 0:
-                selection.stopped_for_time = True
+        """The last epoch that fits before the deadline at the measured times (up to the configured epochs);
+        the schedule follows it. It grows back when epochs got faster (a busy machine freed), but only in the
+        first half of the plan, so an annealed learning rate is not raised again."""
+        ceiling = self.config.epochs if 2 * done <= last else last
+        planned = done + epochs_that_fit(ceiling - done, epoch_seconds, selection.last_val_seconds,
+                                         selection.every, deadline - time.perf_counter())
+        if planned == done and done < self.config.epochs:
+            selection.stopped_for_time = True
+        if planned != last:
             log.info("re-planned for the deadline: %d of %d epochs fit (%.1f s an epoch, %.1f s a validation)",
-                     done + fits, self.config.epochs, epoch_seconds, selection.last_val_seconds)
+                     planned, self.config.epochs, epoch_seconds, selection.last_val_seconds)
             for rate in scheduler.lr_lambdas:
-                rate.total = max(1, (done + fits) * steps_per_epoch)
-        return done + fits
+                rate.total = max(1, planned * steps_per_epoch)
+        return planned
 
     def _optimizer(self, model: HashModel, stage: Stage, steps_per_epoch: int):
         cfg = self.config
