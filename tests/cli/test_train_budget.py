@@ -15,13 +15,13 @@ BUDGET_MINUTES = 0.6
 def test_max_minutes_bounds_the_whole_run_and_keeps_the_best_validated_epoch(make_photos, cars_bmw13, tmp_path):
     photos = make_photos("bounded", cars_bmw13.classes[:4], 12)
     start = time.perf_counter()
-    # 5,000 epochs cannot fit 36 s (given, so the plan may not shrink them): the deadline has to end training
+    # 50,000 epochs cannot fit 36 s (given, so the plan may not shrink them): the deadline has to end training
     run = train_on_source(photos, "fast", tmp_path / "run", max_minutes=BUDGET_MINUTES, progress=False,
-                          overrides={"epochs": 5000, "patience": 0, "augment_copies": 1})
+                          overrides={"epochs": 50_000, "patience": 0, "augment_copies": 1})
     seconds = time.perf_counter() - start
     assert seconds <= 60 * BUDGET_MINUTES + 4, f"the run took {seconds:.1f} s for a {60 * BUDGET_MINUTES:.0f} s bound"
     sel = run.selection
-    assert sel["stopped_for_time"] and sel["epochs_run"] < 5000 and sel["epochs_planned"] < 5000
+    assert sel["stopped_for_time"] and sel["epochs_run"] < 50_000 and sel["epochs_planned"] < 50_000
     assert sel["max_minutes"] == BUDGET_MINUTES and sel["run_seconds"] <= seconds
     report = json.loads((run.out / "eval.json").read_text())
     assert report["selection"]["stopped_for_time"] and report["test"]["map_all"] > 0
