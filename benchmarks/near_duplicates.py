@@ -33,13 +33,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
 
 from hashseek.core.paths import cache_root  # noqa: E402
 from hashseek.data.datasets import open_images  # noqa: E402
+from hashseek.data.near_copies import COPY_KINDS as KINDS, make_copy  # noqa: E402
 from hashseek.core.paths import data_root  # noqa: E402
 from hashseek.data.named import NAMED_DATASETS  # noqa: E402
 from hashseek.search.collection import COLLECTION_JSON, Collection  # noqa: E402
@@ -47,29 +48,9 @@ from hashseek.search.duplicates import (DUPLICATE_DEFAULTS, DuplicateSettings, S
                                        scored_pairs)
 from hashseek.search.selfjoin import components  # noqa: E402
 
-KINDS = ("resize50", "jpeg30", "crop90", "bright20", "rotate5")
 DISTANCES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35)                    # max_distance values swept
 SIMILARITIES = tuple(np.round(np.arange(0.3, 0.951, 0.025), 3))   # min_similarity values swept
 N_ORIGINALS = 1000
-
-
-def make_copy(image: Image.Image, kind: str) -> bytes:
-    """One copy as JPEG bytes (quality 90 except the quality-30 copy)."""
-    quality = 90
-    if kind == "resize50":
-        image = image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.Resampling.BICUBIC)
-    elif kind == "jpeg30":
-        quality = 30
-    elif kind == "crop90":
-        dx, dy = round(image.width * 0.05), round(image.height * 0.05)
-        image = image.crop((dx, dy, image.width - dx, image.height - dy))
-    elif kind == "bright20":
-        image = ImageEnhance.Brightness(image).enhance(1.2)
-    elif kind == "rotate5":
-        image = image.rotate(5, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality)
-    return out.getvalue()
 
 
 def make_copies(dataset, work: Path) -> dict:

@@ -10,33 +10,15 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from hashseek.cli import main
 from hashseek.core.bits import hamming_distances
 from hashseek.core.errors import InvalidInputError
+from hashseek.data.near_copies import COPY_KINDS as KINDS, make_copy
 from hashseek.search.collection import Collection
 from hashseek.search.duplicates import DUPLICATE_DEFAULTS
 from hashseek.search.selfjoin import components, hamming_pairs
-
-KINDS = ("resize50", "jpeg30", "crop90", "bright20", "rotate5")
-
-
-def make_copy(image: Image.Image, kind: str) -> bytes:
-    """The benchmark's five edits (benchmarks/near_duplicates.py), as JPEG bytes."""
-    quality = 30 if kind == "jpeg30" else 90
-    if kind == "resize50":
-        image = image.resize((image.width // 2, image.height // 2), Image.Resampling.BICUBIC)
-    elif kind == "crop90":
-        dx, dy = round(image.width * 0.05), round(image.height * 0.05)
-        image = image.crop((dx, dy, image.width - dx, image.height - dy))
-    elif kind == "bright20":
-        image = ImageEnhance.Brightness(image).enhance(1.2)
-    elif kind == "rotate5":
-        image = image.rotate(5, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality)
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
