@@ -297,6 +297,8 @@ class Trainer:
             part_labels.append(torch.from_numpy(augmented.labels(aug.ids)))
         # one copy into memory: the cache hands out read-only memmaps
         inputs = torch.from_numpy(np.concatenate(parts))
+        if HEADS.metadata(cfg.head)["map_init"]:   # e.g. NetVLAD's k-means centres, before the first epoch
+            model.head.init_from_maps(inputs, seed=cfg.seed)
         reduce = getattr(model.head, "reduce_map", None)   # a head whose pooling has no weights: pooled once here
         if reduce is not None:
             with torch.no_grad():

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from hashseek.models.heads import HeadOutput, create_head, list_heads
 
-HEADS = ["bilinear", "fc", "gap", "latent", "spp_pmt"]
-TANH = {"bilinear", "fc", "gap"}
+HEADS = ["bilinear", "fc", "gap", "latent", "netvlad", "spp_pmt"]
+TANH = {"bilinear", "fc", "gap", "netvlad"}
 C, K, N_CLASSES = 16, 12, 5
 
 

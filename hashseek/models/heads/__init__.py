@@ -5,10 +5,11 @@ from hashseek.models.heads.base import HashHead, HeadOutput, SigmoidHead, TanhHe
 from hashseek.core.registry import Registry
 
 # has_classifier: the method trains the head's classifier too, so it is built whenever classes are known.
-HEADS: Registry[HashHead] = Registry("head", defaults={"has_classifier": False})
+# map_init: the head sets weights from the training maps (``init_from_maps``) before the first epoch.
+HEADS: Registry[HashHead] = Registry("head", defaults={"has_classifier": False, "map_init": False})
 
 # Each family registers itself on import.
-from hashseek.models.heads import bilinear, fc, gap, latent, spp_pmt  # noqa: E402,F401
+from hashseek.models.heads import bilinear, fc, gap, latent, netvlad, spp_pmt  # noqa: E402,F401
 
 
 def create_head(name: str, in_channels: int, n_bits: int, n_classes: int | None = None, **kw) -> HashHead:
