@@ -123,6 +123,7 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     from hashseek.losses import list_losses
     from hashseek.models.heads import list_heads
+    from hashseek.train.config import SCHEDULES
     from hashseek.train.recipes import list_recipes
 
     p = sub.add_parser("train", help="train a hashing model on labelled images: split, recipe, selection on "
@@ -150,7 +151,8 @@ def register(sub) -> None:
     p.add_argument("--optimizer", choices=["adam", "sgd"])
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=["cosine", "step", "constant"])
+    p.add_argument("--schedule", choices=SCHEDULES, help="plateau: the rate x0.1 after 2 validations without a "
+                                                         "better mAP (TrainConfig's plateau_factor, plateau_patience)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation mAP "
                                                 "(0: never stop early)")
     p.add_argument("--validate-every", type=int, help="epochs between validations")

@@ -10,7 +10,8 @@ from hashseek.models.hash_model import HashModel
 
 MODES = ("frozen", "finetune")
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "constant", "plateau")
+STAGE_NAMES = ("all", "1-classifier", "2-bilinear", "3-hash")   # train/schedule.py plan_stages' stages
 
 
 @dataclass
@@ -27,7 +28,11 @@ class TrainConfig:
     backbone_lr_scale: float = 0.1       # fine-tuning: the pretrained trunk learns slower
     backbone_lr_ramp_epochs: float = 1.0  # fine-tuning: the trunk's rate rises linearly from 0 over these epochs
     weight_decay: float = 1e-5
-    schedule: str = "cosine"             # cosine | step | constant
+    schedule: str = "cosine"             # cosine | step | constant | plateau (reduce-on-plateau of validation mAP)
+    plateau_factor: float = 0.1          # plateau: the rate x this after more than plateau_patience validations
+    plateau_patience: int = 2            # without a better validation mAP (no validation images: never reduced)
+    stage_lr: dict = field(default_factory=dict)            # a stage's own rate (Bilinear-HashNet's recipe), e.g.
+    stage_weight_decay: dict = field(default_factory=dict)  # {"1-classifier": 1e-2}; stages not named: lr, weight_decay
     continuation: bool = True            # tanh heads: beta = hashnet_beta_schedule(step)
     augment_copies: int = 0              # frozen: extra seed-augmented copies per training image
     augment: bool = True                 # finetune: online seed augmentation
@@ -61,6 +66,11 @@ class TrainConfig:
             (self.validate_every >= 0 and (self.patience is None or self.patience >= 0),
              "validate_every and patience must be >= 0"),
             (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be positive"),
+            (0 < self.plateau_factor < 1 and self.plateau_patience >= 0,
+             "plateau_factor must be in (0, 1) and plateau_patience >= 0"),
+            (set(self.stage_lr) | set(self.stage_weight_decay) <= set(STAGE_NAMES),
+             f"stage_lr and stage_weight_decay name stages among {STAGE_NAMES}, got "
+             f"{sorted(set(self.stage_lr) | set(self.stage_weight_decay))}"),
             (not (self.random_init and self.backbone_weights),
              "random_init and backbone_weights contradict each other: give one (--random-init or --backbone-weights)"),
         ]

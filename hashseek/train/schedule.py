@@ -28,9 +28,18 @@ class Rate:
 
     def __init__(self, schedule: str, total: int, ramp: float = 1.0):
         self.schedule, self.total, self.ramp = schedule, total, ramp
+        self.scale, self.bad = 1.0, 0      # plateau: the reductions so far, validations since the last best
+
+    def observe(self, improved: bool, patience: int, factor: float) -> None:
+        """Reduce-on-plateau: after more than ``patience`` validations without a better mAP, the rate x ``factor``."""
+        self.bad = 0 if improved else self.bad + 1
+        if self.bad > patience:
+            self.scale, self.bad = self.scale * factor, 0
 
     def __call__(self, t: int) -> float:
-        if self.schedule == "cosine":
+        if self.schedule == "plateau":
+            factor = self.scale
+        elif self.schedule == "cosine":
             factor = 0.5 * (1 + math.cos(math.pi * min(t, self.total) / self.total))
         elif self.schedule == "step":
             factor = 0.1 ** (t // max(1, self.total // 3))

@@ -148,8 +148,10 @@ class Trainer:
                 elif val_ids and stage is stages[-1] and selection.due(epoch + 1, last):
                     result = evaluate_split(model, dataset, val_ids, train_ids, progress=False, encoder=encoder)
                     record.update(val_map=result.figures["map_all"], val_seconds=result.seconds)
-                    selection.update(epoch + 1, record["val_map"], _trainable_state(model), epoch_seconds,
-                                     result.seconds)
+                    improved = selection.update(epoch + 1, record["val_map"], _trainable_state(model), epoch_seconds,
+                                                result.seconds)
+                    for rate in scheduler.lr_lambdas if cfg.schedule == "plateau" else ():
+                        rate.observe(improved, cfg.plateau_patience, cfg.plateau_factor)
                     selection.should_stop(epoch + 1)
                 record["seconds"] = time.perf_counter() - t0
                 history.append(record)
@@ -249,9 +251,11 @@ class Trainer:
 
     def _optimizer(self, model: HashModel, stage: Stage, steps_per_epoch: int):
         cfg = self.config
-        groups = [{"params": stage.head_params, "lr": cfg.lr}]
+        lr, decay = cfg.stage_lr.get(stage.name, cfg.lr), cfg.stage_weight_decay.get(stage.name, cfg.weight_decay)
+        groups = [{"params": stage.head_params, "lr": lr, "weight_decay": decay}]
         if cfg.mode == "finetune" and stage.train_backbone:
-            groups.append({"params": list(model.backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_scale})
+            groups.append({"params": list(model.backbone.parameters()), "lr": lr * cfg.backbone_lr_scale,
+                           "weight_decay": decay})
         for p in model.parameters():
             p.requires_grad_(False)
         for g in groups:
