@@ -22,7 +22,28 @@ def train_overrides(args) -> dict:
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name, None) is not None}
     if getattr(args, "no_augment", None):
         given["augment"] = False
+    for flag, key in (("head_option", "head_kwargs"), ("loss_option", "loss_kwargs")):
+        if getattr(args, flag, None):
+            given[key] = parse_options(getattr(args, flag), "--" + flag.replace("_", "-"))
     return given
+
+
+def parse_options(pairs: list[str], flag: str) -> dict:
+    """KEY=VALUE pairs; a value is read as JSON where it is one (numbers, true/false), else as text."""
+    import json
+
+    from hashseek.core.errors import InvalidInputError
+
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"{flag} takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
+    return options
 
 
 def augment_overrides(args) -> dict:
@@ -53,6 +74,7 @@ def cmd_train(args) -> int:
     if recipe == NO_RECIPE and args.max_minutes is not None:
         raise InvalidInputError("--max-minutes sizes a recipe's run: give --recipe fast or best, or drop it")
     progress = not args.quiet
+    train_overrides(args)              # a malformed flag is said before the source is read
     prepared = prepare(args.source, dataset=args.dataset, protocol=args.protocol, split=args.split,
                        seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                        database=args.database, progress=progress)
@@ -144,6 +166,10 @@ def register(sub) -> None:
     p.add_argument("--random-init", action="store_true", default=None, help="train the backbone from random weights")
     p.add_argument("--head", choices=list_heads())
     p.add_argument("--loss", choices=list_losses())
+    p.add_argument("--head-option", action="append", metavar="KEY=VALUE",
+                   help="an option of the head's constructor, e.g. clusters=64 for netvlad (repeatable)")
+    p.add_argument("--loss-option", action="append", metavar="KEY=VALUE",
+                   help="an option of the loss's constructor, e.g. bank=true for dpsh, dsh, hashnet (repeatable)")
     p.add_argument("--bits", type=int)
     p.add_argument("--mode", choices=["frozen", "finetune"])
     p.add_argument("--epochs", type=int)

@@ -1,12 +1,15 @@
 """Every training setting and its default, defined once: the CLI, the recipes and the runner read them here."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
 
 from hashseek.core.errors import InvalidInputError
+from hashseek.losses import LOSSES
 from hashseek.models.hash_model import HashModel
+from hashseek.models.heads import HEADS
 
 MODES = ("frozen", "finetune")
 OPTIMIZERS = ("adam", "sgd")
@@ -77,6 +80,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InvalidInputError(message)
+        _check_options("head", HEADS, self.head, self.head_kwargs)
+        _check_options("loss", LOSSES, self.loss, self.loss_kwargs)
 
     @property
     def effective_patience(self) -> int:
@@ -105,3 +110,20 @@ def training_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError(f"device {name!r} asked for, but torch sees no CUDA device")
     return device
+
+
+_FACTORY_ARGUMENTS = {"self", "in_channels", "n_bits", "n_classes"}   # what create_head / create_loss pass
+
+
+def _check_options(kind: str, registry, name: str, options: dict) -> None:
+    """Refuse a head or loss option its constructor does not take, naming the ones it does."""
+    if not options or name not in registry.names():
+        return
+    parameters = inspect.signature(registry.get(name)).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [k for k, p in parameters.items() if k not in _FACTORY_ARGUMENTS and p.kind is not p.VAR_POSITIONAL]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise InvalidInputError(f"{kind} {name!r} takes no option {', '.join(unknown)}; its options: "
+                                f"{', '.join(accepted)}")
