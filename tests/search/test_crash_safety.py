@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
 from hashseek.core.errors import DamagedError
 from hashseek.search.collection import Collection
+from killed_runs import run_until_killed
 
 # Adds the ids in batches of 8 and prints the sources of each batch once it is committed.
 ADDER = """
@@ -35,19 +32,9 @@ def _class_ids(dataset, classes, per_class):
 
 def _add_and_kill(path, ids, after_batches: int) -> list[str]:
     """Run the adder in a subprocess and SIGKILL it once it has reported ``after_batches`` batches."""
-    proc = subprocess.Popen([sys.executable, "-c", ADDER, str(path), json.dumps(ids)],
-                            stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    done = []
-    for line in proc.stdout:
-        if line.startswith("DONE"):
-            done.append(json.loads(line[5:]))
-        if len(done) == after_batches:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, "the adder finished before it could be killed"
-    return [source for batch in done for source in batch]
+    lines = run_until_killed(ADDER, [str(path), json.dumps(ids)], what="the adder",
+                             stop=lambda lines: sum(line.startswith("DONE") for line in lines) == after_batches)
+    return [source for line in lines if line.startswith("DONE") for source in json.loads(line[5:])]
 
 
 def _sources(collection: Collection) -> set[str]:

@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,6 +16,7 @@ from hashseek.core.errors import ConflictError, InvalidInputError
 from hashseek.search.collection import Collection
 from hashseek.search.refit_policy import REFIT_DEFAULTS, RefitPolicy
 from hashseek.train import TrainConfig, Trainer
+from killed_runs import run_until_killed
 
 NEVER = RefitPolicy(min_images=2, growth=1000.0)   # no automatic refit after the first fit
 
@@ -168,13 +166,9 @@ def test_kill_during_refit_leaves_old_or_new_codes(copy, point, outcome):
         old_digest = collection.image_hasher.fit_digest
     old_codes = _codes(copy)
     one_thread = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    proc = subprocess.Popen([sys.executable, "-c", REFITTER, str(copy), point], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, **one_thread})   # as the tests run BLAS (conftest): no spinning threads
-    assert proc.stdout.readline().strip() == f"AT {point}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    lines = run_until_killed(REFITTER, [str(copy), point], stop=lambda lines: True, what="the refit",
+                             env={**os.environ, **one_thread})   # as the tests run BLAS (conftest): no spinning threads
+    assert lines[0].strip() == f"AT {point}"
 
     def expected(collection) -> None:   # the old fit and codes, or a new fit on all 32 and only its codes
         if outcome == "old":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ from hashseek.core.errors import ConflictError, NotFoundError
 from hashseek.core.hasher import load_image_hasher
 from hashseek.search.collection import Collection
 from hashseek.train import TrainConfig, Trainer
+from killed_runs import run_until_killed
 
 CLASSES = ["airplanes", "Faces_easy", "Motorbikes", "watch", "Leopards"]
 
@@ -135,17 +135,8 @@ def test_reindex_swaps_in_a_trained_model_and_restores_the_old_one(copy, model, 
 
 
 def test_kill_during_reindex_keeps_the_old_model_and_a_rerun_completes(copy, model):
-    proc = subprocess.Popen([sys.executable, "-c", REINDEXER, str(copy), str(model)], stdout=subprocess.PIPE,
-                            text=True, env=os.environ.copy())
-    batches = 0
-    for line in proc.stdout:
-        batches += line.startswith("DONE")
-        if batches == 3:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, "the reindex finished before it could be killed"
+    run_until_killed(REINDEXER, [str(copy), str(model)], what="the reindex",
+                     stop=lambda lines: sum(line.startswith("DONE") for line in lines) == 3)
     assert _model_in_use(copy) == "pretrained+shallow"
 
     done = subprocess.run([sys.executable, "-c", REINDEXER, str(copy), str(model)], capture_output=True, text=True,

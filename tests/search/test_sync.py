@@ -5,9 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +15,7 @@ from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.search import file_stats, sync as syncing
 from hashseek.search.collection import Collection
 from hashseek.search.watch import watch
+from killed_runs import run_until_killed
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"   # the shipped generated image set
 
@@ -194,17 +192,8 @@ def test_kill_mid_sync_then_sync_converges(synced):
     data = (folder / "stripes/stripes_06.jpg").read_bytes()
     (folder / "stripes/stripes_06.jpg").write_bytes(data[:-2] + b"\x00\x00" + data[-2:])        # new bytes
 
-    proc = subprocess.Popen([sys.executable, "-c", SYNCER, str(path), str(folder)], stdout=subprocess.PIPE,
-                            text=True, env=os.environ.copy())
-    committed = 0
-    for line in proc.stdout:
-        committed += line.startswith("COMMITTED")
-        if committed == 2:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, "the sync finished before it could be killed"
+    run_until_killed(SYNCER, [str(path), str(folder)], what="the sync",
+                     stop=lambda lines: sum(line.startswith("COMMITTED") for line in lines) == 2)
 
     with Collection.open(path, batch_size=8) as collection:
         assert collection.check().ok
