@@ -118,7 +118,9 @@ def print_figures(run, out: Path) -> None:
         if figures:
             print(f"{part:<10} ({figures['sizes']['query']} queries / {figures['sizes']['database']} database"
                   f"{', leave-one-out' if figures.get('leave_one_out') else ''}): mAP@all {figures['map_all']:.4f}  "
-                  f"P@20 {_f(figures['precision_at_20'])}  top-8 vote {_f(figures['vote_accuracy_top8'])}")
+                  f"P@20 {_f(figures['precision_at_20'])}  top-8 vote {_f(figures['vote_accuracy_top8'])}"
+                  + (f"  own classifier {figures['classifier_accuracy']:.4f}" if "classifier_accuracy" in figures
+                     else ""))
     if run.test["n_dropped"]:
         print(f"{run.test['n_dropped']} test image(s) could not be read (listed in {out}/eval.json)")
 

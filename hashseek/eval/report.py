@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from hashseek.eval import plots
+from hashseek.eval.report_tables import class_sections
 
 METRICS = {
     "map_all": "mAP@all",
@@ -177,12 +178,7 @@ def _protocol_sections(records: list[dict], bits: Sequence[int], images: dict[st
     out = []
     for metric, label in METRICS.items():
         out += [f"**{label}**", "", metric_table(records, metric, bits), ""]
-    unseen = [r for r in records if "unseen" in r]
-    if unseen:
-        classes = ", ".join(unseen[0]["unseen"]["classes"])
-        out += [f"**Queries of the unseen classes only** ({classes}; database unchanged)", ""]
-        for metric in ("map_all", "precision_at_20", "vote_accuracy_top8"):
-            out += [f"*{METRICS[metric]}, unseen-class queries*", "", metric_table(unseen, metric, bits, "unseen"), ""]
+    out += class_sections(records, bits)
     ref = reference_bits(records)
     out += [f"**Size and speed at {ref} bits** (timings on shared cores: indicative)", "", cost_table(records, ref), ""]
     for key, path in images.items():
@@ -252,7 +248,8 @@ def _for_page_json(record: dict, keep_confusion: bool) -> dict:
     if keep_confusion:
         return out
     out["figures"] = {k: v for k, v in record["figures"].items() if k != "confusion_matrix"}
-    if "unseen" in record:
-        out["unseen"] = {k: v for k, v in record["unseen"].items() if k != "confusion_matrix"}
+    for part in ("seen", "unseen"):
+        if part in record:
+            out[part] = {k: v for k, v in record[part].items() if k != "confusion_matrix"}
     out.pop("classes", None)
     return out

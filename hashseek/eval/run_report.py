@@ -27,14 +27,16 @@ from hashseek.data.protocols import Protocol
 from hashseek.data.splits import split_lines
 from hashseek.eval.cost import disk_bytes, hasher_parameter_count, machine, parameter_count
 from hashseek.eval.report import write_report
-from hashseek.eval.runner import MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, retrieval_figures
+from hashseek.eval.runner import (MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, class_parts,
+                                  retrieval_figures)
 from hashseek.models.hash_model import HashModel
 from hashseek.search.feature_hasher import FeatureHasher
-from hashseek.train.evaluator import PRECISION_K, Encoded, EncodingMemo, EvalRecord, Encoder, encode_ids, evaluate_split
+from hashseek.train.evaluator import (PRECISION_K, EncodingMemo, EvalRecord, Encoder, classifier_figures, encode_ids,
+                                      evaluate_split)
 
 EVAL_FILE = "eval.json"
 HEADLINE = (("map_all", "mAP@all"), ("map_at_r", "mAP@R"), ("precision_at_20", "P@20"),
-            ("vote_accuracy_top8", "top-8 vote accuracy"))
+            ("vote_accuracy_top8", "top-8 vote accuracy"), ("classifier_accuracy", "own classifier's top-1 accuracy"))
 
 
 def evaluate_protocol(model: HashModel | None, dataset: ImageDataset, protocol: Protocol, *, progress: bool = True,
@@ -67,9 +69,9 @@ def _queries_of(full: EvalRecord, query_ids: list[str]) -> EvalRecord:
     if not rows.size:
         raise InvalidInputError(f"no readable test queries; {len(full.dropped)} unreadable images, "
                                 f"e.g. {full.dropped[:2]}")
-    query = Encoded([db.ids[r] for r in rows], db.codes[rows], db.features[rows], db.labels[rows])
-    figures = retrieval_report(hamming_distances(query.codes, db.codes), query.labels, db.labels, PRECISION_K, VOTE_K,
-                               exclude=rows)
+    query = db.rows(rows)
+    figures = {**retrieval_report(hamming_distances(query.codes, db.codes), query.labels, db.labels, PRECISION_K,
+                                  VOTE_K, exclude=rows), **classifier_figures(query)}
     sizes = {"query": len(rows), "database": len(db.ids), "query_requested": len(query_ids),
              "database_requested": full.sizes["database_requested"]}
     return EvalRecord(figures, sizes, full.dropped, full.seconds, True, query, db)
@@ -92,8 +94,11 @@ def report_record(model: HashModel | FeatureHasher, dataset: ImageDataset, proto
                    "precision_curve": {"k": ks, "precision": topk_precision_curve(distances, q.labels, d.labels,
                                                                                   np.array(ks)).tolist()},
                    "confusion_matrix": confusion_matrix(q.labels, predicted, n_classes, normalize=False).tolist()}
+        parts = {}
     else:
         figures = {**retrieval_figures(distances, q.labels, d.labels, n_classes, model.n_bits), **test.figures}
+        parts = class_parts(distances, q.labels, d.labels, dataset.classes, protocol.unseen_classes, model.n_bits,
+                            q.predicted)
     spec, costs = _spec_and_costs(model)
     sizes = {**protocol.sizes(), "query": test.sizes["query"], "database": test.sizes["database"]}
     return {
@@ -105,7 +110,7 @@ def report_record(model: HashModel | FeatureHasher, dataset: ImageDataset, proto
                      "train_seconds": train_seconds, "machine": machine()},
         "spec": asdict(spec), "classes": dataset.classes, "figures": figures,
         "times": {"train_seconds": train_seconds, "encode_seconds": test.seconds},
-        "costs": {**costs, **(_checkpoint_bytes(model_dir) if isinstance(model, HashModel) else {})},
+        "costs": {**costs, **(_checkpoint_bytes(model_dir) if isinstance(model, HashModel) else {})}, **parts,
     }
 
 
@@ -177,7 +182,8 @@ def _config(model: HashModel | FeatureHasher) -> dict:
 
 def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> list[str]:
     val, test = payload["validation"], payload["test"]
-    rows = [f"| {label} | {_cell(val, key)} | {_cell(test, key)} |" for key, label in HEADLINE]
+    rows = [f"| {label} | {_cell(val, key)} | {_cell(test, key)} |" for key, label in HEADLINE
+            if key in test or (val and key in val)]
     lines = ["## This run", "",
              f"Source `{payload['source']}`, recipe `{payload['recipe'] or 'none (settings given one by one)'}`, "
              f"trained in {payload['train_seconds']:.1f} s on {payload['trained_on'] or 'cpu'}.", "",

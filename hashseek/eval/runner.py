@@ -206,7 +206,7 @@ def _evaluate_model(spec: MethodSpec, model: HashModel, dataset: ImageDataset, p
     if timing:
         times.update(_forward_times(model.encode_arrays, model.input_size))
     record = _record(spec, protocol, dataset, model.n_bits, mode, q.codes, d.codes, q.features, d.features,
-                     q.labels, d.labels, times, costs, headline=result.figures)
+                     q.labels, d.labels, times, costs, headline=result.figures, q_predicted=q.predicted)
     record["dropped"] = [list(item) for item in result.dropped]
     return record
 
@@ -271,7 +271,8 @@ def retrieval_figures(distances: np.ndarray, query_labels: np.ndarray, db_labels
 
 def _record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset, bits: int | None, mode: str,
             q_codes: np.ndarray | None, d_codes: np.ndarray | None, q_feats: np.ndarray, d_feats: np.ndarray,
-            q_labels: np.ndarray, d_labels: np.ndarray, times: dict, costs: dict, headline: dict | None = None) -> dict:
+            q_labels: np.ndarray, d_labels: np.ndarray, times: dict, costs: dict, headline: dict | None = None,
+            q_predicted: np.ndarray | None = None) -> dict:
     hashed = q_codes is not None
     start = time.perf_counter()
     distances = hamming_distances(q_codes, d_codes) if hashed else cosine_distances(q_feats, d_feats)
@@ -292,11 +293,31 @@ def _record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset, bits: i
         "times": times,
         "costs": costs,
     }
-    if protocol.unseen_classes:
-        unseen = np.isin(q_labels, [dataset.classes.index(c) for c in protocol.unseen_classes])
-        record["unseen"] = {"classes": protocol.unseen_classes,
-                            **retrieval_figures(distances[unseen], q_labels[unseen], d_labels, n_classes, bits)}
+    record.update(class_parts(distances, q_labels, d_labels, dataset.classes, protocol.unseen_classes, bits,
+                              q_predicted))
     return record
+
+
+def class_parts(distances: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray, classes: list[str],
+                unseen_classes: list[str], n_bits: int | None, predicted: np.ndarray | None = None) -> dict:
+    """``{"seen": ..., "unseen": ...}``: the figures of the trained classes' queries and of the never-trained
+    classes' queries apart, against the same database (protocols with unseen classes; else empty).
+    ``predicted``: the model's own classifier's classes for the queries, scored per part as well."""
+    if not unseen_classes:
+        return {}
+    unseen = np.isin(query_labels, [classes.index(c) for c in unseen_classes])
+    parts = {}
+    for part, rows in (("seen", ~unseen), ("unseen", unseen)):
+        if not rows.any():
+            continue
+        names = list(unseen_classes) if part == "unseen" else [classes[c] for c in np.unique(query_labels[rows])]
+        parts[part] = {"classes": names, **retrieval_figures(distances[rows], query_labels[rows], db_labels,
+                                                            len(classes), n_bits)}
+        if predicted is not None:
+            parts[part]["classifier_accuracy"] = float(np.mean(predicted[rows] == query_labels[rows]))
+    return parts
+
+
 
 
 def _protocol_record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset, bits: int | None, mode: str,

@@ -118,18 +118,26 @@ class HashModel(nn.Module):
         """The float feature a collection stores for re-ranking, from one forward pass."""
         return out.signed_codes() if self.rerank_feature == "codes" else out.embedding
 
-    @torch.no_grad()
     def encode_maps(self, maps: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Cached backbone maps -> (packed codes, float features), head only."""
+        codes, feats, _ = self.infer_maps(maps, batch_size)
+        return codes, feats
+
+    @torch.no_grad()
+    def infer_maps(self, maps: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Cached backbone maps -> (packed codes, float features, classifier logits or None), head only."""
         if self.mirror_average:
             raise InvalidInputError("mirror averaging needs the mirrored images' maps: encode the images instead")
         self.head.eval()
-        codes, feats = [], []
+        codes, feats, logits = [], [], []
         for i in range(0, len(maps), batch_size):
             out = self.head(torch.from_numpy(np.asarray(maps[i:i + batch_size], np.float32)))
             codes.append(out.codes.numpy())
             feats.append(self.rerank_output(out).numpy())
-        return self.codes_from_output(np.concatenate(codes)), np.concatenate(feats).astype(np.float32)
+            if out.logits is not None:
+                logits.append(out.logits.numpy())
+        return (self.codes_from_output(np.concatenate(codes)), np.concatenate(feats).astype(np.float32),
+                np.concatenate(logits) if logits else None)
 
     # -- the ImageHasher protocol -------------------------------------------------------
     def infer_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

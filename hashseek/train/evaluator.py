@@ -30,12 +30,27 @@ VOTE_K = 8
 
 @dataclass
 class Encoded:
-    """Packed codes, float features and labels of the images that could be read, in request order."""
+    """Packed codes, float features and labels of the images that could be read, in request order;
+    ``predicted``: the class each image gets from the model's own classifier (None without one)."""
 
     ids: list[str]
     codes: np.ndarray
     features: np.ndarray
     labels: np.ndarray
+    predicted: np.ndarray | None = None
+
+    def rows(self, rows) -> "Encoded":
+        """The images at positions ``rows``, in that order."""
+        return Encoded([self.ids[r] for r in rows], self.codes[rows], self.features[rows], self.labels[rows],
+                       None if self.predicted is None else self.predicted[rows])
+
+
+def classifier_figures(query: Encoded) -> dict:
+    """Top-1 accuracy of the model's own classifier on the queries, beside which the code vote is read
+    ("How should we evaluate supervised hashing?", arXiv 1609.06753); empty without a classifier."""
+    if query.predicted is None:
+        return {}
+    return {"classifier_accuracy": float(np.mean(query.predicted == query.labels))}
 
 
 @dataclass
@@ -80,8 +95,7 @@ def evaluate_split(model: HashModel | None, dataset: ImageDataset, query_ids: Se
         database, dropped = encode(database_ids)
         row = {i: n for n, i in enumerate(database.ids)}
         rows = [row[i] for i in query_ids if i in row]
-        query = Encoded([database.ids[r] for r in rows], database.codes[rows], database.features[rows],
-                        database.labels[rows])
+        query = database.rows(rows)
         exclude = np.asarray(rows, dtype=np.int64)
     else:
         overlap = set(query_ids) & set(database_ids)
@@ -96,7 +110,8 @@ def evaluate_split(model: HashModel | None, dataset: ImageDataset, query_ids: Se
         raise InvalidInputError(f"no readable {'queries' if not len(query.ids) else 'database images'}; "
                                 f"{len(dropped)} unreadable, e.g. {dropped[:2]}")
     distances = hamming_distances(query.codes, database.codes)
-    figures = retrieval_report(distances, query.labels, database.labels, PRECISION_K, VOTE_K, exclude=exclude)
+    figures = {**retrieval_report(distances, query.labels, database.labels, PRECISION_K, VOTE_K, exclude=exclude),
+               **classifier_figures(query)}
     sizes = {"query": len(query.ids), "database": len(database.ids),
              "query_requested": len(query_ids), "database_requested": len(database_ids)}
     return EvalRecord(figures, sizes, dropped, time.perf_counter() - start, leave_one_out, query, database)
@@ -108,7 +123,7 @@ class EncodingMemo:
 
     def __init__(self, encode: Encoder):
         self.encode = encode
-        self.rows: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+        self.rows: dict[str, tuple[np.ndarray, np.ndarray, int, int | None]] = {}
         self.failed: dict[str, str] = {}
 
     def __call__(self, ids: Sequence[str]) -> tuple[Encoded, list[tuple[str, str]]]:
@@ -117,7 +132,8 @@ class EncodingMemo:
         if new:
             encoded, dropped = self.encode(new)
             for n, image_id in enumerate(encoded.ids):
-                self.rows[image_id] = (encoded.codes[n], encoded.features[n], int(encoded.labels[n]))
+                predicted = None if encoded.predicted is None else int(encoded.predicted[n])
+                self.rows[image_id] = (encoded.codes[n], encoded.features[n], int(encoded.labels[n]), predicted)
             self.failed.update({image_id: str(reason) for image_id, reason in dropped})
         kept = [i for i in ids if i in self.rows]
         dropped = [(i, self.failed[i]) for i in ids if i in self.failed]
@@ -125,8 +141,9 @@ class EncodingMemo:
             return Encoded([], np.empty((0, 0), np.uint8), np.empty((0, 0), np.float32), np.empty(0, np.int64)), \
                 dropped
         rows = [self.rows[i] for i in kept]
+        predicted = None if rows[0][3] is None else np.array([r[3] for r in rows], dtype=np.int64)
         return Encoded(kept, np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]),
-                       np.array([r[2] for r in rows], dtype=np.int64)), dropped
+                       np.array([r[2] for r in rows], dtype=np.int64), predicted), dropped
 
 
 class MapEncoder:
@@ -142,15 +159,17 @@ class MapEncoder:
         kept = [i for i in ids if i in self.where]
         dropped = [(i, "could not be read") for i in ids if i not in self.where]
         self.model.head.eval()
-        codes, feats = [], []
+        codes, feats, predicted = [], [], []
         for start in range(0, len(kept), 256):
             chunk = kept[start:start + 256]
             x = torch.stack([self.tensors[self.where[i][0]][self.where[i][1]] for i in chunk]).float()
             out = self.model.head(x.to(self.device))
             codes.append(out.codes.float().cpu().numpy())
             feats.append(out.embedding.float().cpu().numpy())
+            if out.logits is not None:
+                predicted.append(out.logits.argmax(dim=1).cpu().numpy())
         return Encoded(kept, self.model.codes_from_output(np.concatenate(codes)), np.concatenate(feats),
-                       self.dataset.labels(kept)), dropped
+                       self.dataset.labels(kept), np.concatenate(predicted) if predicted else None), dropped
 
 
 def encode_ids(model: HashModel, dataset: ImageDataset, ids: Sequence[str],
@@ -163,12 +182,12 @@ def encode_ids(model: HashModel, dataset: ImageDataset, ids: Sequence[str],
     ids = list(ids)
     if model.config.get("mode") == "frozen" and not model.mirror_average:
         maps = extract_features(dataset, ids, encoder=map_encoder(model), progress=progress)
-        codes, feats = model.encode_maps(maps.features)
+        codes, feats, logits = model.infer_maps(maps.features)
         reasons = {i: reason for i, reason in maps.meta.get("failed", [])}
         kept = set(maps.ids)
         dropped = [(i, reasons.get(i, "could not be read")) for i in ids if i not in kept]
-        return Encoded(list(maps.ids), codes, feats, dataset.labels(maps.ids)), dropped
-    return _encode_batches(ids, dataset, model.preprocess, model.encode_arrays, progress)
+        return Encoded(list(maps.ids), codes, feats, dataset.labels(maps.ids), _argmax(logits)), dropped
+    return _encode_batches(ids, dataset, model.preprocess, model.infer_arrays, progress)
 
 
 def map_encoder(model: HashModel) -> BackboneEncoder:
@@ -186,14 +205,16 @@ def encode_with_torch(model: HashModel, dataset: ImageDataset, ids: Sequence[str
     was_training = model.training
     model.eval()
 
-    def run(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         x = torch.from_numpy(inputs).to(device)
         out = model(x)
-        codes, embedding = out.codes, out.embedding
+        codes, embedding, logits = out.codes, out.embedding, out.logits
         if model.mirror_average:
             mirrored = model(x.flip(-1))
             codes, embedding = (codes + mirrored.codes) / 2, (embedding + mirrored.embedding) / 2
-        return model.codes_from_output(codes.float().cpu().numpy()), embedding.float().cpu().numpy()
+            logits = None if logits is None else (logits + mirrored.logits) / 2
+        return (model.codes_from_output(codes.float().cpu().numpy()), embedding.float().cpu().numpy(),
+                None if logits is None else logits.float().cpu().numpy())
 
     try:
         return _encode_batches(list(ids), dataset, model.preprocess, run, progress, batch_size)
@@ -203,17 +224,26 @@ def encode_with_torch(model: HashModel, dataset: ImageDataset, ids: Sequence[str
 
 def _encode_batches(ids: list[str], dataset: ImageDataset, preprocess, run, progress: bool,
                     batch_size: int = 32) -> tuple[Encoded, list[tuple[str, str]]]:
-    kept, codes, feats, dropped = [], [], [], []
+    """``run``: preprocessed images -> (packed codes, features, class scores or None)."""
+    kept, codes, feats, scores, dropped = [], [], [], [], []
     bar = tqdm(total=len(ids), desc="encode", unit="img", disable=not progress, leave=False)
     for batch in iter_batches(ids, dataset.read_bytes, preprocess, batch_size):
         if batch.ids:
-            c, f = run(batch.inputs)
+            c, f, s = run(batch.inputs)
             kept += batch.ids
             codes.append(c)
             feats.append(f)
+            if s is not None:
+                scores.append(s)
         dropped += batch.failed
         bar.update(len(batch.ids) + len(batch.failed))
     bar.close()
     if not kept:
         return Encoded([], np.empty((0, 0), np.uint8), np.empty((0, 0), np.float32), np.empty(0, np.int64)), dropped
-    return Encoded(kept, np.concatenate(codes), np.concatenate(feats).astype(np.float32), dataset.labels(kept)), dropped
+    return Encoded(kept, np.concatenate(codes), np.concatenate(feats).astype(np.float32), dataset.labels(kept),
+                   _argmax(np.concatenate(scores) if scores else None)), dropped
+
+
+def _argmax(scores: np.ndarray | None) -> np.ndarray | None:
+    """The classifier's class per image, from its logits or probabilities (None without a classifier)."""
+    return None if scores is None else np.asarray(scores).argmax(axis=1).astype(np.int64)

@@ -19,11 +19,14 @@ mirror-averaged encoding (cars-bmw13: mAP@all 0.870, top-8 vote 0.835 in 20 minu
 
 Every run selects its epoch on validation images. ``max_minutes`` bounds a whole run: the
 machine's speed is measured with a few timed steps, and the recipe's epochs (``best``: then its
-input size; ``fast``: first its augmented copies) shrink until the estimate fits, counting map
+input size; ``fast``: first its augmented copies) shrink in the estimate until it fits, counting map
 extraction, the validations, the zero-training baseline (fitted before training) and the final
-evaluation (``Plan.reserve_seconds``, kept free of training). The trainer holds the rest as a hard
-deadline: it re-plans its epochs from their measured times and stops between batches (a busy
-machine runs slower than it measured). Settings in ``overrides`` are never changed.
+evaluation (``Plan.reserve_seconds``, kept free of training). The estimate chooses the input size
+and the copies; the epochs stay the recipe's as a ceiling, since the trainer holds the rest of the
+time as a hard deadline: it re-plans its epochs after each one from their measured times (a few
+timed steps misjudge a machine whose load changes: a run measured on a busy machine planned 13
+epochs and ran 5 in 18 of its 30 minutes) and stops between batches. Settings in ``overrides`` are
+never changed.
 """
 from __future__ import annotations
 
@@ -94,6 +97,7 @@ class Plan:
     config: TrainConfig
     lines: list[str]
     reserve_seconds: float = 0.0
+    estimated_epochs: int | None = None    # bounded: how many of ``config.epochs`` fit at the measured speed
 
 
 def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,
@@ -145,21 +149,22 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
         return RESERVE_MARGIN * final_seconds(c, n_train, n_val, n_query, n_database, speed)
 
     baseline = baseline_seconds(n_train, n_val, speed) if n_val else 0.0
-    config, changes = _fit_budget(config, set(given), n_train, n_val, speed, budget - baseline, reserve)
+    fitted, changes = _fit_budget(config, set(given), n_train, n_val, speed, budget - baseline, reserve)
     if "max_minutes" not in given:
-        config = replace(config, max_minutes=max_minutes)
-    kept = reserve(config)
+        fitted = replace(fitted, max_minutes=max_minutes)
+    kept = reserve(fitted)
     changes.append(f"about {baseline:.0f} s for the zero-training baseline (before training) and {kept:.0f} s kept "
-                   f"for the final evaluation and the report; training holds the rest as a hard deadline (epochs "
-                   f"re-planned from their measured times, stopped between batches; the best validated epoch is kept)")
-    estimate = estimate_seconds(config, n_train, n_val, speed) + baseline + kept
+                   f"for the final evaluation and the report; training holds the rest as a hard deadline (after each "
+                   f"epoch, as many epochs as fit at their measured times, up to {config.epochs}; stopped between "
+                   f"batches; the best validated epoch is kept)")
+    estimate = estimate_seconds(fitted, n_train, n_val, speed) + baseline + kept
     lines += changes
     fits = "fits" if estimate <= budget else "does NOT fit: the deadline will cut it"
     lines.append(f"estimated {estimate / 60:.1f} min of the {max_minutes:.2f} left of --max-minutes ({fits}): "
-                 f"{config.epochs} epochs" + (f", {config.augment_copies} augmented copies" if config.mode == "frozen"
-                                              else f" at {config.input_size or 'native'} px after "
-                                                   f"{config.warmup_epochs} warm-up epochs"))
-    return Plan(config, lines, kept)
+                 f"{fitted.epochs} epochs" + (f", {fitted.augment_copies} augmented copies" if fitted.mode == "frozen"
+                                              else f" at {fitted.input_size or 'native'} px after "
+                                                   f"{fitted.warmup_epochs} warm-up epochs"))
+    return Plan(replace(fitted, epochs=config.epochs), lines, kept, fitted.epochs)
 
 
 def baseline_seconds(n_train: int, n_val: int, speed: Speed) -> float:
@@ -176,10 +181,10 @@ def final_seconds(config: TrainConfig, n_train: int, n_val: int, n_query: int, n
         return REPORT_SECONDS
     if config.mode == "frozen" and not config.mirror_average:
         final = n_query * (_map_ms(config, speed) + DECODE_MS)
-    else:
-        at = speed.at(config.input_size or speed.size)
+    else:   # the saved model encodes through ONNX Runtime, timed at the backbone's own size
         encoded = n_train + n_val + n_query + max(0, n_database - n_train - n_val)
-        final = 1000 * EXPORT_SECONDS + encoded * ((2 if config.mirror_average else 1) * at.forward_ms + DECODE_MS)
+        final = 1000 * EXPORT_SECONDS + encoded * ((2 if config.mirror_average else 1) * _onnx_ms(config, speed)
+                                                   + DECODE_MS)
     return final / 1000 + REPORT_SECONDS
 
 
@@ -201,10 +206,13 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed
 
 def _map_ms(config: TrainConfig, speed: Speed) -> float:
     """One image's cached map: a frozen run's at its input size, a fine-tuning warm-up's at the backbone's own."""
-    if config.mode == "frozen":
-        native = speed.native_size or speed.size
-        return speed.native_forward_ms * ((config.input_size or native) / native) ** 2
-    return speed.native_forward_ms
+    return _onnx_ms(config, speed) if config.mode == "frozen" else speed.native_forward_ms
+
+
+def _onnx_ms(config: TrainConfig, speed: Speed) -> float:
+    """One image through the ONNX graph at the config's input size (costs grow with the pixels)."""
+    native = speed.native_size or speed.size
+    return speed.native_forward_ms * ((config.input_size or native) / native) ** 2
 
 
 def _with_validation(epochs: int, epoch_ms: float, validation_ms: float, mode: str) -> float:
@@ -218,7 +226,8 @@ def _with_validation(epochs: int, epoch_ms: float, validation_ms: float, mode: s
 def _fit_budget(config: TrainConfig, fixed: set[str], n_train: int, n_val: int, speed: Speed,
                 budget: float, reserve) -> tuple[TrainConfig, list[str]]:
     """Shrink what the user did not fix until the estimate (and the reserve after training) fits: frozen, the
-    augmented copies, then the maps' input size, then epochs; fine-tuning, epochs, then the input size."""
+    augmented copies, then the maps' input size, then epochs; fine-tuning, epochs, then the input size.
+    The epochs returned are the estimate's (``plan_run`` keeps the recipe's as the trainer's ceiling)."""
     def cost(c: TrainConfig) -> float:
         return estimate_seconds(c, n_train, n_val, speed) + reserve(c)
 
@@ -241,9 +250,11 @@ def _fit_budget(config: TrainConfig, fixed: set[str], n_train: int, n_val: int, 
             if "epochs" not in fixed:
                 config = replace(config, epochs=max(MIN_EPOCHS, _affordable_epochs(replace(config, epochs=start.epochs),
                                                                                    cost, budget)))
-    for key in ("augment_copies", "epochs", "input_size"):
+    for key in ("augment_copies", "input_size"):
         if getattr(config, key) != getattr(start, key):
             changes.append(f"{key}: {getattr(start, key)} -> {getattr(config, key)} to fit the time limit")
+    if config.epochs != start.epochs:
+        changes.append(f"epochs: about {config.epochs} of {start.epochs} fit the time limit at the measured speed")
     return config, changes
 
 

@@ -12,10 +12,10 @@ With validation images the run keeps the epoch of best validation mAP@all
 (``selection.py``), stops early when it stops improving, and a fine-tuning run that ends
 below its own head warm-up keeps the warm-up model. Test images are never passed in.
 A deadline (``max_minutes`` from the start of ``fit``, or one the caller passes) is a hard
-bound: after each epoch the remaining epochs are re-planned from the measured epoch and
-validation times (the learning-rate schedule shrinks with them), an epoch that would end past
-it is not started, and one running when it passes stops between batches; the best validated
-weights are kept.
+bound: after each epoch the run is re-planned to the most epochs (up to ``epochs``) that fit
+at the measured epoch and validation times (``schedule.replan``: the learning-rate schedule follows
+without a jump), an epoch that would end past it is not started, and one running when it passes
+stops between batches; the best validated weights are kept.
 Every completed epoch (warm-up epochs too) is checkpointed atomically, so a run killed at
 any point resumes from its last epoch with ``resume=True``.
 """
@@ -46,7 +46,7 @@ from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
 from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
 from hashseek.train.evaluator import MapEncoder, encode_with_torch, evaluate_split, map_encoder
-from hashseek.train.schedule import Rate, Stage, epochs_that_fit, plan_stages, share
+from hashseek.train.schedule import Rate, Stage, plan_stages, replan, share
 from hashseek.train.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class Trainer:
                               adaptive=None if cfg.validate_every else cfg.mode)
 
         start_epoch, step, history = 0, 0, list(warm.history) if warm else []
-        last = cfg.epochs        # the run's planned length: a deadline may shorten it
+        last = cfg.epochs        # the run's planned length: a deadline re-plans it
         if saved:
             model.load_state_dict(saved["model"], strict=False)
             start_epoch, step, history = saved["epoch"], saved["step"], saved["history"]
@@ -114,10 +114,9 @@ class Trainer:
         t0 = started - spent     # the clock includes map extraction, decoding and (fine-tuning) the warm-up
         bar = tqdm(total=last, desc=f"train {cfg.head}+{cfg.loss} {cfg.bits}b {cfg.mode}",
                    disable=not self.progress, initial=start_epoch, unit="epoch")
-        optimizer = scheduler = current_stage = None
+        epoch, optimizer, scheduler, current_stage = start_epoch, None, None, None
         # a deadline may cut an epoch short once there is a validated model to fall back on
         can_cut = lambda: warm is not None or selection.best_state is not None or not val_ids  # noqa: E731
-        epoch = start_epoch
         # a head on cached maps runs tiny ops: one thread, since a second one spin-waits (an epoch on cars-bmw13
         # took 11 s with two threads and 0.7 s with one beside other jobs on the 2-core machine)
         threads = torch.get_num_threads()
@@ -132,8 +131,8 @@ class Trainer:
                     if saved and saved.get("stage") == stage.name and epoch == start_epoch:
                         optimizer.load_state_dict(saved["optimizer"])
                         scheduler.load_state_dict(saved["scheduler"])
-                        for rate in scheduler.lr_lambdas:   # planned anew: a deadline may have shortened it
-                            rate.total = max(1, stage.epochs * steps_per_epoch)
+                        for rate in scheduler.lr_lambdas:   # to this run's length: a deadline may have shortened it
+                            rate.replan(scheduler.last_epoch, stage.epochs * steps_per_epoch)
                 stage_loss = create_loss("ce", cfg.bits, len(dataset.classes)).to(device) \
                     if stage.classification_only else loss_fn
                 epoch_start = time.perf_counter()
@@ -142,10 +141,18 @@ class Trainer:
                 record = {"epoch": epoch + 1, "stage": stage.name, "loss": loss,
                           "lr": optimizer.param_groups[0]["lr"]}
                 epoch_seconds = time.perf_counter() - epoch_start
-                if cut:    # stopped between batches: these weights are not validated, the best validated stay
+                if deadline is not None and not cut and len(set(map(id, stages))) == 1:   # before its validation
+                    bar.total = last = replan(epoch + 1, last, cfg.epochs, epoch_seconds, selection.last_val_seconds,
+                                              selection.every, epoch + 1 - selection.last_epoch,
+                                              deadline - time.perf_counter(), scheduler, steps_per_epoch)
+                    selection.stopped_for_time = last == epoch + 1 < cfg.epochs
+                due = bool(val_ids) and stage is stages[-1] and selection.due(epoch + 1, last)
+                cut = cut or (due and deadline is not None and can_cut()    # nor a validation ending past it
+                              and time.perf_counter() + selection.last_val_seconds > deadline)
+                if cut:    # stopped at the deadline: these weights are not validated, the best validated stay
                     record["cut_at_deadline"] = True
                     selection.stopped_for_time = True
-                elif val_ids and stage is stages[-1] and selection.due(epoch + 1, last):
+                elif due:
                     result = evaluate_split(model, dataset, val_ids, train_ids, progress=False, encoder=encoder)
                     record.update(val_map=result.figures["map_all"], val_seconds=result.seconds)
                     improved = selection.update(epoch + 1, record["val_map"], _trainable_state(model), epoch_seconds,
@@ -156,9 +163,6 @@ class Trainer:
                 record["seconds"] = time.perf_counter() - t0
                 history.append(record)
                 epoch += 1
-                if deadline is not None and not cut and len(set(map(id, stages))) == 1:
-                    last = self._replan(selection, epoch, last, epoch_seconds, deadline, scheduler, steps_per_epoch)
-                    bar.total = last
                 bar.update(1)
                 bar.set_postfix(_postfix(record, selection))
                 if out is not None:
@@ -231,23 +235,6 @@ class Trainer:
                 steps.close()
                 return float(np.mean(losses)), step, True
         return float(np.mean(losses)) if losses else float("nan"), step, False
-
-    def _replan(self, selection: Selection, done: int, last: int, epoch_seconds: float, deadline: float,
-                scheduler, steps_per_epoch: int) -> int:
-        """The last epoch that fits before the deadline at the measured times (up to the configured epochs);
-        the schedule follows it. It grows back when epochs got faster (a busy machine freed), but only in the
-        first half of the plan, so an annealed learning rate is not raised again."""
-        ceiling = self.config.epochs if 2 * done <= last else last
-        planned = done + epochs_that_fit(ceiling - done, epoch_seconds, selection.last_val_seconds,
-                                         selection.every, deadline - time.perf_counter())
-        if planned == done and done < self.config.epochs:
-            selection.stopped_for_time = True
-        if planned != last:
-            log.info("re-planned for the deadline: %d of %d epochs fit (%.1f s an epoch, %.1f s a validation)",
-                     planned, self.config.epochs, epoch_seconds, selection.last_val_seconds)
-            for rate in scheduler.lr_lambdas:
-                rate.total = max(1, planned * steps_per_epoch)
-        return planned
 
     def _optimizer(self, model: HashModel, stage: Stage, steps_per_epoch: int):
         cfg = self.config

@@ -44,7 +44,7 @@ def test_write_report_gives_json_markdown_and_pngs(small_runs, tmp_path):
     text = written["markdown"].read_text()
     assert text.startswith("# tiny-cars check")
     assert "| method | mode | 16 bits |" in text and "| gap+hashnet | frozen, 2 ep |" in text
-    assert "unseen classes only" in text
+    assert "Seen-class queries / unseen-class queries" in text
     images = _linked_images(written["markdown"])
     assert {p.name for p in images} == {"tiny-cars-map-vs-bits.png", "tiny-cars-precision-at-k-16b.png",
                                         "tiny-cars-pr-16b.png", f"tiny-cars-confusion-{_best(small_runs)}-16b.png"}

@@ -1,11 +1,15 @@
-"""Recipes: named presets over TrainConfig, given settings win, max_minutes shrinks what the user did not fix."""
+"""Recipes: named presets over TrainConfig, given settings win, max_minutes shrinks what the user did not fix
+(the epochs only in the estimate: the recipe's stay the trainer's ceiling under its deadline)."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from hashseek.core.errors import InvalidInputError, UnknownNameError
 from hashseek.train import TrainConfig
-from hashseek.train.recipes import RECIPES, Speed, estimate_seconds, measure_speed, resolve_recipe
+from hashseek.train.recipes import (RECIPES, Speed, estimate_seconds, final_seconds, measure_speed, plan_run,
+                                    resolve_recipe)
 
 # a CPU like the 2-core dev machine, idle: Lite0 maps at 224 px, Lite1 steps at 280 px
 SPEED = Speed(device="cpu", size=280, forward_ms=60.0, native_forward_ms=25.0, train_ms=180.0, head_ms=0.3,
@@ -27,24 +31,33 @@ def test_best_is_the_measured_fine_tuning_recipe():
     assert "recipe best" in lines[0] and any("selected on validation" in line for line in lines)
 
 
-def test_max_minutes_shrinks_epochs_and_then_the_input():
-    roomy, _ = resolve_recipe("best", n_train=260, n_classes=13, max_minutes=600, speed=SPEED)
-    assert (roomy.epochs, roomy.input_size) == (20, 280)
-    tight, lines = resolve_recipe("best", n_train=260, n_classes=13, max_minutes=20, speed=SPEED)
-    assert tight.epochs < 20 or tight.input_size < 280
-    assert estimate_seconds(tight, 260, 65, SPEED) <= 20 * 60
-    assert any("to fit the time limit" in line for line in lines) and "(fits)" in lines[-1]
-    assert tight.max_minutes == 20 and roomy.max_minutes == 600
-    smaller, _ = resolve_recipe("best", n_train=260, n_classes=13, max_minutes=8, speed=SPEED)
-    assert smaller.input_size < 280 and smaller.epochs >= 8
+def test_max_minutes_shrinks_the_estimated_epochs_then_the_input_and_keeps_the_recipe_epochs_as_the_ceiling():
+    roomy = plan_run("best", n_train=260, n_classes=13, max_minutes=600, speed=SPEED)
+    assert (roomy.config.epochs, roomy.estimated_epochs, roomy.config.input_size) == (20, 20, 280)
+    tight = plan_run("best", n_train=260, n_classes=13, max_minutes=20, speed=SPEED)
+    assert tight.config.epochs == 20 and tight.estimated_epochs < 20 and tight.config.input_size == 280
+    assert estimate_seconds(replace(tight.config, epochs=tight.estimated_epochs), 260, 65, SPEED) <= 20 * 60
+    assert any(f"about {tight.estimated_epochs} of 20 fit" in line for line in tight.lines)
+    assert "(fits)" in tight.lines[-1] and "up to 20" in tight.lines[-2]
+    assert tight.config.max_minutes == 20 and roomy.config.max_minutes == 600
+    smaller = plan_run("best", n_train=260, n_classes=13, max_minutes=8, speed=SPEED)
+    assert smaller.config.input_size < 280 and smaller.estimated_epochs >= 8 and smaller.config.epochs == 20
+    assert any("input_size: 280 -> " in line for line in smaller.lines)
+
+
+def test_the_final_evaluation_is_reserved_at_the_onnx_speed_of_the_input_size():
+    config = plan_run("best", n_train=260, n_classes=13, speed=SPEED).config
+    # 260 + 65 + 100 images, each twice (mirror-averaged) through ONNX at 280 px, timed at 224 px: 25 ms x (280/224)^2
+    per_image = 2 * 25.0 * (280 / 224) ** 2 + 12.0
+    assert final_seconds(config, 260, 65, 100, 325, SPEED) == pytest.approx(15 + 425 * per_image / 1000 + 10)
 
 
 def test_fast_drops_augmented_copies_then_the_input_size():
     config, _ = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=60, speed=SPEED)
     assert (config.augment_copies, config.input_size, config.epochs) == (1, 352, 300)
-    tight, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=1.5, speed=SPEED)
-    assert tight.augment_copies == 0 and tight.input_size == 352
-    assert estimate_seconds(tight, 260, 65, SPEED) <= 90
+    tight = plan_run("fast", n_train=260, n_classes=13, max_minutes=1.5, speed=SPEED)
+    assert tight.config.augment_copies == 0 and tight.config.input_size == 352 and tight.config.epochs == 300
+    assert estimate_seconds(replace(tight.config, epochs=tight.estimated_epochs), 260, 65, SPEED) <= 90
     tighter, lines = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=1.0, speed=SPEED)
     assert tighter.augment_copies == 0 and tighter.input_size < 352 and "(fits)" in lines[-1]
 
