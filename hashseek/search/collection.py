@@ -41,6 +41,7 @@ from hashseek.search.library import ImageFiles, LibraryDataset
 from hashseek.search.metadata import Metadata, NewRow, Record
 from hashseek.search.refit_policy import RefitPolicy, RefitReport, fit_summary, refit_due, store_policy, stored_policy
 from hashseek.search.repair import RepairReport, repair
+from hashseek.search.staged_reindex import StagedReindex
 from hashseek.search.storage import os_error, sqlite_error, writer_lock
 from hashseek.search.store import LibraryStore
 
@@ -67,6 +68,7 @@ class Collection:
         self.path, self.batch_size, self.workers, self._damaged_ok = path, batch_size, workers, damaged_ok
         self.read_only, self._lock = writer_lock(path, read_only)
         self._meta: Metadata | None = None
+        self._staged: StagedReindex | None = None
         repair = f"hashseek check --repair {path}"
         try:
             self._meta = Metadata(path / META_DB, read_only=self.read_only, repair=repair)
@@ -258,13 +260,44 @@ class Collection:
         The new features and codes are staged beside the live ones (resumable: calling again with
         the same model continues); searches use the old model until the swap, which keeps it
         restorable with ``restore_previous``. Images that cannot be read leave the library at the swap.
+        ``begin_reindex`` runs the same steps with the encoding on another thread.
         """
+        staged = self.begin_reindex(image_hasher)
+        try:
+            staged.encode(progress, on_batch)
+            return self.commit_reindex(staged)
+        finally:
+            self.end_reindex(staged)
+
+    def begin_reindex(self, image_hasher: ImageHasher) -> StagedReindex:
+        """Stage a reindex whose ``encode`` may run on any thread while this collection keeps answering
+        searches and reads from the live model; changes are refused (``ConflictError``) until
+        ``commit_reindex`` swaps it in or ``end_reindex`` gives it up (see ``search.staged_reindex``)."""
         self._require_open()
         self._store.require_writable()
-        report = reindexing.reindex(self.path, self._meta, self.config, image_hasher, self._library_records(),
-                                    self._files.read, self.batch_size, self.workers, progress, on_batch)
-        self._reload(image_hasher)
-        return report
+        self._staged = StagedReindex(self.path, self._meta, self.config, image_hasher, self._library_records(),
+                                     self.batch_size, self.workers)
+        self._store.busy = (f"collection {self.path.name!r} is being re-encoded with a new model: it cannot "
+                            "change until the switch (searches and reads keep answering meanwhile)")
+        return self._staged
+
+    def commit_reindex(self, staged: StagedReindex) -> reindexing.ReindexReport:
+        """Swap an encoded staging in (one SQLite transaction, then the files; see ``search.reindex``)."""
+        self._require_open()
+        if staged is not self._staged or staged.report is None:
+            raise ConflictError(f"{self.path}: this reindex is not staged completely")
+        reindexing.commit_swap(self.path, self._meta, staged.slot, staged.image_hasher)
+        reindexing.finish_swap(self.path, self._meta)
+        self._staged = None
+        self._reload(staged.image_hasher)
+        return staged.report
+
+    def end_reindex(self, staged: StagedReindex) -> None:
+        """Give a staged reindex up (after a failure): changes are accepted again; its slot stays, so the
+        same model continues it. Nothing to do once it was committed."""
+        if staged is self._staged:
+            self._staged = None
+            self._store.busy = None
 
     def restore_previous(self, *, progress: bool = True) -> reindexing.ReindexReport:
         """Swap the model a reindex replaced back in (images added since are encoded with it)."""
@@ -345,7 +378,13 @@ class Collection:
                 "index": self.index_kind, "index_options": self.index_options, "bytes_on_disk": disk,
                 "hasher": self.image_hasher.describe(), "created": self.config["created"],
                 "fit": fit_summary(self._meta, self.image_hasher) if self.image_hasher.can_refit else None,
-                "previous_hasher": reindexing.previous_model(self.path, self._meta)}
+                "previous_hasher": self.previous_hasher}
+
+    @property
+    def previous_hasher(self) -> dict | None:
+        """How the model the last reindex replaced made its codes (``restore_previous`` brings it back)."""
+        self._require_open()
+        return reindexing.previous_model(self.path, self._meta)
 
     def check(self) -> CheckReport:
         """Verify that metadata, features and index agree; repairs nothing (``open`` and ``repair`` do)."""

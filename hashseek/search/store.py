@@ -36,6 +36,7 @@ class LibraryStore:
         than SQLite says is a ``DamagedError`` naming the repair command, unless ``damaged_ok``
         (``check`` and ``repair`` open what they examine)."""
         self.path, self.meta, self.read_only = path, meta, meta.read_only
+        self.busy: str | None = None   # why changes are refused for now (a reindex being staged)
         self.n_bits = int(config["n_bits"])
         self.features = FeatureStore(path / FEATURES_FILE, int(config["feature_dim"]), read_only=meta.read_only)
         self.index = IndexCache(path, meta, config["index"], config.get("index_options"), self.n_bits)
@@ -218,6 +219,8 @@ class LibraryStore:
         if self.read_only:
             raise ReadOnlyError(f"{self.path} is open read-only: adding, removing, relabelling and refitting "
                                 "need a writable open")
+        if self.busy is not None:
+            raise ConflictError(self.busy)
 
     def _added(self, ids: np.ndarray, rows: np.ndarray, codes: np.ndarray | None, replaced: list[int] = ()) -> None:
         """Follow a committed insert in memory; the index only when it was current (else it is rebuilt)."""

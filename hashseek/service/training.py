@@ -8,9 +8,10 @@ server keeps serving it). Progress is what the trainer writes there after every 
 writes ``warmup/loss_log.json`` first); ``eval.json`` holds the finished model's figures. The
 job's own record is ``job.json`` (recipe, settings, state), so the runs outlive the server.
 
-One run per collection at a time. Applying a run reindexes the collection with its model on the
-collection's thread (``Library.run``), like every other write; ``Collection.restore_previous``
-swaps the replaced model back.
+One run per collection at a time. Applying a run reindexes the collection with its model while its
+searches keep answering from the old one (``service.model_switch``); ``Collection.restore_previous``
+swaps the replaced model back. A finished run can be deleted, unless its model is the collection's
+or the one a restore brings back.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -30,10 +32,11 @@ from pathlib import Path
 
 import hashseek
 from hashseek.core.atomic import atomic_write_json, atomic_write_text
-from hashseek.core.errors import ConflictError, HashseekError, NotFoundError, ReadOnlyError
-from hashseek.core.hasher import load_image_hasher
+from hashseek.core.errors import ConflictError, NotFoundError, ReadOnlyError
 from hashseek.search.storage import os_error
+from hashseek.service import model_switch
 from hashseek.service.library import Library
+from hashseek.service.model_switch import Applying
 from hashseek.service.training_runs import JOB_FILE, LOG_FILE, read_job, run_progress
 from hashseek.train.recipes import RECIPES
 
@@ -86,16 +89,6 @@ class RunOutput:
 
 
 @dataclass
-class Applying:
-    """The switch of the collection to a run's model: re-encoding every library image, then the swap."""
-
-    state: str = "applying"          # applying | applied | failed
-    total: int = 0
-    encoded: int = 0
-    error: str | None = None
-
-
-@dataclass
 class Job:
     """A training run of one collection (its subprocess, while this server runs it)."""
 
@@ -115,7 +108,7 @@ class Job:
         """What the page shows: the state, the epochs with loss and validation mAP, the log's tail and,
         once finished, the model's figures."""
         tail = self.output.tail() if self.process is not None else _saved_tail(self.folder)
-        apply = None if self.applying is None else vars(self.applying).copy()
+        apply = None if self.applying is None else self.applying.out()
         return {"id": self.id, **{k: self.record.get(k) for k in ("recipe", "settings", "state", "started_at",
                                                                     "finished_at", "error")},
                 "epochs": self.record.get("epochs"), **run_progress(self.folder), "log_tail": tail, "apply": apply}
@@ -249,9 +242,10 @@ class TrainingJobs:
         return None
 
     # ------------------------------------------------------------------ models
-    def apply(self, library: Library, job_id: str) -> Job:
-        """Switch the collection to the run's model: a reindex queued on the collection's thread; the
-        job's ``apply`` follows it."""
+    async def apply(self, library: Library, job_id: str) -> Job:
+        """Switch the collection to the run's model: staged before this returns (changes are refused from
+        then on), re-encoded in the background beside the searches, then swapped in; the job's ``apply``
+        follows it."""
         job = self.get(library, job_id)
         if job.state != "done":
             raise ConflictError(f"training run {job_id} is {job.state}: only a finished run's model can be applied")
@@ -263,30 +257,36 @@ class TrainingJobs:
                 raise ConflictError(f"training run {busy.id} of {library.name!r} is still under way or being applied")
             job.applying = Applying(total=len(library.collection))
             self._jobs[library.name, job_id] = job
-        task = asyncio.get_running_loop().create_task(self._apply(library, job))
+        await model_switch.begin(library, job.applying, job.folder)
+        task = asyncio.get_running_loop().create_task(model_switch.finish(library, job.applying, job.folder))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    @staticmethod
-    async def _apply(library: Library, job: Job) -> None:
-        applying = job.applying
-
-        def counted(ids) -> None:
-            applying.encoded += len(ids)
-
-        def switch() -> None:
-            hasher = load_image_hasher(job.folder)
-            library.collection.reindex(hasher, progress=False, on_batch=counted)
-
-        try:
-            await library.run(switch)
-            applying.state = "applied"
-        except HashseekError as err:
-            applying.state, applying.error = "failed", str(err)
-        except Exception:   # a bug: the server's log has the traceback, the page a plain message
-            log.exception("applying training run %s failed", job.folder)
-            applying.state, applying.error = "failed", "internal error (the server's log has the details)"
+    async def delete(self, library: Library, job_id: str) -> None:
+        """Delete a finished run's folder; refused for a run under way or being applied, and for the run
+        whose model the collection uses or would restore."""
+        job = self.get(library, job_id)
+        trained_at = run_progress(job.folder)["trained_at"]
+        models = await library.run(lambda: (library.collection.image_hasher.describe(),
+                                            library.collection.previous_hasher))
+        for model, which in zip(models, ("uses", "would bring back with a restore")):
+            if trained_at is not None and (model or {}).get("trained_at") == trained_at:
+                raise ConflictError(f"collection {library.name!r} {which} the model of training run {job_id}: "
+                                    "it is not deleted")
+        with self._lock:
+            job = self._jobs.get((library.name, job_id), job)
+            if job.state == "running" or (job.applying is not None and job.applying.state == "applying"):
+                raise ConflictError(f"training run {job_id} is {'running' if job.state == 'running' else 'being applied'}"
+                                    ": wait for it or cancel it first")
+            trash = job.folder.with_name(f".deleting-{job_id}")   # no longer listed, even if a crash cuts the delete
+            shutil.rmtree(trash, ignore_errors=True)   # one a crash left
+            try:
+                job.folder.rename(trash)
+            except OSError as err:
+                raise os_error(err, job.folder, "deleting a training run") or err
+            self._jobs.pop((library.name, job_id), None)
+        shutil.rmtree(trash, ignore_errors=True)
 
     def switching(self, name: str) -> bool:
         with self._lock:
@@ -294,9 +294,14 @@ class TrainingJobs:
                        for (c, _), j in self._jobs.items())
 
     def close(self) -> None:
-        """Server shutdown: running trainings stop (their folders keep the checkpoints)."""
+        """Server shutdown: running trainings stop (their folders keep the checkpoints), and so do
+        switches under way (their staged slots are continued by the next apply)."""
         with self._lock:
             running = [job for job in self._jobs.values() if job.process is not None and job.state == "running"]
+            applying = [job.applying for job in self._jobs.values()
+                        if job.applying is not None and job.applying.state == "applying"]
+        for switch in applying:
+            switch.stop()
         for job in running:
             job.cancelled = True
             job.process.terminate()

@@ -54,9 +54,19 @@ async def cancel_run(request: Request, library: LibraryDep, job_id: JobId) -> di
 @router.post("/training/{job_id}/apply", response_model=TrainingJobOut, status_code=202,
              responses={**WRITE, **BUSY}, dependencies=[WriteAllowed])
 async def apply_run(request: Request, library: LibraryDep, job_id: JobId) -> dict:
-    """Switch the collection to the run's model: every library image is re-encoded (searches keep the old
-    model until the atomic swap; they queue behind the re-encoding); follow it in the run's ``apply``."""
-    return _jobs(request).apply(library, job_id).status()
+    """Switch the collection to the run's model: every library image is re-encoded in the background while
+    searches and reads keep answering from the old model until the atomic swap; adding, removing, relabelling
+    and refitting answer 409 until then. Follow it in the run's ``apply``."""
+    return (await _jobs(request).apply(library, job_id)).status()
+
+
+@router.delete("/training/{job_id}", status_code=204, responses={**WRITE, 409: {
+    "model": Error, "description": "the run is under way or being applied, or its model is the collection's "
+                                   "current or previous one"}}, dependencies=[WriteAllowed])
+async def delete_run(request: Request, library: LibraryDep, job_id: JobId) -> None:
+    """Delete a finished (failed, cancelled, interrupted) run and its folder; the run whose model the
+    collection uses, or would bring back with a restore, is kept."""
+    await _jobs(request).delete(library, job_id)
 
 
 @router.post("/model/restore", response_model=ModelOut, responses={**WRITE, **BUSY}, dependencies=[WriteAllowed])

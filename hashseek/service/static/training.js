@@ -93,7 +93,9 @@ function showRun(job) {
       ` (${job.test.queries} held-out test queries)`;
   }
   const inUse = info && info.hasher.type === "hash_model" && job.trained_at && info.hasher.trained_at === job.trained_at;
+  const restorable = info && info.previous_hasher && job.trained_at && info.previous_hasher.trained_at === job.trained_at;
   const applying = job.apply && job.apply.state === "applying";
+  $("delete-run-button").hidden = job.state === "running" || applying || inUse || restorable;
   $("run-apply").hidden = job.state !== "done";
   $("apply-button").hidden = inUse || applying;
   $("apply-state").textContent = applying
@@ -154,12 +156,27 @@ function cancelRun() {
 }
 
 function applyRun() {
-  if (!window.confirm("Switch the collection to this model? Every library image is encoded again; searches wait " +
-                      "until it is done. “Restore previous model” switches back.")) return;
+  if (!window.confirm("Switch the collection to this model? Every library image is encoded again; searches keep " +
+                      "using the current model until the switch, and changes to the library wait for it. " +
+                      "“Restore previous model” switches back.")) return;
   busy(async () => {
     showRun(await api(trainingUrl(`/${runs.job.id}/apply`), { method: "POST" }));
     poll();
   }, "Switching the model…");
+}
+
+// Deletes the run shown, then shows the newest one left.
+function deleteRun() {
+  const id = runs.job.id;
+  if (!window.confirm(`Delete training run ${id}? Its model, figures and log are deleted.`)) return;
+  busy(async () => {
+    stopPolling();
+    await api(trainingUrl(`/${id}`), { method: "DELETE" });
+    const jobs = await api(trainingUrl());
+    showRun(jobs[0] ?? null);
+    poll();
+    showNotice(`Deleted training run ${id}.`);
+  }, "Deleting the run…");
 }
 
 function restoreModel() {
@@ -183,5 +200,6 @@ $("train-form").addEventListener("submit", startRun);
 $("refit-button").addEventListener("click", refitHasher);
 $("cancel-button").addEventListener("click", cancelRun);
 $("apply-button").addEventListener("click", applyRun);
+$("delete-run-button").addEventListener("click", deleteRun);
 $("restore-button").addEventListener("click", restoreModel);
 hooks.collection.push(onCollection);
