@@ -17,36 +17,12 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 from _common import machine, write_json
 from protocol_maps import protocol_maps
 from hashseek.core.metrics import mean_average_precision, precision_at_k
-from hashseek.models.aggregation import create_pooling, list_poolings
-
-
-def pooled(pooling: torch.nn.Module, maps: np.ndarray) -> np.ndarray:
-    """L2-normalised float16 vectors of memory-mapped maps, 256 at a time (CIFAR-10's 54,000 NetVLAD
-    vectors are 2.2 GB in float16)."""
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(maps), 256):
-            v = pooling(torch.from_numpy(np.asarray(maps[i:i + 256], np.float32))).numpy()
-            out.append((v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)).astype(np.float16))
-    return np.concatenate(out)
-
-
-def fitted_pooling(name: str, fit_maps: np.ndarray, channels: int) -> torch.nn.Module:
-    pooling = create_pooling(name, channels)
-    with torch.no_grad():
-        fit = torch.from_numpy(np.asarray(fit_maps, np.float32))
-        if name == "rmac":
-            pooling.fit_whitening(fit)
-        elif name == "netvlad":
-            descriptors = fit.permute(0, 2, 3, 1).reshape(-1, channels).numpy()
-            rng = np.random.default_rng(0)
-            pooling.init_from(descriptors[rng.choice(len(descriptors), min(20_000, len(descriptors)), replace=False)])
-    return pooling
+from hashseek.models.aggregation import list_poolings
+from hashseek.models.aggregation.fitting import fit_pooling, pool_maps
 
 
 def cosine_distances(q: np.ndarray, d: np.ndarray, block: int = 4096) -> np.ndarray:
@@ -58,14 +34,13 @@ def run(protocol_name: str, backbone: str, poolings: list[str]) -> list[dict]:
     parts = protocol_maps(protocol_name, backbone=backbone, parts=("query", "database"))
     query, database = parts["query"], parts["database"]
     q_labels, d_labels = np.asarray(query.labels), np.asarray(database.labels)
-    channels = database.features.shape[1]
     n = len(database.ids)
     fit_rows = np.arange(n) if n <= 2000 else np.sort(np.random.default_rng(0).choice(n, 2000, replace=False))
     rows = []
     for name in poolings:
         t0 = time.perf_counter()
-        pooling = fitted_pooling(name, database.features[fit_rows], channels)
-        q, d = pooled(pooling, query.features), pooled(pooling, database.features)
+        pooling = fit_pooling(name, database.features[fit_rows])
+        q, d = pool_maps(pooling, query.features), pool_maps(pooling, database.features)
         pool_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         distances = cosine_distances(q, d)

@@ -10,6 +10,12 @@ every two minutes during a run, so a long run shows its results as they come.
     python benchmarks/run_all.py --protocols caltech101 cars-bmw13 --methods-for caltech101=gap+hashnet,itq,float
     python benchmarks/run_all.py --epochs 20 --epochs-for spp_pmt+multitask=4   # fewer epochs for a slow head
     python benchmarks/run_all.py --reuse docs/results ...      # keep the committed runs, add the missing ones
+    python benchmarks/run_all.py --methods float float:gem ksh # float:POOLING / HASHER:POOLING: conv-map aggregations
+
+A reused run measured on an older split of its protocol (before the protocol held out validation
+images) never passes for a run of the current split: it is carried onto the page marked "older
+protocol", unless the cache holds that method and code length on the current split, or this
+command runs it.
 
 Runs go from cheap to costly over all protocols (float and shallow first, then the deep heads by
 their training cost), so a stopped run leaves whole tables rather than one finished protocol.
@@ -29,8 +35,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 from quoted import QUOTED  # noqa: E402
 
+from hashseek.data.protocols import Protocol, get_protocol  # noqa: E402
 from hashseek.eval.report import reference_length, write_results_page  # noqa: E402
-from hashseek.eval.runner import ALL_METHODS, MethodSpec, run_method, store_record  # noqa: E402
+from hashseek.eval.runner import (ALL_METHODS, MethodSpec, cached_record, run_method, same_split,  # noqa: E402
+                                  store_record)
 
 PROTOCOLS = ("caltech101", "cars-bmw13", "cars-bmw13-unseen", "cifar10")
 # Training cost of a head on frozen maps, measured on this CPU (seconds per epoch on Caltech101's
@@ -49,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          f"methods {', '.join(QUICK['methods'])}; writes build/results-quick/ unless --out is given")
     ap.add_argument("--protocols", nargs="+", choices=PROTOCOLS)
     ap.add_argument("--bits", nargs="+", type=int)
-    ap.add_argument("--methods", nargs="+", help=f"default: all of {', '.join(ALL_METHODS)}")
+    ap.add_argument("--methods", nargs="+", help=f"default: all of {', '.join(ALL_METHODS)} "
+                                                 "(float:POOLING or HASHER:POOLING: a conv-map aggregation)")
     ap.add_argument("--methods-for", action="append", default=[], metavar="PROTOCOL=M1,M2",
                     help="restrict one protocol to some methods (e.g. cifar10=gap+csq,float); repeatable")
     ap.add_argument("--epochs", type=int, help="deep methods' training epochs (default 40, quick 5)")
@@ -105,20 +114,53 @@ def plan(args: argparse.Namespace) -> list[tuple[str, MethodSpec, int | None]]:
     return sorted(runs, key=cost)  # stable: code lengths keep their order
 
 
+def reuse(folder: Path, splits: dict[str, Protocol], cache: Path | None) -> list[dict]:
+    """A page's runs: those of a protocol's current split enter the run cache (not repeated); those of
+    an older split are returned, to be carried onto the page marked as such (never cached as current)."""
+    stored, carried = 0, []
+    for path in sorted(folder.glob("*.json")):
+        for record in json.loads(path.read_text())["records"]:
+            current = splits.get(record["protocol"]["name"])
+            if current is None:
+                continue
+            if same_split(record, current):
+                stored += store_record(record, cache)
+            else:
+                carried.append(record)
+    print(f"reused {stored} runs of the current splits from {folder}; {len(carried)} runs of older splits carried")
+    return carried
+
+
+def carried_rows(carried: list[dict], records: list[dict], splits: dict[str, Protocol], bits: tuple,
+                 cache: Path | None) -> list[dict]:
+    """The older-split runs still worth showing (at the page's code lengths): a run of the current split of
+    the same protocol, method and code length (made by this command, or found in the cache) replaces one."""
+    done = {(r["protocol"]["name"], r["method"], r["bits"]) for r in records}
+    out = []
+    for old in carried:
+        name = old["protocol"]["name"]
+        if (name, old["method"], old["bits"]) in done or old["bits"] not in (*bits, None):
+            continue
+        mode = "finetune" if old["mode"].startswith("finetune") else "frozen"
+        current = cached_record(MethodSpec(**old["spec"]), splits[name], old["bits"], mode, cache)
+        out.append(current if current is not None else old)
+        done.add((name, old["method"], old["bits"]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python benchmarks/run_all.py", *(shlex.quote(a) for a in given)])
     runs = plan(args)
-    if args.reuse:
-        reused = [store_record(r, args.cache) for path in sorted(args.reuse.glob("*.json"))
-                  for r in json.loads(path.read_text())["records"]]
-        print(f"reused {sum(reused)} runs from {args.reuse} ({len(reused) - sum(reused)} already cached)")
+    splits = {name: get_protocol(name, seed=args.seed) for name in args.protocols}
+    carried = reuse(args.reuse, splits, args.cache) if args.reuse else []
     records, failures = [], []
     timed_bits = (None, reference_length(args.bits))  # forward time hardly depends on the code length
 
     def write_page() -> None:
-        write_results_page(records, QUOTED, args.out, command, machine(), args.protocols, args.bits)
+        shown = records + carried_rows(carried, records, splits, tuple(args.bits), args.cache)
+        write_results_page(shown, QUOTED, args.out, command, machine(), args.protocols, args.bits, splits)
 
     last_write = time.monotonic()
     bar = tqdm(runs, desc="runs", unit="run")

@@ -67,7 +67,8 @@ def register(sub) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", type=Path, help="a trained model's run folder (evaluated on the split saved with it)")
     what.add_argument("--method", nargs="+",
-                      help="head+loss (trained here, e.g. gap+hashnet), lsh/pcah/itq/sdh, or float")
+                      help="head+loss (trained here, e.g. gap+hashnet), a hasher (lsh, pcah, itq, sdh, ksh, ...) "
+                           "or float; a hasher or float as NAME:POOLING (float:gem, itq:rmac) pools the conv maps")
     p.add_argument("--mirror-average", action="store_true",
                    help="--model: encode each image with its left-right mirror, averaged (2x encode time)")
     p.add_argument("--protocol", help="caltech101, cars-bmw13, cars-bmw13-unseen, cifar10 or a saved split "

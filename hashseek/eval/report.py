@@ -1,7 +1,9 @@
 """Runner records -> JSON, Markdown tables and PNG plots (``hashseek eval`` folders and ``docs/results.md``).
 
 Measured and quoted figures never share a table: every measured table refuses a record whose
-``source`` is not ``"measured"``, and quoted figures have their own table marked "quoted".
+``source`` is not ``"measured"``, and quoted figures have their own table marked "quoted". On the
+results page every row also says which split of its protocol it was measured on: the current one,
+or an older one (a row carried over with ``--reuse`` from before the protocol changed), never both.
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from hashseek.data.protocols import Protocol
 from hashseek.eval import plots
+from hashseek.eval.runner import same_split
 from hashseek.eval.report_tables import class_sections
 
 METRICS = {
@@ -19,6 +23,7 @@ METRICS = {
     "train_seconds": "training time (s)",
 }
 REFERENCE_BITS = 48
+CURRENT, OLDER = "current protocol", "older protocol"
 
 
 def check_measured(records: Iterable[dict]) -> list[dict]:
@@ -75,18 +80,39 @@ def cost_table(records: Iterable[dict], bits: int | None) -> str:
             continue
         t, c = r["times"], r["costs"]
         drop = t.get("time_drop_ratio")
-        body.append([r["method"], "—" if r["bits"] is None else str(r["bits"]), f"{c['parameters'] / 1e6:.2f} M",
+        body.append([r["method"], r["mode"], "—" if r["bits"] is None else str(r["bits"]),
+                     f"{c['parameters'] / 1e6:.2f} M",
                      "—" if "checkpoint_bytes" not in c else f"{c['checkpoint_bytes'] / 1e6:.3f} MB",
                      _ms(t.get("forward_ms_batch1")), _ms(t.get("forward_ms_batch32")),
                      _ms(t.get("coarse_to_fine_ms_per_query")), _ms(t.get("linear_ms_per_query")),
                      "—" if drop is None else f"{drop:.2f}"])
-    return _markdown(["method", "bits", "parameters", "checkpoint on disk", "forward ms/img (batch 1)",
+    return _markdown(["method", "mode", "bits", "parameters", "checkpoint on disk", "forward ms/img (batch 1)",
                       "forward ms/img (batch 32)", "coarse-to-fine ms/query", "linear float ms/query",
                       "time drop 1 - t_hashed/t_linear"], body)
 
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
+
+
+def query_time_table(records: Iterable[dict], bits: int | None) -> str | None:
+    """Every float method's linear cosine scan beside each hashed method's coarse-to-fine search at ``bits``
+    (a Hamming shortlist re-ranked by cosine), ms per query over the protocol's whole database, both
+    measured by ``eval.cost.search_ms_per_query`` on the same machine; a hashed row's own linear scan
+    (its float vectors, the same run) is the like-for-like reference. None without such records."""
+    chosen = [r for r in check_measured(records) if r["bits"] in (bits, None) and "linear_ms_per_query" in r["times"]]
+    if not chosen:
+        return None
+    body = []
+    for r in sorted(chosen, key=lambda r: (r["bits"] is not None, r["method"])):
+        t, dim = r["times"], r["costs"].get("vector_dim")
+        floats = f"{dim} floats" if dim else "floats"
+        vector = floats if r["bits"] is None else f"{r['bits']} bits, then {floats}"
+        body.append([r["method"], r["mode"], vector, f"{r['figures']['map_all']:.4f}", _ms(t["linear_ms_per_query"]),
+                     _ms(t.get("coarse_to_fine_ms_per_query")), _ms(t.get("forward_ms_batch1")),
+                     r.get("created", "—")[:16].replace("T", " ")])
+    return _markdown(["method", "mode", "searched", "mAP@all", "linear cosine scan ms/query",
+                      "coarse-to-fine ms/query", "forward ms/img (batch 1)", "measured (UTC)"], body)
 
 
 def quoted_table(quoted: Iterable[dict]) -> str:
@@ -109,9 +135,11 @@ def protocol_table(records: Iterable[dict]) -> str:
     for name, p in seen.items():
         s = p["sizes"]
         unseen = f" Unseen classes: {', '.join(p['unseen_classes'])}." if p["unseen_classes"] else ""
-        body.append([name, p["dataset"], str(s["query"]), str(s["database"]), str(s["train"]), str(p["seed"]),
-                     p["backbone"], " ".join(p["description"].split()) + unseen])
-    return _markdown(["protocol", "dataset", "queries", "database", "training", "seed", "backbone", "split"], body)
+        body.append([name, p["dataset"], str(s["query"]), str(s["database"]), str(s["train"]),
+                     str(s.get("validation", "—")), str(p["seed"]), p["backbone"],
+                     " ".join(p["description"].split()) + unseen])
+    return _markdown(["protocol", "dataset", "queries", "database", "training", "validation", "seed", "backbone",
+                      "split"], body)
 
 
 def protocol_notes(records: Iterable[dict]) -> str:
@@ -181,6 +209,12 @@ def _protocol_sections(records: list[dict], bits: Sequence[int], images: dict[st
     out += class_sections(records, bits)
     ref = reference_bits(records)
     out += [f"**Size and speed at {ref} bits** (timings on shared cores: indicative)", "", cost_table(records, ref), ""]
+    times = query_time_table(records, ref)
+    if times:
+        out += [f"**Query time: float methods beside hashing at {ref} bits** (ms per query over the whole database, "
+                "mean over up to 100 test queries; linear: cosine to every database vector and a full sort; "
+                "coarse-to-fine: the 100 nearest codes by Hamming distance (FAISS flat), re-ranked by cosine on "
+                "their float vectors; each row timed in its own run, on shared cores)", "", times, ""]
     for key, path in images.items():
         out += [f"![{key}]({path.relative_to(relative_to).as_posix()})", ""]
     return out
@@ -203,13 +237,29 @@ def write_report(records: Sequence[dict], out_dir: str | Path, title: str) -> di
     return written
 
 
+def split_marked(record: dict, current: Protocol | None) -> dict:
+    """The record as the page shows it: its mode (and its protocol's name, for the protocol table) say
+    whether it was measured on ``current``'s split or an older one; so no row holds both."""
+    if current is None:
+        return record
+    label = CURRENT if same_split(record, current) else OLDER
+    protocol = record["protocol"] if label == CURRENT else \
+        {**record["protocol"], "name": f"{record['protocol']['name']} ({OLDER})"}
+    return {**record, "mode": f"{record['mode']}; {label}", "protocol": protocol}
+
+
 def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: str | Path, command: str,
-                       machine: dict, protocols: Sequence[str], bits: Sequence[int]) -> Path:
+                       machine: dict, protocols: Sequence[str], bits: Sequence[int],
+                       splits: dict[str, Protocol] | None = None) -> Path:
     """``docs/results.md``: the command, the machine, the protocol table, then per protocol the measured
-    tables and plots, and apart from them the quoted figures; plots and per-protocol JSON go beside it."""
+    tables and plots, and apart from them the quoted figures; plots and per-protocol JSON go beside it.
+    ``splits``: each protocol's current split; a record measured on another split is marked older."""
     page = Path(page)
     folder = page.with_suffix("")
     records = check_measured(records)
+    splits = splits or {}
+    shown = [split_marked(r, splits.get(r["protocol"]["name"])) for r in records]
+    older = sum(r["mode"].endswith(OLDER) for r in shown)
     lines = ["# Results", "", "Regenerated by:", "", "```", command, "```", "",
              f"Machine: {machine['cpu']}, {machine['cores']} cores, no GPU; "
              f"Python {machine['python']}, torch {machine['torch']}, numpy {machine['numpy']}.", "",
@@ -218,20 +268,29 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
              "*quoted* are the papers' own figures, on their own data and backbones: they are listed for "
              "orientation only and never mixed into the measured tables. Times (training, search) are those of "
              "the run that produced each row: rows carried over with `--reuse` keep their original run's times "
-             "(its date is `created` in the per-protocol JSON).", "", "## Protocols", ""]
-    lines += [protocol_table(records), "", protocol_notes(records), ""] if records else ["Nothing measured yet.", ""]
+             "(its date is `created` in the per-protocol JSON).", ""]
+    if splits:
+        lines += [f"Every row's mode says the split it was measured on: *{CURRENT}* (the shipped split: training "
+                  "on its training images, epochs and settings selected on its validation images) or "
+                  f"*{OLDER}* ({older} runs, carried over with `--reuse`: measured before the protocol held out "
+                  "its validation images, on the whole training list, with a fixed number of epochs; their "
+                  "sizes are the protocol table's \"older protocol\" rows). The two are never merged into one "
+                  "row; where a method was measured on both, the current row alone is kept.", ""]
+    lines += ["## Protocols", ""]
+    lines += [protocol_table(shown), "", protocol_notes(records), ""] if records else ["Nothing measured yet.", ""]
     for protocol in protocols:
         rows = [r for r in records if r["protocol"]["name"] == protocol]
+        marked = [split_marked(r, splits.get(protocol)) for r in rows]
         cited = [q for q in quoted if q["protocol"] == protocol]
         if not rows and not cited:
             continue
         lines += [f"## {protocol}", ""]
         if rows:
-            images = protocol_plots(rows, folder, protocol, prefix=f"{protocol}-")
+            images = protocol_plots(marked, folder, protocol, prefix=f"{protocol}-")
             best = confusion_record(rows)
             write_json(folder / f"{protocol}.json",
                        {"command": command, "records": [_for_page_json(r, keep_confusion=r is best) for r in rows]})
-            lines += _protocol_sections(rows, bits, images, page.parent)
+            lines += _protocol_sections(marked, bits, images, page.parent)
         else:
             lines += ["Not measured in this run.", ""]
         if cited:

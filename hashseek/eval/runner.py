@@ -4,7 +4,8 @@ A method is a deep combination ``head+loss`` trained by the one trainer (selecte
 protocol's validation images when it has them) and scored by the one evaluator
 (``hashseek.train.evaluator``), a registered shallow hasher fitted on the protocol's training
 images' pooled frozen features (with their labels when the registry marks it supervised), or
-``float``: cosine on the pooled features, no codes.
+``float``: cosine on the pooled features, no codes; ``float:POOLING`` / ``HASHER:POOLING`` take the
+vector from a registered aggregation of the conv maps instead (``hashseek.eval.pooled_parts``).
 Each finished run is written to ``<cache>/<protocol>/seed<seed>-<split digest>/<key>.json`` before the next
 starts, so an interrupted benchmark resumes where it stopped; the key also names the
 training hyper-parameters and mode, so changing them never returns a stale result.
@@ -17,7 +18,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from hashseek.data.named import load_dataset
 from hashseek.data.protocols import Protocol, get_protocol
 from hashseek.eval.cost import (disk_bytes, forward_ms_per_image, hasher_parameter_count, machine,
                                 parameter_count, search_ms_per_query)
+from hashseek.eval.pooled_parts import pooled_encoder, protocol_vectors
 from hashseek.core.atomic import atomic_write_text
 from hashseek.core.errors import InvalidInputError, UnknownNameError
 from hashseek.core.metrics import (confusion_matrix, f1_at_k, precision_recall_curve_hamming, recall_at_k,
@@ -34,17 +35,18 @@ from hashseek.core.metrics import (confusion_matrix, f1_at_k, precision_recall_c
 from hashseek.eval.retrieval import cosine_distances
 from hashseek.hashers import HASHERS, create_hasher
 from hashseek.core.bits import hamming_distances
-from hashseek.models.features import BackboneEncoder, FeatureSet, extract_features
+from hashseek.models.aggregation import POOLINGS
 from hashseek.models.hash_model import HashModel
 from hashseek.core.paths import cache_root
 from hashseek.train import TrainConfig, Trainer
 from hashseek.train.evaluator import evaluate_split
 
 DEEP_METHODS = ("fc+hashnet", "gap+hashnet", "bilinear+hashnet", "spp_pmt+multitask", "latent+ce",
-                "gap+csq", "gap+dpsh", "gap+dsh")
-SHALLOW_METHODS = ("lsh", "pcah", "itq", "sdh")     # the results page's shallow rows; any registered hasher runs
+                "gap+csq", "gap+dpsh", "gap+dsh", "gap+cnnh")
+SHALLOW_METHODS = ("lsh", "pcah", "itq", "sdh", "ksh")   # the results page's shallow rows; any registered hasher runs
 FLOAT_METHOD = "float"
-ALL_METHODS = (*DEEP_METHODS, *SHALLOW_METHODS, FLOAT_METHOD)
+AGGREGATION_METHODS = tuple(f"float:{p}" for p in ("spoc", "mac", "rmac", "gem", "crow", "netvlad"))
+ALL_METHODS = (*DEEP_METHODS, *SHALLOW_METHODS, FLOAT_METHOD, *AGGREGATION_METHODS)
 
 TIE_RULE = "database order: a stable sort keeps items at equal distance in database order"
 MAP_DEFINITION = ("mAP@all: mean over all queries of AP over the whole ranked database "
@@ -71,26 +73,39 @@ class MethodSpec:
     lr: float = TrainConfig.lr
     head_kwargs: dict = field(default_factory=dict)
     loss_kwargs: dict = field(default_factory=dict)
+    pooling: str | None = None     # float and shallow: an aggregation of the conv maps, not the pooled vector
 
     @classmethod
     def parse(cls, name: str, **train) -> "MethodSpec":
-        """``head+loss`` -> deep, a hasher name -> shallow, ``float``/``cosine`` -> float baseline."""
+        """``head+loss`` -> deep, a hasher name -> shallow, ``float``/``cosine`` -> float baseline;
+        ``float:POOLING`` or ``HASHER:POOLING`` (e.g. ``float:gem``, ``itq:rmac``) pool the conv maps."""
         if "+" in name:
             head, loss = name.split("+", 1)
             return cls(name, "deep", head=head, loss=loss, **train)
-        if name in ("float", "cosine"):
-            return cls(FLOAT_METHOD, "float", **_only_backbone(train))
-        if name in HASHERS:
-            return cls(name, "shallow", hasher=name, **_only_backbone(train))
+        base, _, pooling = name.partition(":")
+        if pooling and pooling not in POOLINGS:
+            raise UnknownNameError(f"unknown pooling {pooling!r} in {name!r}: use one of {', '.join(POOLINGS.names())}")
+        suffix = f":{pooling}" if pooling else ""
+        if base in ("float", "cosine"):
+            return cls(FLOAT_METHOD + suffix, "float", pooling=pooling or None, **_only_backbone(train))
+        if base in HASHERS:
+            return cls(name, "shallow", hasher=base, pooling=pooling or None, **_only_backbone(train))
         raise UnknownNameError(f"unknown method {name!r}: use head+loss (e.g. gap+hashnet), "
-                               f"a hasher ({', '.join(HASHERS.names())}), or float")
+                               f"a hasher ({', '.join(HASHERS.names())}), or float, each of the last two "
+                               f"optionally :POOLING ({', '.join(POOLINGS.names())})")
 
     def key(self, bits: int | None, mode: str) -> str:
-        """File stem of the cached result: readable name plus a digest of everything else that matters."""
+        """File stem of the cached result: readable name plus a digest of everything else that matters
+        (a shallow hasher's settings too: a changed default is a new run)."""
         settings = asdict(self) if self.kind == "deep" else {"backbone": self.backbone, "kind": self.kind}
+        if self.pooling:
+            settings["pooling"] = self.pooling
+        if self.kind == "shallow":
+            settings["hasher"] = {k: v for k, v in create_hasher(self.hasher, bits or 8).config().items()
+                                  if k not in ("n_bits", "seed")}
         digest = hashlib.sha256(json.dumps({**settings, "mode": mode}, sort_keys=True).encode()).hexdigest()[:10]
         length = "" if self.kind == "float" else f"-{bits}b"
-        return f"{self.name.replace('+', '_')}{length}-{mode if self.kind == 'deep' else 'frozen'}-{digest}"
+        return f"{self.name.replace('+', '_').replace(':', '_')}{length}-{mode if self.kind == 'deep' else 'frozen'}-{digest}"
 
     def mode_label(self, mode: str) -> str:
         """How the row was produced, as the tables print it."""
@@ -105,13 +120,27 @@ def results_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir) if cache_dir is not None else cache_root() / "results"
 
 
+def split_digest(protocol: Protocol) -> str:
+    """Digest of a split's id lists: which split of a protocol's name a record was measured on."""
+    parts = [protocol.query, protocol.database, protocol.train, protocol.unseen_classes]
+    split = json.dumps(parts + [protocol.validation] if protocol.validation else parts)
+    return hashlib.sha256(split.encode()).hexdigest()[:8]
+
+
+def same_split(record: dict, protocol: Protocol) -> bool:
+    """Whether a record was measured on ``protocol``'s split; a record older than its ``split_digest``
+    field is judged by its part sizes (those of the protocols before validation was held out lack it)."""
+    measured = record["protocol"]
+    if "split_digest" in measured:
+        return measured["split_digest"] == split_digest(protocol)
+    return measured["sizes"] == protocol.sizes()
+
+
 def result_path(spec: MethodSpec, protocol: Protocol, bits: int | None, mode: str,
                 cache_dir: str | Path | None = None) -> Path:
     """The split's own digest is part of the path: a custom split sharing a shipped one's name never collides."""
-    parts = [protocol.query, protocol.database, protocol.train, protocol.unseen_classes]
-    split = json.dumps(parts + [protocol.validation] if protocol.validation else parts)
-    digest = hashlib.sha256(split.encode()).hexdigest()[:8]
-    return results_dir(cache_dir) / protocol.name / f"seed{protocol.seed}-{digest}" / f"{spec.key(bits, mode)}.json"
+    folder = f"seed{protocol.seed}-{split_digest(protocol)}"
+    return results_dir(cache_dir) / protocol.name / folder / f"{spec.key(bits, mode)}.json"
 
 
 def run_method(method_spec: MethodSpec | str, protocol_name: str | Protocol, bits: int | None, seed: int = 0,
@@ -147,11 +176,22 @@ def run_method(method_spec: MethodSpec | str, protocol_name: str | Protocol, bit
     return {**json.loads(path.read_text()), "cached": False}
 
 
+def cached_record(spec: MethodSpec, protocol: Protocol, bits: int | None, mode: str = "frozen",
+                  cache_dir: str | Path | None = None) -> dict | None:
+    """The cached run of ``spec`` on ``protocol``'s current split, or None (never runs anything)."""
+    path = result_path(spec, protocol, None if spec.kind == "float" else bits, mode, cache_dir)
+    return {**json.loads(path.read_text()), "cached": True} if path.is_file() else None
+
+
 def store_record(record: dict, cache_dir: str | Path | None = None) -> bool:
     """Put a finished run's record (e.g. one from a results page's JSON) into the run cache, so that
-    ``run_method`` returns it instead of running again; False when the cache already holds that run."""
+    ``run_method`` returns it instead of running again; False when the cache already holds that run, or
+    when the record was measured on another split of the protocol (an older one must never pass for a
+    run of the current split)."""
     spec = MethodSpec(**record["spec"])
     protocol = get_protocol(record["protocol"]["name"], seed=record["protocol"]["seed"])
+    if not same_split(record, protocol):
+        return False
     mode = "finetune" if record["mode"].startswith("finetune") else "frozen"
     path = result_path(spec, protocol, record["bits"], mode, cache_dir)
     if path.is_file():
@@ -213,17 +253,18 @@ def _evaluate_model(spec: MethodSpec, model: HashModel, dataset: ImageDataset, p
 
 def _run_on_pooled(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, bits: int | None, seed: int,
                    progress: bool, timing: bool) -> dict:
-    encoder = _pooled_encoder(spec.backbone)
-    needed = sorted(set(protocol.query) | set(protocol.database) | set(protocol.train))
-    pooled = extract_features(dataset, needed, encoder=encoder, progress=progress)
-    q, d, train = (_features(pooled, part) for part in (protocol.query, protocol.database, protocol.train))
-    costs = {"parameters": parameter_count(encoder.backbone)}
-    times = {"train_seconds": 0.0, "encode_seconds": 0.0, "encode_source": "cached pooled backbone features"}
+    parts = protocol_vectors(dataset, protocol, spec.backbone, spec.pooling, need_train=spec.kind == "shallow",
+                             seed=seed, progress=progress)
+    q, d, train = parts.query, parts.database, parts.train
+    # forward timing: backbone + pooling as one graph (an exported session costs seconds: built only to time it)
+    encoder = pooled_encoder(spec.backbone, spec.pooling) if timing else None
+    costs = {"parameters": parts.parameters, "vector_dim": int(q.features.shape[1])}
+    times = {"train_seconds": 0.0, "encode_seconds": 0.0, "encode_source": parts.source}
     if spec.kind == "float":
         if timing:
             times.update(_forward_times(encoder.encode_arrays, encoder.backbone.input_size))
         return {**_record(spec, protocol, dataset, None, "frozen", None, None, q.features, d.features,
-                          q.labels, d.labels, times, costs), "dropped": _unreadable(pooled, needed)}
+                          q.labels, d.labels, times, costs), "dropped": parts.dropped}
 
     hasher = create_hasher(spec.hasher, bits, seed=seed)
     start = time.perf_counter()
@@ -242,7 +283,7 @@ def _run_on_pooled(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, 
         times.update(_forward_times(lambda x: hasher.transform(encoder.encode_arrays(x)),
                                     encoder.backbone.input_size))
     return {**_record(spec, protocol, dataset, bits, "frozen", q_codes, d_codes, q.features, d.features,
-                      q.labels, d.labels, times, costs), "dropped": _unreadable(pooled, needed)}
+                      q.labels, d.labels, times, costs), "dropped": parts.dropped}
 
 
 # -- figures -----------------------------------------------------------------------------------
@@ -318,13 +359,12 @@ def class_parts(distances: np.ndarray, query_labels: np.ndarray, db_labels: np.n
     return parts
 
 
-
-
 def _protocol_record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset, bits: int | None, mode: str,
                      train_seconds: float) -> dict:
     return {
         "name": protocol.name, "dataset": dataset.name, "description": protocol.description,
-        "seed": protocol.seed, "sizes": protocol.sizes(), "unseen_classes": protocol.unseen_classes,
+        "seed": protocol.seed, "sizes": protocol.sizes(), "split_digest": split_digest(protocol),
+        "unseen_classes": protocol.unseen_classes,
         "tie_rule": TIE_RULE, "map_definition": MAP_DEFINITION, "bits": bits, "backbone": spec.backbone,
         "head": spec.head, "loss": spec.loss, "hasher": spec.hasher,
         "training_mode": spec.mode_label(mode), "train_seconds": train_seconds, "machine": machine(),
@@ -332,24 +372,6 @@ def _protocol_record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset
 
 
 # -- helpers -----------------------------------------------------------------------------------
-@lru_cache(maxsize=2)
-def _pooled_encoder(backbone: str) -> BackboneEncoder:
-    """One ONNX session per backbone for the whole process (building it costs seconds)."""
-    return BackboneEncoder(backbone, kind="pooled")
-
-
-def _features(features: FeatureSet, ids: list[str]) -> FeatureSet:
-    part = features.select(ids)
-    return FeatureSet(part.ids, part.labels, part.features.astype(np.float32), part.meta)
-
-
-def _unreadable(features: FeatureSet, ids: list[str]) -> list[list[str]]:
-    """(id, reason) of the images feature extraction could not read: recorded, never dropped silently."""
-    reasons = dict(features.meta.get("failed", []))
-    kept = set(features.ids)
-    return [[i, reasons.get(i, "could not be read")] for i in ids if i not in kept]
-
-
 def _forward_times(encode, input_size: int) -> dict:
     return {f"forward_ms_batch{b}": forward_ms_per_image(encode, input_size, b, repeats=5 if b == 1 else 3)
             for b in FORWARD_BATCHES}

@@ -118,8 +118,9 @@ def test_run_all_plan_runs_cheap_methods_first_and_honours_per_protocol_lists():
     full = run_all.parse_args(["--epochs-for", "spp_pmt+multitask=4"])
     assert full.protocols == run_all.PROTOCOLS and full.bits == (16, 32, 48, 64) and full.epochs == 40
     runs = run_all.plan(full)
-    assert len(runs) == 4 * (12 * 4 + 1)
-    assert [s.kind for _, s, _ in runs[:4]] == ["float"] * 4 and runs[4][1].name == "lsh"
+    assert len(runs) == 4 * (14 * 4 + 7)            # 14 hashed methods x 4 lengths, 7 float ones (6 aggregations)
+    assert [s.kind for _, s, _ in runs[:28]] == ["float"] * 28 and runs[28][1].name == "lsh"
+    assert runs[4][1].pooling == "spoc" and {"ksh", "gap+cnnh"} <= {s.name for _, s, _ in runs}
     assert runs[-1][1].name == "spp_pmt+multitask" and runs[-1][1].epochs == 4 and runs[-2][1].epochs == 4
     assert {s.epochs for _, s, _ in runs if s.kind == "deep" and s.head != "spp_pmt"} == {40}
 

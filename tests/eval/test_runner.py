@@ -6,7 +6,9 @@ import pytest
 
 from hashseek.core.metrics import mean_average_precision
 from hashseek.eval.retrieval import cosine_distances
-from hashseek.eval.runner import MethodSpec, retrieval_figures, run_method
+from hashseek.data.protocols import get_protocol
+from hashseek.eval.runner import ALL_METHODS, MethodSpec, retrieval_figures, run_method, split_digest
+from hashseek.models.aggregation.fitting import fit_pooling, pool_maps
 from hashseek.models.features import BackboneEncoder, extract_features
 
 FIGURES = {"map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "precision_curve", "recall_at_k",
@@ -19,6 +21,22 @@ def test_method_names_parse_to_their_kind():
     assert MethodSpec.parse("cosine").name == "float"
     with pytest.raises(ValueError, match="unknown method"):
         MethodSpec.parse("resnet")
+
+
+def test_pooled_names_parse_to_an_aggregation_of_the_maps():
+    gem = MethodSpec.parse("float:gem")
+    assert (gem.name, gem.kind, gem.pooling) == ("float:gem", "float", "gem")
+    itq = MethodSpec.parse("itq:rmac", epochs=3)
+    assert (itq.kind, itq.hasher, itq.pooling) == ("shallow", "itq", "rmac")
+    assert MethodSpec.parse("cosine:mac").name == "float:mac" and MethodSpec.parse("float").pooling is None
+    with pytest.raises(ValueError, match="unknown pooling 'gemm'.*gem"):
+        MethodSpec.parse("float:gemm")
+    with pytest.raises(ValueError, match="unknown method"):
+        MethodSpec.parse("resnet:gem")
+    assert {"ksh", "gap+cnnh", "float:rmac", "float:netvlad"} <= set(ALL_METHODS)
+    # the pooling is part of the cached run's identity
+    assert len({MethodSpec.parse(m).key(None, "frozen") for m in ("float", "float:gem", "float:mac")}) == 3
+    assert MethodSpec.parse("itq:gem").key(16, "frozen").startswith("itq_gem-16b-")
 
 
 def test_cache_key_follows_what_changes_the_result():
@@ -113,7 +131,15 @@ def test_a_stored_page_record_is_served_from_the_cache(small_runs, tmp_path, mon
     from hashseek.eval import runner
 
     # a record as a results page's JSON holds it, for the shipped cars-bmw13 split
-    record = {**small_runs[3], "protocol": {**small_runs[3]["protocol"], "name": "cars-bmw13", "seed": 0}}
+    cars = get_protocol("cars-bmw13")
+    record = {**small_runs[3], "protocol": {**small_runs[3]["protocol"], "name": "cars-bmw13", "seed": 0,
+                                            "split_digest": split_digest(cars)}}
+    # the same run measured on an older split of cars-bmw13 (no validation part) never enters the cache
+    older = {**record, "protocol": {k: v for k, v in record["protocol"].items() if k != "split_digest"}}
+    older["protocol"]["sizes"] = {"query": 206, "database": 325, "train": 325}
+    assert not runner.same_split(older, cars) and runner.same_split(record, cars)
+    assert runner.store_record(older, tmp_path) is False
+    assert runner.cached_record(MethodSpec.parse("gap+hashnet", epochs=2), cars, 16, cache_dir=tmp_path) is None
     assert runner.store_record(record, tmp_path) is True
     assert runner.store_record(record, tmp_path) is False          # already there: left alone
     monkeypatch.setattr(runner, "_run_deep", lambda *a, **k: pytest.fail("the stored run was computed again"))
@@ -129,3 +155,18 @@ def test_pr_radius_with_no_retrieval_is_null_not_nan():
     assert f["pr_curve_hamming"]["recall"] == [0.0, 1.0, 1.0]
     assert f["confusion_matrix"] == [[1, 0], [0, 1]]
     assert f["precision_curve"] == {"k": [1, 5, 10, 20], "precision": [1.0, 1.0, 1.0, 0.5]}
+
+
+def test_aggregated_float_run_is_cosine_on_the_pooled_maps(small_runs, tiny_protocol, cars_bmw13, run_cache):
+    """``float:rmac``: R-MAC of each part's maps, its whitening fitted on the training maps only."""
+    record = run_method("float:rmac", tiny_protocol, None, cache_dir=run_cache, progress=False, timing=False)
+    assert (record["kind"], record["spec"]["pooling"], record["costs"]["vector_dim"]) == ("float", "rmac", 1280)
+    assert record["times"]["encode_source"] == "cached backbone maps, rmac pooling, fitted on 16 training maps"
+    encoder = BackboneEncoder("efficientnet_lite0", kind="map")
+    q, d, train = (extract_features(cars_bmw13, ids, encoder=encoder, progress=False)
+                   for ids in (tiny_protocol.query, tiny_protocol.database, tiny_protocol.train))
+    pooling = fit_pooling("rmac", train.features)
+    expected = mean_average_precision(cosine_distances(pool_maps(pooling, q.features), pool_maps(pooling, d.features)),
+                                      q.labels, d.labels)
+    assert record["figures"]["map_all"] == pytest.approx(expected)
+    assert record["figures"]["map_all"] != pytest.approx(small_runs[2]["figures"]["map_all"])   # not the pooled vector
