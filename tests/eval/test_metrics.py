@@ -379,13 +379,13 @@ def test_chunking_gives_identical_results():
 
 
 def test_default_chunking_splits_large_databases(monkeypatch):
-    import hashseek.core.metrics as metrics
+    import hashseek.core.ranked_relevance as ranked_relevance
 
     rng = np.random.default_rng(7)
     d = rng.integers(0, 33, (12, 400))
     q_labels, db_labels = rng.integers(0, 3, 12), rng.integers(0, 3, 400)
     whole = average_precision(d, q_labels, db_labels)
-    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 1000)  # 2 queries per chunk
+    monkeypatch.setattr(ranked_relevance, "CHUNK_ELEMENTS", 1000)  # 2 queries per chunk
     assert_array_equal(average_precision(d, q_labels, db_labels), whole)
 
 
