@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, help="the Markdown page (default docs/results.md); plots go to its stem folder")
     ap.add_argument("--cache", type=Path, help="per-run JSON cache (default $HASHSEEK_CACHE/results)")
     ap.add_argument("--no-timing", action="store_true", help="skip the forward-time measurements")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="run nothing: write the page from the runs the cache holds (the same command without "
+                         "this flag runs the missing ones)")
     ap.add_argument("--reuse", type=Path, metavar="DIR",
                     help="a results page's JSON folder (e.g. docs/results): its runs enter the cache and are not "
                          "repeated, so a fresh machine continues a committed page")
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan(args)
     splits = {name: get_protocol(name, seed=args.seed) for name in args.protocols}
     carried = reuse(args.reuse, splits, args.cache) if args.reuse else []
-    records, failures = [], []
+    records, failures, missing = [], [], []
     timed_bits = (None, reference_length(args.bits))  # forward time hardly depends on the code length
 
     def write_page() -> None:
@@ -167,8 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     for protocol, spec, bits in bar:
         bar.set_postfix_str(f"{protocol} {spec.name} {bits or ''}")
         try:
-            record = run_method(spec, protocol, bits, args.seed, args.mode, cache_dir=args.cache,
-                                timing=not args.no_timing and bits in timed_bits)
+            if args.cached_only:
+                record = cached_record(spec, splits[protocol], bits, args.mode, args.cache)
+                if record is None:
+                    missing.append(f"{protocol} {spec.name} {bits or ''}")
+                    continue
+            else:
+                record = run_method(spec, protocol, bits, args.seed, args.mode, cache_dir=args.cache,
+                                    timing=not args.no_timing and bits in timed_bits)
         except Exception as err:  # one failed run must not lose the others; it is reported at the end
             failures.append(f"{protocol} {spec.name} {bits}: {type(err).__name__}: {err}")
             tqdm.write(f"FAILED {failures[-1]}")
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             write_page()
             last_write = time.monotonic()
     write_page()
-    print(f"wrote {args.out} ({len(records)} runs)")
+    print(f"wrote {args.out} ({len(records)} runs{f'; {len(missing)} not in the cache yet' if missing else ''})")
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -83,3 +83,10 @@ def test_reuse_caches_current_runs_and_carries_older_ones(small_runs, tmp_path):
     assert [(r["method"], "split_digest" in r["protocol"] and r["protocol"]["split_digest"] == split_digest(cars))
             for r in shown] == [("sdh", False), ("lsh", True)]
     assert run_all.carried_rows(carried, [], {"cars-bmw13": cars}, (32,), cache) == []
+    # the page from the cache alone: the current lsh run, the older sdh run carried and marked, nothing run
+    page = tmp_path / "out" / "results.md"
+    assert run_all.main(["--cached-only", "--reuse", str(folder), "--protocols", "cars-bmw13", "--methods", "lsh",
+                         "sdh", "--bits", "16", "--cache", str(cache), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert _rows(text, "lsh")[0] == f"| lsh | frozen features; current protocol | {current['figures']['map_all']:.4f} |"
+    assert _rows(text, "sdh")[0] == f"| sdh | frozen features; older protocol | {older_sdh['figures']['map_all']:.4f} |"
