@@ -17,29 +17,26 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
-from time import perf_counter
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher, load_image_hasher
 from hashseek.data.datasets import ImageDataset, open_images
-from hashseek.index import BinaryIndex
-from hashseek.search import adding, querying, reindex as reindexing, sync as syncing
+from hashseek.search import adding, reindex as reindexing, sync as syncing
 from hashseek.search.adding import AddReport, Pending
 from hashseek.search.checker import CheckReport, check
-from hashseek.search.defaults import SEARCH_DEFAULTS
+from hashseek.search.collection_models import ModelMethods
+from hashseek.search.collection_search import SearchMethods
 from hashseek.search.duplicates import DuplicateReport, find_duplicates
-from hashseek.search.engine import Classification, SearchResult
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.search.index_cache import checked_options
 from hashseek.search.layout import (COLLECTION_JSON, FEATURES_FILE, HASHER_DIR, IMAGES_DIR, INDEX_FILE, INDEX_STATE,
                                     META_DB, make_collection, read_config)
 from hashseek.search.library import ImageFiles, LibraryDataset
 from hashseek.search.metadata import Metadata, NewRow, Record
-from hashseek.search.refit_policy import RefitPolicy, RefitReport, fit_summary, refit_due, store_policy, stored_policy
+from hashseek.search.refit_policy import RefitPolicy, fit_summary, store_policy, stored_policy
 from hashseek.search.repair import RepairReport, repair
 from hashseek.search.staged_reindex import StagedReindex
 from hashseek.search.storage import os_error, sqlite_error, writer_lock
@@ -50,16 +47,15 @@ __all__ = ["AddReport", "CheckReport", "Collection", "Record", "COLLECTION_JSON"
 
 log = logging.getLogger(__name__)
 
-Query = int | str | Path | bytes | Image.Image   # a library id, or an image (path, bytes, decoded)
 
-
-class Collection:
+class Collection(ModelMethods, SearchMethods):
     """An image library searchable by Hamming distance between codes, re-ranked by float features.
 
     Make one with ``Collection.create``, reopen it with ``Collection.open``; use it as a
     context manager (or call ``close``) so the index cache is written back. One process
     at a time may hold a collection open; calls may come from any thread but must not
-    overlap (a server serialises them).
+    overlap (a server serialises them). Its searches are ``SearchMethods`` (``search.collection_search``),
+    its model's refit, reindex and restore ``ModelMethods`` (``search.collection_models``).
     """
 
     def __init__(self, path: Path, batch_size: int = 32, workers: int | None = None,
@@ -232,85 +228,6 @@ class Collection:
         self._store.index.current()
         return report
 
-    def _refit_if_due(self) -> None:
-        if not self.read_only and refit_due(self._meta, self.image_hasher, len(self)):
-            self.refit()
-
-    # ------------------------------------------------------------------ fitting and models
-    def refit(self) -> RefitReport:
-        """Fit a refittable hasher on the library's stored features and recompute every code, atomically
-        (``LibraryStore.refit``); nothing is decoded again. ``add_*`` calls it when the refit policy says
-        (``search.refit_policy``); a trained model's collection refuses with a ``ConflictError``.
-        """
-        self._require_open()
-        start = perf_counter()
-        self._store.refit(self.image_hasher, self.path / HASHER_DIR)
-        return RefitReport(len(self), self.image_hasher.n_fit, round(perf_counter() - start, 3),
-                           self.image_hasher.fit_digest)
-
-    @property
-    def refit_policy(self) -> RefitPolicy | None:
-        """When the hasher is refitted as the library grows; None for a trained model (never refitted)."""
-        return stored_policy(self._meta) if self.image_hasher.can_refit else None
-
-    def reindex(self, image_hasher: ImageHasher, *, progress: bool = True,
-                on_batch: Callable[[list[int]], None] | None = None) -> reindexing.ReindexReport:
-        """Re-encode every library image with another model (or hasher) and swap it in atomically.
-
-        The new features and codes are staged beside the live ones (resumable: calling again with
-        the same model continues); searches use the old model until the swap, which keeps it
-        restorable with ``restore_previous``. Images that cannot be read leave the library at the swap.
-        ``begin_reindex`` runs the same steps with the encoding on another thread.
-        """
-        staged = self.begin_reindex(image_hasher)
-        try:
-            staged.encode(progress, on_batch)
-            return self.commit_reindex(staged)
-        finally:
-            self.end_reindex(staged)
-
-    def begin_reindex(self, image_hasher: ImageHasher) -> StagedReindex:
-        """Stage a reindex whose ``encode`` may run on any thread while this collection keeps answering
-        searches and reads from the live model; changes are refused (``ConflictError``) until
-        ``commit_reindex`` swaps it in or ``end_reindex`` gives it up (see ``search.staged_reindex``)."""
-        self._require_open()
-        self._store.require_writable()
-        self._staged = StagedReindex(self.path, self._meta, self.config, image_hasher, self._library_records(),
-                                     self.batch_size, self.workers)
-        self._store.busy = (f"collection {self.path.name!r} is being re-encoded with a new model: it cannot "
-                            "change until the switch (searches and reads keep answering meanwhile)")
-        return self._staged
-
-    def commit_reindex(self, staged: StagedReindex) -> reindexing.ReindexReport:
-        """Swap an encoded staging in (one SQLite transaction, then the files; see ``search.reindex``)."""
-        self._require_open()
-        if staged is not self._staged or staged.report is None:
-            raise ConflictError(f"{self.path}: this reindex is not staged completely")
-        reindexing.commit_swap(self.path, self._meta, staged.slot, staged.image_hasher)
-        reindexing.finish_swap(self.path, self._meta)
-        self._staged = None
-        self._reload(staged.image_hasher)
-        return staged.report
-
-    def end_reindex(self, staged: StagedReindex) -> None:
-        """Give a staged reindex up (after a failure): changes are accepted again; its slot stays, so the
-        same model continues it. Nothing to do once it was committed."""
-        if staged is self._staged:
-            self._staged = None
-            self._store.busy = None
-
-    def restore_previous(self, *, progress: bool = True) -> reindexing.ReindexReport:
-        """Swap the model a reindex replaced back in (images added since are encoded with it)."""
-        self._require_open()
-        self._store.require_writable()
-        hasher = reindexing.stage_previous(self.path, self._meta)
-        return self.reindex(hasher, progress=progress)
-
-    def _reload(self, image_hasher: ImageHasher | None = None) -> None:
-        """After a swap: the model files changed under this object."""
-        self._store.close()
-        self._load_model(image_hasher)
-
     # ------------------------------------------------------------------ editing and reading
     def remove(self, ids: Iterable[int]) -> int:
         """Take images out of the library (and delete their stored copies); unknown ids raise NotFoundError."""
@@ -380,12 +297,6 @@ class Collection:
                 "fit": fit_summary(self._meta, self.image_hasher) if self.image_hasher.can_refit else None,
                 "previous_hasher": self.previous_hasher}
 
-    @property
-    def previous_hasher(self) -> dict | None:
-        """How the model the last reindex replaced made its codes (``restore_previous`` brings it back)."""
-        self._require_open()
-        return reindexing.previous_model(self.path, self._meta)
-
     def check(self) -> CheckReport:
         """Verify that metadata, features and index agree; repairs nothing (``open`` and ``repair`` do)."""
         self._require_open()
@@ -400,84 +311,9 @@ class Collection:
                                 self.batch_size, progress)
         return RepairReport(repaired, lost, self.check())
 
-    # ------------------------------------------------------------------ search
-    def search(self, query: Query, k: int | None = None, *, rerank: str | None = SEARCH_DEFAULTS.rerank,
-               radius: int | None = None, candidates: int | None = None, exclude: Iterable[int] = (),
-               include_self: bool | None = None, content_hash: str | None = None) -> SearchResult:
-        """Search by an image (path, bytes or PIL image) or by the id (an int) of a library image.
-
-        ``rerank`` names a float distance for coarse-to-fine search over the ``radius`` ball or the top
-        ``candidates`` by Hamming (None: Hamming order only); see ``hashseek.search.engine`` for modes and
-        ties. Settings left None come from ``SEARCH_DEFAULTS``. Library images with the query's bytes
-        (the id's own image) are reported as ``query["self_match"]`` and left out unless ``include_self``;
-        ``content_hash`` is the sha256 of the bytes a PIL image was decoded from (see ``search.querying``).
-        """
-        start = perf_counter()
-        resolved = querying.resolve(self, query, content_hash)
-        return querying.run(self, resolved, k, rerank, radius, candidates, exclude, include_self, start)
-
-    def random_id(self, seed: int = 0) -> int:
-        """A library id drawn with ``seed`` (the ``random`` button)."""
-        self._require_open()
-        if not len(self):
-            raise ConflictError("the collection is empty")
-        return int(self._store.ids[np.random.default_rng(seed).integers(len(self))])
-
-    def search_random(self, seed: int = 0, k: int | None = None, **kwargs) -> SearchResult:
-        """Search by a library image drawn with ``seed``."""
-        result = self.search(self.random_id(seed), k, **kwargs)
-        result.query["random"] = seed
-        return result
-
-    def search_vector(self, feature: np.ndarray | None = None, code: np.ndarray | None = None, k: int | None = None,
-                      *, rerank: str | None = SEARCH_DEFAULTS.rerank, radius: int | None = None,
-                      candidates: int | None = None, exclude: Iterable[int] = ()) -> SearchResult:
-        """Search by a float feature (hashed here when the hasher can) and/or a packed code; a code alone
-        cannot be re-ranked (pass ``rerank=None``) and its Hamming ties keep insertion order."""
-        start = perf_counter()
-        if code is None:
-            if feature is None or not self.image_hasher.can_refit:
-                raise InvalidInputError("give a packed code, or a feature vector of a pretrained+shallow collection")
-            self._require_searchable()
-            code = self.image_hasher.codes_from_features(np.asarray(feature)[None])[0]
-        code = np.asarray(code, dtype=np.uint8).reshape(-1)
-        resolved = querying.Resolved(code, feature, {"vector": "feature" if feature is not None else "code"}, [], None)
-        return querying.run(self, resolved, k, rerank, radius, candidates, exclude, True, start)
-
-    def classify(self, query: Query, k: int | None = None, *, method: str | None = None,
-                 rerank: str | None = SEARCH_DEFAULTS.rerank, **kwargs) -> Classification:
-        """The top-``k`` vote of the query's neighbours and, when the model has a classifier, its softmax;
-        the label is ``method``'s ("vote" or "classifier", default ``SEARCH_DEFAULTS.classify``).
-
-        A new class needs no retraining for the vote: add its images with that label.
-        """
-        k = SEARCH_DEFAULTS.vote_k if k is None else k
-        start = perf_counter()
-        resolved = querying.resolve(self, query, kwargs.pop("content_hash", None))
-        neighbours = querying.run(self, resolved, k, rerank, kwargs.pop("radius", None), kwargs.pop("candidates", None),
-                                  kwargs.pop("exclude", ()), kwargs.pop("include_self", None), start)
-        if kwargs:
-            raise InvalidInputError(f"unknown classify settings: {', '.join(kwargs)}")
-        return querying.classify(self, resolved, neighbours, k, method)
-
-    def features_of(self, ids: np.ndarray) -> np.ndarray:
-        """(n, d) float16 stored features of library ids."""
-        return self._store.features.read(self._store.feature_rows(ids))
-
-    # ------------------------------------------------------------------ internals
-    def _searchable_index(self) -> BinaryIndex:
-        """The in-memory index, rebuilt from the codes in SQLite when it is behind."""
-        self._require_open()
-        return self._store.index.current()
-
     def _require_open(self) -> None:
         if self._meta is None:
             raise ConflictError(f"collection {self.path} is closed")
-
-    def _require_searchable(self) -> None:
-        self._require_open()
-        if not self.image_hasher.is_fitted:
-            raise ConflictError(f"collection {self.path} has no codes yet: add at least 2 images")
 
     def __repr__(self) -> str:
         return f"Collection({str(self.path)!r}, images={len(self)}, n_bits={self.n_bits}, index={self.index_kind!r})"
