@@ -13,7 +13,9 @@ NO_RECIPE = "none"
 # flag dest -> TrainConfig field (the same name unless listed in AUGMENT_FLAGS)
 CONFIG_FLAGS = ("backbone", "head", "loss", "bits", "mode", "epochs", "batch_size", "optimizer", "lr",
                 "augment_copies", "input_size", "warmup_epochs", "backbone_lr_scale", "mirror_average", "schedule",
-                "weight_decay", "device", "backbone_weights", "random_init", "patience", "validate_every", "seed")
+                "weight_decay", "device", "backbone_weights", "random_init", "patience", "validate_every", "seed",
+                "plateau_factor", "plateau_patience")
+STAGE_FLAGS = ("stage_lr", "stage_weight_decay")   # STAGE=NUMBER pairs -> TrainConfig's per-stage dicts
 AUGMENT_FLAGS = {"min_crop": "min_crop_fraction", "max_degrees": "max_degrees", "crop_shape": "crop_shape"}
 
 
@@ -25,7 +27,28 @@ def train_overrides(args) -> dict:
     for flag, key in (("head_option", "head_kwargs"), ("loss_option", "loss_kwargs")):
         if getattr(args, flag, None):
             given[key] = parse_options(getattr(args, flag), "--" + flag.replace("_", "-"))
+    for name in STAGE_FLAGS:
+        if getattr(args, name, None):
+            given[name] = parse_stage_values(getattr(args, name), "--" + name.replace("_", "-"))
     return given
+
+
+def parse_stage_values(pairs: list[str], flag: str) -> dict[str, float]:
+    """STAGE=NUMBER pairs (a training stage's own rate or weight decay); TrainConfig checks the stages and values."""
+    from hashseek.core.errors import InvalidInputError
+    from hashseek.train.config import STAGE_NAMES
+
+    values = {}
+    for pair in pairs:
+        stage, _, text = pair.partition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not stage.strip():
+            raise InvalidInputError(f"{flag} takes STAGE=NUMBER (stages: {', '.join(STAGE_NAMES)}), got {pair!r}")
+        values[stage.strip()] = value
+    return values
 
 
 def parse_options(pairs: list[str], flag: str) -> dict:
@@ -147,7 +170,7 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     from hashseek.losses import list_losses
     from hashseek.models.heads import list_heads
-    from hashseek.train.config import SCHEDULES
+    from hashseek.train.config import SCHEDULES, STAGE_NAMES
     from hashseek.train.recipes import list_recipes
 
     p = sub.add_parser("train", help="train a hashing model on labelled images: split, recipe, selection on "
@@ -179,8 +202,17 @@ def register(sub) -> None:
     p.add_argument("--optimizer", choices=["adam", "sgd"])
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=SCHEDULES, help="plateau: the rate x0.1 after 2 validations without a "
-                                                         "better mAP (TrainConfig's plateau_factor, plateau_patience)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="plateau: the rate times --plateau-factor after more than "
+                                                         "--plateau-patience validations without a better mAP")
+    p.add_argument("--plateau-factor", type=float,
+                   help="plateau schedule: the rate's factor at each reduction, in (0, 1)")
+    p.add_argument("--plateau-patience", type=int,
+                   help="plateau schedule: validations without a better mAP tolerated before a reduction")
+    p.add_argument("--stage-lr", action="append", metavar="STAGE=RATE",
+                   help=f"a training stage's own learning rate (Bilinear-HashNet's recipe; repeatable); stages: "
+                        f"{', '.join(STAGE_NAMES)}; the others use --lr")
+    p.add_argument("--stage-weight-decay", action="append", metavar="STAGE=DECAY",
+                   help="a training stage's own weight decay (repeatable); the others use --weight-decay")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation mAP "
                                                 "(0: never stop early)")
     p.add_argument("--validate-every", type=int, help="epochs between validations")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -74,6 +75,10 @@ class TrainConfig:
             (set(self.stage_lr) | set(self.stage_weight_decay) <= set(STAGE_NAMES),
              f"stage_lr and stage_weight_decay name stages among {STAGE_NAMES}, got "
              f"{sorted(set(self.stage_lr) | set(self.stage_weight_decay))}"),
+            (all(_number(v) and v > 0 for v in self.stage_lr.values())
+             and all(_number(v) and v >= 0 for v in self.stage_weight_decay.values()),
+             f"stage_lr values must be positive and stage_weight_decay values >= 0, got {self.stage_lr} and "
+             f"{self.stage_weight_decay}"),
             (not (self.random_init and self.backbone_weights),
              "random_init and backbone_weights contradict each other: give one (--random-init or --backbone-weights)"),
         ]
@@ -113,6 +118,11 @@ def training_device(name: str = "auto") -> torch.device:
 
 
 _FACTORY_ARGUMENTS = {"self", "in_channels", "n_bits", "n_classes"}   # what create_head / create_loss pass
+
+
+def _number(value) -> bool:
+    """A finite real number (not a bool, not NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_options(kind: str, registry, name: str, options: dict) -> None:
