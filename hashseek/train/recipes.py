@@ -201,7 +201,12 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed
     at = speed.at(config.input_size or speed.size)
     validation = (n_train + n_val) * ((2 if config.mirror_average else 1) * at.forward_ms + DECODE_MS)
     tuning = n_train * DECODE_MS + _with_validation(config.epochs, n_train * at.train_ms, validation, "finetune")
-    return ((frozen if config.warmup_epochs else 0.0) + tuning) / 1000
+    if not config.warmup_epochs:
+        return tuning / 1000
+    # the warm-up model validated as it would encode (mirror-averaged, at the backbone's own size)
+    native = speed.at(speed.native_size or speed.size)
+    check = (n_train + n_val) * (2 * native.forward_ms + DECODE_MS) if config.mirror_average and n_val else 0.0
+    return (frozen + check + tuning) / 1000
 
 
 def _map_ms(config: TrainConfig, speed: Speed) -> float:

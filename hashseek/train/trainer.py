@@ -80,8 +80,7 @@ class Trainer:
         spent = saved["history"][-1]["seconds"] if saved and saved["history"] else 0.0
         if deadline is None and cfg.max_minutes is not None:
             deadline = started + 60 * cfg.max_minutes - spent
-        warm = self._warm_up(dataset, train_ids, val_ids, out, resume, provenance,
-                             share(started, deadline, WARMUP_SHARE)) \
+        warm = self._warm_up(dataset, train_ids, val_ids, out, resume, provenance, started, deadline) \
             if cfg.mode == "finetune" and cfg.warmup_epochs else None
 
         torch.manual_seed(cfg.seed)
@@ -120,10 +119,12 @@ class Trainer:
         # a head on cached maps runs tiny ops: one thread, since a second one spin-waits (an epoch on cars-bmw13
         # took 11 s with two threads and 0.7 s with one beside other jobs on the 2-core machine)
         threads = torch.get_num_threads()
-        if cfg.mode == "frozen":
-            torch.set_num_threads(1)
+        torch.set_num_threads(1 if cfg.mode == "frozen" else threads)
         try:
             while epoch < last and not (selection.stopped_early or selection.stopped_for_time):
+                if deadline is not None and can_cut() and time.perf_counter() > deadline:   # nor started past it
+                    selection.stopped_for_time = True
+                    break
                 stage = stages[epoch]
                 if stage is not current_stage:
                     current_stage = stage
@@ -187,20 +188,21 @@ class Trainer:
             loss=cfg.loss, mode=cfg.mode, classes=dataset.classes, input_size=cfg.input_size,
             mirror_average=cfg.mirror_average, train=asdict(cfg), **provenance)
 
-    def _warm_up(self, dataset, train_ids, val_ids, out: Path | None, resume: bool, provenance,
+    def _warm_up(self, dataset, train_ids, val_ids, out: Path | None, resume: bool, provenance, started: float,
                  deadline: float | None) -> TrainResult:
         """Fine-tuning starts from a head trained on frozen maps ("linear probe, then fine-tune"):
         a random head's first gradients would otherwise wreck the pretrained trunk, and on small
         sets the codes collapse (HashNet's loss stuck at 2 ln 2 in our cars-bmw13 runs). The
-        warm-up is a frozen run of its own, checkpointed in ``out/warmup``."""
+        warm-up is a frozen run of its own, checkpointed in ``out/warmup``, done by WARMUP_SHARE of the deadline."""
         cfg = self.config
         frozen = replace(cfg, mode="frozen", epochs=cfg.warmup_epochs, warmup_epochs=0, input_size=None,
                          mirror_average=False, validate_every=0)
         warm = Trainer(frozen, progress=self.progress).fit(
             dataset, train_ids, validation_ids=val_ids, out_dir=out / "warmup" if out else None, resume=resume,
-            deadline=deadline, **provenance)
+            deadline=share(started, deadline, WARMUP_SHARE), **provenance)
         warm.history = [{**record, "stage": f"warmup-{record['stage']}"} for record in warm.history]
-        if val_ids and cfg.mirror_average:   # compare like with like: the warm-up model as it would encode
+        # compare like with like: the warm-up model as it would encode (past the deadline no fine-tuning follows)
+        if val_ids and cfg.mirror_average and (deadline is None or time.perf_counter() < deadline):
             warm.model.set_mirror_average(True)
             result = evaluate_split(warm.model, dataset, val_ids, train_ids, progress=False,
                                     encoder=lambda ids: encode_with_torch(warm.model, dataset, ids,
@@ -319,7 +321,7 @@ class Trainer:
         cfg = self.config
         info = {"metric": "map_all", "evaluator": "hashseek.train.evaluator.evaluate_split",
                 "queries": f"{len(val_ids)} validation images", "database": f"{len(train_ids)} training images",
-                "epochs_run": history[-1]["epoch"] if history else 0, "epochs_planned": planned,
+                "epochs_run": sum(not h["stage"].startswith("warmup") for h in history), "epochs_planned": planned,
                 "validate_every": selection.every, "patience": selection.patience,
                 "stopped_early": selection.stopped_early, "stopped_for_time": selection.stopped_for_time}
         if selection.stopped_for_time:
@@ -342,8 +344,7 @@ class Trainer:
                             finetune_best_val_map=selection.best_map, best_val_map=warm_map,
                             best_epoch=warm.selection.get("best_epoch"))
                 model = warm.model.set_mirror_average(cfg.mirror_average)
-        model.eval()
-        model.to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
+        model.eval().to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
         model.config.update(history=history, train_seconds=history[-1]["seconds"] if history else 0.0,
                             trained_on=device_name(device), selection=info, train=asdict(cfg),
                             dropped_training_images=[list(d) for d in dropped or []],
@@ -355,10 +356,8 @@ class Trainer:
 
 def _trainable_state(model: HashModel) -> dict[str, torch.Tensor]:
     """What a frozen run changes is the head; a fine-tuning run changes everything."""
-    state = model.state_dict()
-    if model.config.get("mode") == "frozen":
-        return {k: v for k, v in state.items() if not k.startswith("backbone.")}
-    return state
+    frozen = model.config.get("mode") == "frozen"
+    return {k: v for k, v in model.state_dict().items() if not (frozen and k.startswith("backbone."))}
 
 
 def _postfix(record: dict, selection: Selection) -> dict:
