@@ -265,28 +265,34 @@ class TrainingJobs:
 
     async def delete(self, library: Library, job_id: str) -> None:
         """Delete a finished run's folder; refused for a run under way or being applied, and for the run
-        whose model the collection uses or would restore."""
+        whose model the collection uses or would restore (checked on the collection's thread, where a
+        switch cannot pass meanwhile)."""
         job = self.get(library, job_id)
+        trash = await library.run(self._set_aside, library, job)
+        await asyncio.to_thread(shutil.rmtree, trash, ignore_errors=True)
+
+    def _set_aside(self, library: Library, job: Job) -> Path:
+        """Rename the run's folder out of the listing (a crash cannot leave half a run listed); its new path."""
         trained_at = run_progress(job.folder)["trained_at"]
-        models = await library.run(lambda: (library.collection.image_hasher.describe(),
-                                            library.collection.previous_hasher))
-        for model, which in zip(models, ("uses", "would bring back with a restore")):
+        collection = library.collection
+        for model, which in ((collection.image_hasher.describe(), "uses"),
+                             (collection.previous_hasher, "would bring back with a restore")):
             if trained_at is not None and (model or {}).get("trained_at") == trained_at:
-                raise ConflictError(f"collection {library.name!r} {which} the model of training run {job_id}: "
+                raise ConflictError(f"collection {library.name!r} {which} the model of training run {job.id}: "
                                     "it is not deleted")
         with self._lock:
-            job = self._jobs.get((library.name, job_id), job)
+            job = self._jobs.get((library.name, job.id), job)
             if job.state == "running" or (job.applying is not None and job.applying.state == "applying"):
-                raise ConflictError(f"training run {job_id} is {'running' if job.state == 'running' else 'being applied'}"
-                                    ": wait for it or cancel it first")
-            trash = job.folder.with_name(f".deleting-{job_id}")   # no longer listed, even if a crash cuts the delete
+                doing = "running" if job.state == "running" else "being applied"
+                raise ConflictError(f"training run {job.id} is {doing}: wait for it or cancel it first")
+            trash = job.folder.with_name(f".deleting-{job.id}")
             shutil.rmtree(trash, ignore_errors=True)   # one a crash left
             try:
                 job.folder.rename(trash)
             except OSError as err:
                 raise os_error(err, job.folder, "deleting a training run") or err
-            self._jobs.pop((library.name, job_id), None)
-        shutil.rmtree(trash, ignore_errors=True)
+            self._jobs.pop((library.name, job.id), None)
+        return trash
 
     def switching(self, name: str) -> bool:
         with self._lock:
