@@ -11,8 +11,8 @@ then the oldest added, then the smallest id.
 
 The defaults were chosen by ``benchmarks/near_duplicates.py`` on its tuning half of Caltech101
 (500 originals with 5 copies each among half of the other images), never on the half it
-reports: the largest pair recall at pair precision >= 0.98 there (0.855 at 0.981). See
-docs/duplicates.md for the figures of the evaluation half.
+reports: the largest pair F1 among the settings with pair precision >= 0.98 there (precision
+0.991 at recall 0.997). See docs/duplicates.md for the figures of the evaluation half.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class DuplicateSettings:
 
     max_hamming: int = 12          # codes at most this many bits apart are candidates ...
     max_distance: float = 0.30     # ... kept when their features are at most this cosine distance apart ...
-    min_similarity: float = 0.75   # ... and confirmed when their pictures line up at least this well
+    min_similarity: float = 0.825  # ... and confirmed when their pictures line up at least this well
 
     def resolve(self, max_hamming: int | None = None, max_distance: float | None = None,
                 min_similarity: float | None = None) -> "DuplicateSettings":
@@ -190,15 +190,26 @@ def scored_pairs(meta: Metadata, store: LibraryStore, read: Callable[[Record], b
                  max_distance: float) -> ScoredPairs:
     """The code self-join within ``max_hamming``, each pair scored by its stored features, and the pairs
     within ``max_distance`` by their pixels."""
+    return with_pixels(feature_pairs(meta, store, max_hamming), meta, read, max_distance)
+
+
+def feature_pairs(meta: Metadata, store: LibraryStore, max_hamming: int) -> ScoredPairs:
+    """The code self-join within ``max_hamming``, each pair scored by its stored features (no pixels yet)."""
     ids, codes = meta.searchable_codes()
     stats: dict = {}
     i, j, d = hamming_pairs(codes, max_hamming, store.n_bits, stats)
     table, rows = store.feature_table(ids) if len(ids) else (np.empty((0, 1), np.float16), ids)
     distance = cosine_distances(table, rows[i], rows[j])
-    similarity = np.full(len(i), np.nan, np.float32)
-    near = np.flatnonzero(distance <= max_distance)
-    similarity[near] = pair_similarity(ids[i[near]], ids[j[near]], id_reader(meta, read))
-    return ScoredPairs(ids[i], ids[j], d, distance, similarity, stats.get("method", ""))
+    return ScoredPairs(ids[i], ids[j], d, distance, np.full(len(i), np.nan, np.float32), stats.get("method", ""))
+
+
+def with_pixels(pairs: ScoredPairs, meta: Metadata, read: Callable[[Record], bytes],
+                max_distance: float) -> ScoredPairs:
+    """``pairs`` with the pixel similarity of those within ``max_distance`` (NaN for the others)."""
+    similarity = np.full(len(pairs.a), np.nan, np.float32)
+    near = np.flatnonzero(pairs.distance <= max_distance)
+    similarity[near] = pair_similarity(pairs.a[near], pairs.b[near], id_reader(meta, read))
+    return ScoredPairs(pairs.a, pairs.b, pairs.hamming, pairs.distance, similarity, pairs.method)
 
 
 def exact_pairs(meta: Metadata) -> tuple[np.ndarray, np.ndarray]:
