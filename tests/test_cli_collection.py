@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -49,6 +51,20 @@ def test_cli_round_trip(tmp_path, photos, capsys):
     assert main(["classify", c, str(query), "-k", "4"]) == 0
     out = capsys.readouterr().out
     assert "predicted stripes (by vote)" in out and "'self_match': [" in out   # the query's own file is in the library
+
+    draws = []   # --random without --seed: a fresh draw each time (as the page's button), named so it can be repeated
+    for _ in range(2):
+        assert main(["search", c, "--random", "-k", "1", "--json"]) == 0
+        draws.append(_json(capsys)["query"])
+    assert draws[0]["random"] != draws[1]["random"]
+    assert main(["search", c, "--random", "--seed", str(draws[0]["random"]), "-k", "1", "--json"]) == 0
+    assert _json(capsys)["query"]["id"] == draws[0]["id"]
+
+    # a reader that stops early (`| head`): a quiet exit, no traceback
+    reader_gone = subprocess.Popen([sys.executable, "-m", "hashseek", "search", c, "--id", "2", "--json"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader_gone.stdout.close()
+    assert reader_gone.wait(timeout=120) == 1 and b"Traceback" not in reader_gone.stderr.read()
 
     assert main(["remove", c, "1", "2"]) == 0
     assert "13 images left" in capsys.readouterr().out

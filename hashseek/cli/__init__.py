@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from hashseek.cli import collection, data, duplicates, evaluate, refit, serve, sync, train
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     except HashseekError as err:
         print(f"hashseek: error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:
+        # the reader went away (``hashseek duplicates C --csv | head``): stop quietly, as other Unix tools do;
+        # stdout is pointed at /dev/null so that Python's flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
         # lower modules (hashers, heads, losses) still raise ~100 built-in ValueErrors for bad arguments;
         # until they are typed, the CLI reports those as user errors too (the service does not)

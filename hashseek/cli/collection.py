@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 from pathlib import Path
 
 from hashseek.core.errors import InvalidInputError, NotFoundError
@@ -83,7 +84,8 @@ def _add_search_args(p: argparse.ArgumentParser, results: str) -> None:
     p.add_argument("image", nargs="?", type=Path, help="query image file (or use --id / --random)")
     p.add_argument("--id", type=int, help="query by the id of a library image (left out of its own results)")
     p.add_argument("--random", action="store_true", help="query by a random library image (left out of its results)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --random")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of --random (default: a fresh one each time; the answer names it)")
     p.add_argument("-k", type=int, help=f"{results} (default {D.k if results == 'results' else D.vote_k})")
     p.add_argument("--rerank", metavar="DISTANCE",
                    help="re-rank Hamming candidates by float features: chi2, euclidean, manhattan, chebyshev, cosine, "
@@ -104,7 +106,8 @@ def _query(args, collection) -> tuple[object, dict]:
         raise InvalidInputError("give one query: an IMAGE, --id N or --random" +
                                 (f" (got {' and '.join(given)})" if given else ""))
     if args.random:
-        return collection.random_id(args.seed), {"random": args.seed}
+        seed = secrets.randbelow(2**31) if args.seed is None else args.seed   # as the page's Random
+        return collection.random_id(seed), {"random": seed}
     if args.image is not None and not args.image.is_file():
         raise NotFoundError(f"no such image file: {args.image}")
     return (args.image if args.image is not None else args.id), {}

@@ -118,7 +118,8 @@ def classify(collection, resolved: Resolved, neighbours: SearchResult, k: int,
         order = np.argsort(-probabilities, kind="stable")
         classifier = {classes[c]: float(probabilities[c]) for c in order}
     if method == "classifier" and classifier is None:
-        raise InvalidInputError("this collection's model has no classifier; use method='vote'")
+        raise InvalidInputError("this collection's model has no classifier (its head was trained without "
+                                "one): classify by the neighbours' vote (method vote, the default)")
     chosen = method or SEARCH_DEFAULTS.classify
     if chosen == "classifier" and classifier is not None:
         return Classification(next(iter(classifier)), classifier, neighbours, "classifier", shares, classifier)
