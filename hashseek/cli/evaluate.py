@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hashseek.cli.train import print_figures
 from hashseek.core.errors import InvalidInputError
+from hashseek.data.datasets import archive_stem
 
 
 def _protocol(value: str, seed: int):
@@ -54,7 +55,8 @@ def _eval_model(args) -> int:
     if args.source and args.protocol:
         raise InvalidInputError("--source and --protocol both choose the images to evaluate on: give one")
     protocol = _protocol(args.protocol, args.seed) if args.protocol else None
-    out = args.out or (args.model / ("eval" if not args.source else f"eval-{Path(args.source).name}"))
+    out = args.out or (args.model / (f"eval-{archive_stem(Path(args.source).expanduser().resolve())}"   # not .tar.gz
+                                     if args.source else "eval"))
     run = evaluate_run(args.model, source=args.source, protocol=protocol, out=out, mirror_average=args.mirror_average,
                        progress=not args.quiet)
     print_figures(run, out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import tarfile
 import threading
 from dataclasses import dataclass
@@ -28,8 +29,28 @@ class ImageRecord:
     label: int
 
 
+SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir"})   # a Mac zip's resource forks, a Synology NAS's thumbnails
+COLLECTION_MARKER = "collection.json"   # hashseek.search.collection.COLLECTION_JSON: the folder is a collection
+
+
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not os.path.basename(name).startswith(".")
+
+
+def is_hidden_name(name: str) -> bool:
+    """A hidden file or folder (``.git``, ``.thumbnails``, ``.Trash``) or a system one: no user's photos, and
+    no class (a thumbnail cache would otherwise become a class of copies)."""
+    return name.startswith(".") or name in SYSTEM_FOLDERS
+
+
+def is_collection_folder(path: str | Path) -> bool:
+    """A hashseek collection (its thumbnails and stored uploads are no photos of the folder it sits in)."""
+    return (Path(path) / COLLECTION_MARKER).is_file()
+
+
+def is_hidden_path(path: str) -> bool:
+    """Any part of a ``/``-separated path hidden (``./`` at the front of an archive's members is not)."""
+    return any(is_hidden_name(part) for part in path.split("/") if part not in ("", "."))
 
 
 def is_archive(path: str | Path) -> bool:
@@ -86,19 +107,50 @@ def _class_of(image_id: str) -> str | None:
     return os.path.basename(parent) if parent else None
 
 
+def folder_label_notes(ids: Iterable[str]) -> list[str]:
+    """What the folder rule did that a user may not expect: a class folder nested inside another class folder
+    is a class of its own, and folders of the same name in different places are one class."""
+    folders = sorted({os.path.dirname(i) for i in ids} - {""})
+    holding = set(folders)
+    nested = [f for f in folders if any(a in holding for a in _ancestors(f))]
+    by_name: dict[str, list[str]] = {}
+    for f in folders:
+        by_name.setdefault(os.path.basename(f), []).append(f)
+    merged = {name: fs for name, fs in by_name.items() if len(fs) > 1}
+    notes = []
+    if nested:
+        notes.append(f"{len(nested)} class folder(s) inside another class folder are classes of their own (the "
+                     f"folder that holds an image names its class): {', '.join(nested[:5])}"
+                     f"{', ...' if len(nested) > 5 else ''}; move their images up if they belong to the outer class")
+    if merged:
+        shown = "; ".join(f"{name} ({', '.join(fs[:3])}{', ...' if len(fs) > 3 else ''})"
+                          for name, fs in sorted(merged.items())[:3])
+        notes.append(f"{len(merged)} class(es) gather folders of the same name from different places: {shown}"
+                     f"{'; ...' if len(merged) > 3 else ''}")
+    return notes
+
+
+def _ancestors(folder: str) -> list[str]:
+    parts = folder.split("/")
+    return ["/".join(parts[:n]) for n in range(1, len(parts))]
+
+
 class FolderDataset(ImageDataset):
-    """Images under a folder, one sub-folder per class (any depth; the parent folder names the class)."""
+    """Images under a folder, one sub-folder per class (any depth; the parent folder names the class).
+    Hidden and system folders and collections are not entered; linked folders are not followed (no loop), linked
+    files are read."""
 
     def __init__(self, root: str | Path, name: str | None = None):
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"not a folder: {self.root}")
-        ids = sorted(
-            p.relative_to(self.root).as_posix()
-            for p in self.root.rglob("*")
-            if p.is_file() and is_image_name(p.name)
-        )
-        super().__init__(name or self.root.name, ids)
+        ids = []
+        for folder, subfolders, files in os.walk(self.root):
+            subfolders[:] = [d for d in subfolders
+                             if not is_hidden_name(d) and not is_collection_folder(os.path.join(folder, d))]
+            rel = Path(folder).relative_to(self.root)
+            ids += [(rel / f).as_posix() for f in files if is_image_name(f) and os.path.isfile(os.path.join(folder, f))]
+        super().__init__(name or self.root.name, sorted(ids))
 
     def path(self, image_id: str) -> Path:
         return self.root / image_id
@@ -118,7 +170,9 @@ class ArchiveDataset(ImageDataset):
     An uncompressed ``.tar`` is read by offset (random access, nothing held in memory).
     A compressed archive cannot be seeked cheaply, so one streaming pass keeps the
     (already compressed) image bytes in memory; unpack it or repack as ``.tar`` for
-    collections larger than memory.
+    collections larger than memory. A link member reads its target inside the archive; one whose
+    target the archive does not hold (``tar`` keeps symlinks as links) is an image that cannot be read,
+    so the source check lists it instead of it vanishing.
     """
 
     def __init__(self, path: str | Path, name: str | None = None):
@@ -127,33 +181,45 @@ class ArchiveDataset(ImageDataset):
             raise FileNotFoundError(f"archive not found: {self.path}")
         self._offsets: dict[str, tuple[int, int]] = {}
         self._blobs: dict[str, bytes] = {}
+        self._broken: dict[str, str] = {}   # a link -> the target the archive does not hold
         self._lock = threading.Lock()
         self._fd: int | None = None
         compressed = not self.path.name.lower().endswith(".tar")
-        members: list[tuple[str, tarfile.TarInfo]] = []
+        names: list[str] = []
+        links: dict[str, str] = {}
         with tarfile.open(self.path, "r|*" if compressed else "r:") as tar:
             for member in tar:
-                if member.isfile() and is_image_name(member.name):
-                    members.append((member.name, member))
+                if not is_image_name(member.name) or is_hidden_path(member.name):
+                    continue
+                if member.isfile():
+                    names.append(member.name)
                     if compressed:
                         self._blobs[member.name] = tar.extractfile(member).read()
                     else:
                         self._offsets[member.name] = (member.offset_data, member.size)
-        names = [n for n, _ in members]
+                elif member.issym() or member.islnk():
+                    links[member.name] = member.linkname if member.islnk() else posixpath.join(
+                        posixpath.dirname(member.name), member.linkname)
+        stored = self._blobs if compressed else self._offsets
+        by_path = {posixpath.normpath(n): n for n in names}
+        for link, target in links.items():
+            if posixpath.normpath(target) in by_path:
+                stored[link] = stored[by_path[posixpath.normpath(target)]]
+            else:
+                self._broken[link] = target
+            names.append(link)
         self._strip = _common_top_folder(names)
         ids = [n[len(self._strip):] for n in names]
         if compressed:
-            self._blobs = {i: self._blobs[n] for i, n in zip(ids, names)}
+            self._blobs = {i: self._blobs[n] for i, n in zip(ids, names) if n in self._blobs}
         else:
-            self._offsets = {i: self._offsets[n] for i, n in zip(ids, names)}
-        stem = self.path.name
-        for suffix in ARCHIVE_SUFFIXES:
-            if stem.lower().endswith(suffix):
-                stem = stem[: -len(suffix)]
-                break
-        super().__init__(name or stem, sorted(ids))
+            self._offsets = {i: self._offsets[n] for i, n in zip(ids, names) if n in self._offsets}
+        self._broken = {i: self._broken[n] for i, n in zip(ids, names) if n in self._broken}
+        super().__init__(name or archive_stem(self.path), sorted(ids))
 
     def read_bytes(self, image_id: str) -> bytes:
+        if image_id in self._broken:
+            raise OSError(f"a link to {self._broken[image_id]}, which the archive does not hold")
         if self._blobs:
             return self._blobs[image_id]
         offset, size = self._offsets[image_id]
@@ -178,6 +244,15 @@ class ArchiveDataset(ImageDataset):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def archive_stem(path: str | Path) -> str:
+    """An archive's name without its archive suffix (``photos.tar.gz`` -> ``photos``)."""
+    name = Path(path).name
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _common_top_folder(names: list[str]) -> str:

@@ -17,11 +17,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from hashseek.core.errors import InvalidInputError, NotFoundError
-from hashseek.data.datasets import ARCHIVE_SUFFIXES, IMAGE_EXTENSIONS, ImageDataset, is_archive, open_images
+from hashseek.data.datasets import (ARCHIVE_SUFFIXES, IMAGE_EXTENSIONS, ImageDataset, is_archive,
+                                    is_collection_folder, open_images)
 from hashseek.data.images import ImageDecodeError, load_image
 from hashseek.data.named import NAMED_DATASETS, load_dataset
 
-COLLECTION_MARKER = "collection.json"   # hashseek.search.collection.COLLECTION_JSON
 CHECK_DRAFT_SIZE = 32                   # JPEGs decode at 1/8 scale: a full check costs ~1 ms per image
 
 
@@ -51,7 +51,7 @@ class SourceCheck:
 
 
 def is_collection(path: str | Path) -> bool:
-    return (Path(path).expanduser() / COLLECTION_MARKER).is_file()
+    return is_collection_folder(Path(path).expanduser())
 
 
 def is_builtin(source: str | Path) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hashseek.core.errors import InvalidInputError
-from hashseek.data.datasets import ImageDataset
+from hashseek.data.datasets import ImageDataset, folder_label_notes
 from hashseek.data.protocols import Protocol
 
 DATABASES = ("split", "all")
@@ -132,6 +132,7 @@ def split_lines(protocol: Protocol, dataset: ImageDataset, per_class: bool = Tru
                      f"not tested): {', '.join(untested)}")
     if unvalidated:
         lines.append(f"{len(unvalidated)} class(es) too small for a validation image: {', '.join(unvalidated)}")
+    lines += folder_label_notes(protocol.database + protocol.query)
     if protocol.excluded:
         lines.append(f"{len(protocol.excluded)} image(s) left out of every part:")
         lines += [f"  {image_id}: {reason}" for image_id, reason in sorted(protocol.excluded.items())]

@@ -104,6 +104,10 @@ def test_labels_from_folders_label_and_relabel(synced):
     assert collection.info()["classes"] == {"circles": 8, "stripes": 8}
     (folder / "stripes/stripes_03.jpg").rename(folder / "circles/was_stripes.jpg")
     shutil.copyfile(IMAGES / "checks/checks_01.jpg", folder / "new.jpg")
+    for junk in (".thumbnails", "@eaDir", "other.hs/thumbnails"):   # no photos, and no classes: never synced
+        (folder / "circles" / junk).mkdir(parents=True)
+        shutil.copyfile(IMAGES / "checks/checks_02.jpg", folder / "circles" / junk / "t.jpg")
+    (folder / "circles/other.hs/collection.json").write_text("{}")
     report = collection.sync(folder, labels_from_folders=True, progress=False)
     assert len(report.added) == 2 and len(report.removed) == 1 and not report.relabelled
     labels = {r.name: r.label for r in collection.list()}
