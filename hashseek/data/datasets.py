@@ -11,6 +11,7 @@ import os
 import posixpath
 import tarfile
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -71,6 +72,7 @@ class ImageDataset:
         self.classes: list[str] = list(classes or [])
         self.records: list[ImageRecord] = [ImageRecord(i, int(label)) for i, label in zip(ids, labels)]
         self._position = {r.id: n for n, r in enumerate(self.records)}
+        self.ignored: dict[str, int] = {}   # files not read for their name (no image suffix), by suffix
 
     def __len__(self) -> int:
         return len(self.records)
@@ -144,13 +146,19 @@ class FolderDataset(ImageDataset):
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"not a folder: {self.root}")
-        ids = []
+        ids, ignored = [], Counter()
         for folder, subfolders, files in os.walk(self.root):
             subfolders[:] = [d for d in subfolders
                              if not is_hidden_name(d) and not is_collection_folder(os.path.join(folder, d))]
             rel = Path(folder).relative_to(self.root)
-            ids += [(rel / f).as_posix() for f in files if is_image_name(f) and os.path.isfile(os.path.join(folder, f))]
+            for f in files:
+                if is_image_name(f):
+                    if os.path.isfile(os.path.join(folder, f)):
+                        ids.append((rel / f).as_posix())
+                elif not is_hidden_name(f):
+                    ignored[os.path.splitext(f)[1].lower() or f] += 1
         super().__init__(name or self.root.name, sorted(ids))
+        self.ignored = dict(ignored)
 
     def path(self, image_id: str) -> Path:
         return self.root / image_id
@@ -187,9 +195,14 @@ class ArchiveDataset(ImageDataset):
         compressed = not self.path.name.lower().endswith(".tar")
         names: list[str] = []
         links: dict[str, str] = {}
+        ignored = Counter()
         with tarfile.open(self.path, "r|*" if compressed else "r:") as tar:
             for member in tar:
-                if not is_image_name(member.name) or is_hidden_path(member.name):
+                if is_hidden_path(member.name):
+                    continue
+                if not is_image_name(member.name):
+                    if member.isfile():
+                        ignored[posixpath.splitext(member.name)[1].lower() or posixpath.basename(member.name)] += 1
                     continue
                 if member.isfile():
                     names.append(member.name)
@@ -216,6 +229,7 @@ class ArchiveDataset(ImageDataset):
             self._offsets = {i: self._offsets[n] for i, n in zip(ids, names) if n in self._offsets}
         self._broken = {i: self._broken[n] for i, n in zip(ids, names) if n in self._broken}
         super().__init__(name or archive_stem(self.path), sorted(ids))
+        self.ignored = dict(ignored)
 
     def read_bytes(self, image_id: str) -> bytes:
         if image_id in self._broken:

@@ -55,6 +55,7 @@ def test_only_the_users_photos_are_classes(messy):
                                          + [f"Stripes à l'été/s {n}.jpg" for n in range(4)])
     check = check_source(dataset, progress=False)
     assert check.unreadable == {} and check.class_counts() == {"Stripes à l'été": 4, "circles": 4}
+    assert dataset.ignored == {".db": 1, ".txt": 1}   # counted for the report (.DS_Store is hidden: not)
 
 
 def test_an_archive_of_the_folder_skips_the_same_folders_and_lists_links_it_cannot_follow(messy, tmp_path):
@@ -83,6 +84,7 @@ def test_nested_and_same_named_class_folders_are_reported_by_the_split(messy):
     text = "\n".join(split_lines(split_source(dataset), dataset))
     assert "1 class folder(s) inside another class folder are classes of their own" in text
     assert "circles/2019" in text
+    assert "2 file(s) not read, not images by their names (.db 1, .txt 1)" in text   # e.g. a phone's .heic
     notes = folder_label_notes(["train/cat/1.jpg", "test/cat/2.jpg", "test/dog/3.jpg", "train/dog/4.jpg"])
     assert notes == ["2 class(es) gather folders of the same name from different places: "
                      "cat (test/cat, train/cat); dog (test/dog, train/dog)"]
