@@ -44,6 +44,23 @@ def is_hidden_name(name: str) -> bool:
     return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
+BAD_NAME = "its name is not UTF-8 text (an old camera's or archive's encoding), so it cannot be stored: rename it"
+
+
+def is_bad_name(name: str) -> bool:
+    """A name Python could only decode with surrogates (Latin-1 bytes on a UTF-8 system)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def printable_name(name: str) -> str:
+    """A bad name as text that can be shown and stored (``caf\\xe9.jpg``)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def is_collection_folder(path: str | Path) -> bool:
     """A hashseek collection (its thumbnails and stored uploads are no photos of the folder it sits in)."""
     return (Path(path) / COLLECTION_MARKER).is_file()
@@ -73,6 +90,7 @@ class ImageDataset:
         self.records: list[ImageRecord] = [ImageRecord(i, int(label)) for i, label in zip(ids, labels)]
         self._position = {r.id: n for n, r in enumerate(self.records)}
         self.ignored: dict[str, int] = {}   # files not read for their name (no image suffix), by suffix
+        self.left_out: dict[str, str] = {}  # files and folders that cannot be images here (a bad name) -> why
 
     def __len__(self) -> int:
         return len(self.records)
@@ -146,19 +164,22 @@ class FolderDataset(ImageDataset):
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"not a folder: {self.root}")
-        ids, ignored = [], Counter()
+        ids, ignored, left_out = [], Counter(), {}
         for folder, subfolders, files in os.walk(self.root):
-            subfolders[:] = [d for d in subfolders
-                             if not is_hidden_name(d) and not is_collection_folder(os.path.join(folder, d))]
             rel = Path(folder).relative_to(self.root)
+            left_out |= {printable_name((rel / d).as_posix()) + "/": BAD_NAME for d in subfolders if is_bad_name(d)}
+            subfolders[:] = [d for d in subfolders if not (is_hidden_name(d) or is_bad_name(d)
+                                                           or is_collection_folder(os.path.join(folder, d)))]
             for f in files:
-                if is_image_name(f):
+                if is_image_name(f) and is_bad_name(f):
+                    left_out[printable_name((rel / f).as_posix())] = BAD_NAME
+                elif is_image_name(f):
                     if os.path.isfile(os.path.join(folder, f)):
                         ids.append((rel / f).as_posix())
                 elif not is_hidden_name(f):
                     ignored[os.path.splitext(f)[1].lower() or f] += 1
         super().__init__(name or self.root.name, sorted(ids))
-        self.ignored = dict(ignored)
+        self.ignored, self.left_out = dict(ignored), left_out
 
     def path(self, image_id: str) -> Path:
         return self.root / image_id
@@ -195,10 +216,13 @@ class ArchiveDataset(ImageDataset):
         compressed = not self.path.name.lower().endswith(".tar")
         names: list[str] = []
         links: dict[str, str] = {}
-        ignored = Counter()
+        ignored, left_out = Counter(), {}
         with tarfile.open(self.path, "r|*" if compressed else "r:") as tar:
             for member in tar:
                 if is_hidden_path(member.name):
+                    continue
+                if is_bad_name(member.name):
+                    left_out[printable_name(member.name)] = BAD_NAME
                     continue
                 if not is_image_name(member.name):
                     if member.isfile():
@@ -229,7 +253,7 @@ class ArchiveDataset(ImageDataset):
             self._offsets = {i: self._offsets[n] for i, n in zip(ids, names) if n in self._offsets}
         self._broken = {i: self._broken[n] for i, n in zip(ids, names) if n in self._broken}
         super().__init__(name or archive_stem(self.path), sorted(ids))
-        self.ignored = dict(ignored)
+        self.ignored, self.left_out = dict(ignored), left_out
 
     def read_bytes(self, image_id: str) -> bytes:
         if image_id in self._broken:

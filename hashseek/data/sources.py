@@ -90,7 +90,8 @@ def check_source(dataset: ImageDataset, *, decode: bool = True, leave_out_unlabe
             f"{where}: {len(unlabelled)} image(s) have no class (e.g. {', '.join(unlabelled[:3])}): training "
             "needs labelled images, one sub-folder per class; move them into their class's folder, or out of the "
             "source")
-    check = SourceCheck(dataset, _unreadable(dataset, progress) if decode else {}, unlabelled)
+    check = SourceCheck(dataset, {**dataset.left_out, **(_unreadable(dataset, progress) if decode else {})},
+                        unlabelled)
     counts = {c: n for c, n in check.class_counts().items() if n}
     if len(counts) < 2:
         found = ", ".join(f"{c} ({n})" for c, n in counts.items()) or "none"

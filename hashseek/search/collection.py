@@ -170,8 +170,11 @@ class Collection(ModelMethods, SearchMethods):
 
     def add_dataset(self, dataset: ImageDataset, ids: Sequence[str] | None = None, *, progress: bool = True,
                     on_batch: Callable[[list[str]], None] | None = None) -> AddReport:
-        """Add a dataset's images (all, or ``ids`` in that order), labelled by their class names."""
-        return self._add(adding.from_dataset(dataset, ids), progress, on_batch)
+        """Add a dataset's images (all, or ``ids`` in that order), labelled by their class names; the files it
+        could not list as images (``dataset.left_out``: a bad name) are reported unreadable with all of it."""
+        report = self._add(adding.from_dataset(dataset, ids), progress, on_batch)
+        report.failed += list(dataset.left_out.items()) if ids is None else []
+        return report
 
     def add_images(self, images: Sequence[bytes], names: Sequence[str] | None = None,
                    labels: Sequence[str | None] | None = None, *, store: bool = True, progress: bool = False,

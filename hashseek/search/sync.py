@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher
-from hashseek.data.datasets import is_collection_folder, is_hidden_name, is_image_name
+from hashseek.data.datasets import (BAD_NAME, is_bad_name, is_collection_folder, is_hidden_name, is_image_name,
+                                    printable_name)
 from hashseek.data.loader import iter_batches
 from hashseek.search import file_stats
 from hashseek.search.file_stats import FileStat
@@ -182,6 +183,9 @@ def walk(root: Path, exclude: Path) -> Plan:
             continue
         for entry in entries:
             name = rel + entry.name
+            if is_bad_name(entry.name):   # not storable: reported, as an unreadable folder is
+                blind.append((printable_name(str(root / name)), BAD_NAME))
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):   # as ``add_folder``: no loop through a linked folder
                     skip = is_hidden_name(entry.name) or is_collection_folder(entry.path)   # as ``FolderDataset``

@@ -58,6 +58,19 @@ def test_only_the_users_photos_are_classes(messy):
     assert dataset.ignored == {".db": 1, ".txt": 1}   # counted for the report (.DS_Store is hidden: not)
 
 
+def test_names_that_are_not_utf8_are_left_out_with_the_reason(messy):
+    shutil.copy(messy / "circles" / "c0.JPG", os.fsencode(messy / "circles") + b"/caf\xe9.jpg")   # Latin-1 bytes
+    os.mkdir(os.fsencode(messy) + b"/\xe9t\xe9")
+    shutil.copy(messy / "circles" / "c0.JPG", os.fsencode(messy) + b"/\xe9t\xe9/x.jpg")
+    dataset = open_source(messy)
+    assert dataset.classes == ["Stripes à l'été", "circles"] and len(dataset) == 8
+    check = check_source(dataset, progress=False)
+    assert sorted(check.unreadable) == ["\\xe9t\\xe9/", "circles/caf\\xe9.jpg"]
+    assert "rename it" in check.unreadable["circles/caf\\xe9.jpg"]
+    assert "circles/caf\\xe9.jpg: its name is not UTF-8" in "\n".join(split_lines(split_source(
+        dataset, excluded=check.excluded), dataset))
+
+
 def test_an_archive_of_the_folder_skips_the_same_folders_and_lists_links_it_cannot_follow(messy, tmp_path):
     shutil.rmtree(messy / "circles" / "photos.hs")   # an archive holds no collection: the marker is a folder's
     os.symlink("c1.Jpeg", messy / "circles" / "alias.jpg")   # a link to a member: read through it

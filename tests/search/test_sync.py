@@ -108,8 +108,12 @@ def test_labels_from_folders_label_and_relabel(synced):
         (folder / "circles" / junk).mkdir(parents=True)
         shutil.copyfile(IMAGES / "checks/checks_02.jpg", folder / "circles" / junk / "t.jpg")
     (folder / "circles/other.hs/collection.json").write_text("{}")
+    bad = os.fsencode(folder / "circles") + b"/caf\xe9.jpg"   # a Latin-1 name: not storable, reported (it crashed)
+    shutil.copyfile(IMAGES / "checks/checks_02.jpg", bad)
     report = collection.sync(folder, labels_from_folders=True, progress=False)
     assert len(report.added) == 2 and len(report.removed) == 1 and not report.relabelled
+    assert [(path.rsplit("/", 1)[1], "not UTF-8" in why) for path, why in report.unreadable] == [("caf\\xe9.jpg", True)]
+    assert collection.add_folder(folder, progress=False).failed == [("circles/caf\\xe9.jpg", report.unreadable[0][1])]
     labels = {r.name: r.label for r in collection.list()}
     assert labels["circles/was_stripes.jpg"] == "circles" and labels["new.jpg"] is None
 
