@@ -9,6 +9,7 @@ every two minutes during a run, so a long run shows its results as they come.
     python benchmarks/run_all.py                               # everything (CIFAR-10 takes hours on CPU)
     python benchmarks/run_all.py --protocols caltech101 cars-bmw13 --methods-for caltech101=gap+hashnet,itq,float
     python benchmarks/run_all.py --epochs 20 --epochs-for spp_pmt+multitask=4   # fewer epochs for a slow head
+    python benchmarks/run_all.py --epochs-for cars-bmw13:gap+csq=120 --schedule-for bilinear+hashnet=plateau
     python benchmarks/run_all.py --reuse docs/results ...      # keep the committed runs, add the missing ones
     python benchmarks/run_all.py --methods float float:gem ksh # float:POOLING / HASHER:POOLING: conv-map aggregations
 
@@ -39,6 +40,7 @@ from hashseek.data.protocols import Protocol, get_protocol  # noqa: E402
 from hashseek.eval.report import reference_length, write_results_page  # noqa: E402
 from hashseek.eval.runner import (ALL_METHODS, MethodSpec, cached_record, run_method, same_split,  # noqa: E402
                                   store_record)
+from hashseek.train.config import SCHEDULES, TrainConfig  # noqa: E402
 
 PROTOCOLS = ("caltech101", "cars-bmw13", "cars-bmw13-unseen", "cifar10")
 # Training cost of a head on frozen maps, measured on this CPU (seconds per epoch on Caltech101's
@@ -62,8 +64,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--methods-for", action="append", default=[], metavar="PROTOCOL=M1,M2",
                     help="restrict one protocol to some methods (e.g. cifar10=gap+csq,float); repeatable")
     ap.add_argument("--epochs", type=int, help="deep methods' training epochs (default 40, quick 5)")
-    ap.add_argument("--epochs-for", action="append", default=[], metavar="METHOD=N",
-                    help="epochs for one deep method, overriding --epochs (e.g. spp_pmt+multitask=4); repeatable")
+    ap.add_argument("--epochs-for", action="append", default=[], metavar="[PROTOCOL:]METHOD=N",
+                    help="epochs for one deep method, overriding --epochs (e.g. spp_pmt+multitask=4), on one "
+                         "protocol only with PROTOCOL: (e.g. cars-bmw13:gap+csq=120, which wins); repeatable")
+    ap.add_argument("--schedule-for", action="append", default=[], metavar="[PROTOCOL:]METHOD=SCHEDULE",
+                    help=f"learning-rate schedule of one deep method ({', '.join(SCHEDULES)}; default "
+                         f"{TrainConfig.schedule}), as --epochs-for; repeatable")
+    ap.add_argument("--validate-every", type=int,
+                    help="deep methods' epochs between validations (default: the trainer's share-of-time rule, "
+                         "which validates a run of cheap epochs only every dozen or so)")
     ap.add_argument("--mode", default="frozen", choices=["frozen", "finetune"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="the Markdown page (default docs/results.md); plots go to its stem folder")
@@ -88,13 +97,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if protocol not in args.protocols or not methods:
             raise SystemExit(f"--methods-for {item!r}: expected PROTOCOL=M1,M2 with PROTOCOL among --protocols")
         args.per_protocol[protocol] = methods.split(",")
-    args.method_epochs = {}
-    for item in args.epochs_for:
-        method, _, epochs = item.partition("=")
-        if "+" not in method or not epochs.isdigit():
-            raise SystemExit(f"--epochs-for {item!r}: expected HEAD+LOSS=N")
-        args.method_epochs[method] = int(epochs)
+    args.method_epochs = per_method(args.epochs_for, "--epochs-for", "N", str.isdigit, int)
+    args.method_schedules = per_method(args.schedule_for, "--schedule-for", "SCHEDULE", SCHEDULES.__contains__, str)
     return args
+
+
+def per_method(items: list[str], flag: str, value_name: str, valid, convert) -> dict:
+    """``[PROTOCOL:]HEAD+LOSS=VALUE`` items -> {(protocol or None, method): value}."""
+    out = {}
+    for item in items:
+        target, _, value = item.partition("=")
+        protocol, _, method = target.rpartition(":")
+        if "+" not in method or (protocol and protocol not in PROTOCOLS) or not valid(value):
+            raise SystemExit(f"{flag} {item!r}: expected [PROTOCOL:]HEAD+LOSS={value_name}")
+        out[protocol or None, method] = convert(value)
+    return out
+
+
+def setting(values: dict, protocol: str, method: str, default):
+    """A per-method setting: the protocol's own value, else the method's, else the default."""
+    return values.get((protocol, method), values.get((None, method), default))
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, MethodSpec, int | None]]:
@@ -103,7 +125,10 @@ def plan(args: argparse.Namespace) -> list[tuple[str, MethodSpec, int | None]]:
     runs = []
     for protocol in args.protocols:
         for name in args.per_protocol.get(protocol, args.methods):
-            spec = MethodSpec.parse(name, epochs=args.method_epochs.get(name, args.epochs))
+            train = {"epochs": setting(args.method_epochs, protocol, name, args.epochs),
+                     "schedule": setting(args.method_schedules, protocol, name, None),
+                     "validate_every": args.validate_every}
+            spec = MethodSpec.parse(name, **{k: v for k, v in train.items() if v is not None})
             runs += [(protocol, spec, None)] if spec.kind == "float" else [(protocol, spec, b) for b in args.bits]
     methods = list(dict.fromkeys(spec.name for _, spec, _ in runs))
     protocols = list(args.protocols)

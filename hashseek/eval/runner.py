@@ -55,6 +55,7 @@ PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 RECALL_KS = (1, 10, 20, 100, 1000)
 VOTE_K = 8
 FORWARD_BATCHES = (1, 32)
+LATER_FIELDS = ("schedule", "validate_every")   # MethodSpec fields added after runs were cached
 
 
 @dataclass
@@ -74,6 +75,8 @@ class MethodSpec:
     head_kwargs: dict = field(default_factory=dict)
     loss_kwargs: dict = field(default_factory=dict)
     pooling: str | None = None     # float and shallow: an aggregation of the conv maps, not the pooled vector
+    schedule: str = TrainConfig.schedule
+    validate_every: int = TrainConfig.validate_every   # 0: the trainer's share-of-time rule (train/selection.py)
 
     @classmethod
     def parse(cls, name: str, **train) -> "MethodSpec":
@@ -98,6 +101,9 @@ class MethodSpec:
         """File stem of the cached result: readable name plus a digest of everything else that matters
         (a shallow hasher's settings too: a changed default is a new run)."""
         settings = asdict(self) if self.kind == "deep" else {"backbone": self.backbone, "kind": self.kind}
+        for name in LATER_FIELDS:   # at their defaults they stay out: the runs cached before them keep their keys
+            if settings.get(name) == getattr(MethodSpec, name):
+                del settings[name]
         if self.pooling:
             settings["pooling"] = self.pooling
         if self.kind == "shallow":
@@ -109,7 +115,9 @@ class MethodSpec:
 
     def mode_label(self, mode: str) -> str:
         """How the row was produced, as the tables print it."""
-        return f"{mode}, {self.epochs} ep" if self.kind == "deep" else "frozen features"
+        if self.kind != "deep":
+            return "frozen features"
+        return f"{mode}, {self.epochs} ep" + ("" if self.schedule == TrainConfig.schedule else f", {self.schedule}")
 
 
 def _only_backbone(train: dict) -> dict:
@@ -212,7 +220,7 @@ def evaluate_trained_model(model: HashModel, dataset: ImageDataset, protocol: Pr
     spec = MethodSpec(f"{model.config['head']}+{model.config.get('loss')}", "deep", head=model.config["head"],
                       loss=model.config.get("loss"), backbone=model.config["backbone"])
     train = model.config.get("train") or {}
-    spec = replace(spec, **{k: train[k] for k in ("epochs", "batch_size", "optimizer", "lr") if k in train})
+    spec = replace(spec, **{k: train[k] for k in ("epochs", "batch_size", "optimizer", "lr", "schedule") if k in train})
     return _evaluate_model(spec, model, dataset, protocol, model.config.get("mode", "frozen"),
                            float(model.config.get("train_seconds", 0.0)), progress, timing)
 
@@ -222,7 +230,8 @@ def _run_deep(spec: MethodSpec, dataset: ImageDataset, protocol: Protocol, bits:
               progress: bool, timing: bool) -> dict:
     config = TrainConfig(backbone=spec.backbone, head=spec.head, loss=spec.loss, bits=bits, mode=mode,
                          epochs=spec.epochs, batch_size=spec.batch_size, optimizer=spec.optimizer, lr=spec.lr,
-                         head_kwargs=spec.head_kwargs, loss_kwargs=spec.loss_kwargs, seed=seed)
+                         head_kwargs=spec.head_kwargs, loss_kwargs=spec.loss_kwargs, schedule=spec.schedule,
+                         validate_every=spec.validate_every, seed=seed)
     result = Trainer(config, progress=progress).fit(dataset, protocol.train, validation_ids=protocol.validation,
                                                     dataset_name=dataset.name, protocol=protocol.name)
     record = _evaluate_model(spec, result.model, dataset, protocol, mode, result.seconds, progress, timing)

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from hashseek.data.protocols import get_protocol
 from hashseek.eval.report import query_time_table, write_results_page
 from hashseek.eval.runner import MethodSpec, cached_record, split_digest
@@ -90,3 +92,19 @@ def test_reuse_caches_current_runs_and_carries_older_ones(small_runs, tmp_path):
     text = page.read_text()
     assert _rows(text, "lsh")[0] == f"| lsh | frozen features; current protocol | {current['figures']['map_all']:.4f} |"
     assert _rows(text, "sdh")[0] == f"| sdh | frozen features; older protocol | {older_sdh['figures']['map_all']:.4f} |"
+
+
+def test_epochs_and_schedule_per_protocol_and_method():
+    args = run_all.parse_args(["--protocols", "cars-bmw13", "cars-bmw13-unseen", "--bits", "48", "--methods",
+                               "gap+csq", "bilinear+hashnet", "itq", "--epochs", "20", "--epochs-for", "gap+csq=60",
+                               "--epochs-for", "cars-bmw13:gap+csq=120", "--schedule-for", "bilinear+hashnet=plateau",
+                               "--validate-every", "2"])
+    specs = {(protocol, spec.name): spec for protocol, spec, _ in run_all.plan(args)}
+    assert specs["cars-bmw13", "gap+csq"].epochs == 120 and specs["cars-bmw13-unseen", "gap+csq"].epochs == 60
+    bilinear = specs["cars-bmw13-unseen", "bilinear+hashnet"]
+    assert (bilinear.epochs, bilinear.schedule, bilinear.validate_every) == (20, "plateau", 2)
+    assert specs["cars-bmw13", "gap+csq"].schedule == "cosine" and specs["cars-bmw13", "itq"].kind == "shallow"
+    for bad in (["--epochs-for", "nowhere:gap+csq=5"], ["--schedule-for", "gap+csq=sometimes"],
+                ["--epochs-for", "cars-bmw13:itq=5"]):
+        with pytest.raises(SystemExit, match=bad[0]):
+            run_all.parse_args(bad)

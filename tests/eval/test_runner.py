@@ -1,6 +1,8 @@
 """The protocol runner on a small real split of cars-bmw13: every figure, the unseen-class subset, the cache."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,15 @@ def test_cache_key_follows_what_changes_the_result():
     # epochs do not touch a shallow hasher; the float baseline has no code length
     assert MethodSpec.parse("itq", epochs=2).key(16, "frozen") == MethodSpec.parse("itq").key(16, "frozen")
     assert "b-" not in MethodSpec.parse("float").key(None, "frozen")
+
+
+def test_schedule_and_validation_interval_enter_the_key_only_when_set():
+    default = MethodSpec.parse("gap+csq", epochs=20)
+    # the key this run had before MethodSpec carried a schedule or a validation interval: cached runs stay found
+    assert default.key(48, "frozen") == "gap_csq-48b-frozen-28f24642c2"
+    plateau, every2 = MethodSpec.parse("gap+csq", epochs=20, schedule="plateau"), replace(default, validate_every=2)
+    assert len({default.key(48, "frozen"), plateau.key(48, "frozen"), every2.key(48, "frozen")}) == 3
+    assert (default.mode_label("frozen"), plateau.mode_label("frozen")) == ("frozen, 20 ep", "frozen, 20 ep, plateau")
 
 
 def test_every_figure_and_the_protocol_record(small_runs, tiny_protocol):
