@@ -98,13 +98,14 @@ def test_epochs_and_schedule_per_protocol_and_method():
     args = run_all.parse_args(["--protocols", "cars-bmw13", "cars-bmw13-unseen", "--bits", "48", "--methods",
                                "gap+csq", "bilinear+hashnet", "itq", "--epochs", "20", "--epochs-for", "gap+csq=60",
                                "--epochs-for", "cars-bmw13:gap+csq=120", "--schedule-for", "bilinear+hashnet=plateau",
-                               "--validate-every", "2"])
+                               "--validate-every", "cars-bmw13-unseen=2"])
     specs = {(protocol, spec.name): spec for protocol, spec, _ in run_all.plan(args)}
     assert specs["cars-bmw13", "gap+csq"].epochs == 120 and specs["cars-bmw13-unseen", "gap+csq"].epochs == 60
     bilinear = specs["cars-bmw13-unseen", "bilinear+hashnet"]
     assert (bilinear.epochs, bilinear.schedule, bilinear.validate_every) == (20, "plateau", 2)
-    assert specs["cars-bmw13", "gap+csq"].schedule == "cosine" and specs["cars-bmw13", "itq"].kind == "shallow"
+    assert specs["cars-bmw13", "gap+csq"].schedule == "cosine" and specs["cars-bmw13", "gap+csq"].validate_every == 0
+    assert specs["cars-bmw13", "itq"].kind == "shallow"
     for bad in (["--epochs-for", "nowhere:gap+csq=5"], ["--schedule-for", "gap+csq=sometimes"],
-                ["--epochs-for", "cars-bmw13:itq=5"]):
+                ["--epochs-for", "cars-bmw13:itq=5"], ["--validate-every", "nowhere=2"]):
         with pytest.raises(SystemExit, match=bad[0]):
             run_all.parse_args(bad)
