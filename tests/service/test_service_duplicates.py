@@ -1,6 +1,7 @@
 """Duplicate groups over REST and on the page (Debian's Chromium) against a real server with an API key:
 the groups with their members, resolving one (refused without the key), and "keep this, remove the
-others" on the page, whose screenshot is docs/screenshots/duplicates.png."""
+others" on the page (its screenshot goes to test-artifacts/service/; docs/screenshots/duplicates.png is
+the committed one)."""
 from __future__ import annotations
 
 import io
@@ -18,7 +19,6 @@ from hashseek.service import create_app
 expect.set_options(timeout=20_000)
 KEY = "dup-key"
 C = "/api/collections/shapes"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "duplicates.png"
 
 
 def _copies(path: Path) -> dict[str, bytes]:
@@ -87,7 +87,7 @@ def test_groups_and_resolving_over_rest(url):
                                                                   for m in g["members"]}
 
 
-def test_keep_this_on_the_page(page: Page, url):
+def test_keep_this_on_the_page(page: Page, url, artifacts):
     page.set_viewport_size({"width": 1280, "height": 1000})
     page.goto(url)
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
@@ -106,8 +106,7 @@ def test_keep_this_on_the_page(page: Page, url):
     expect(panel.get_by_test_id("duplicates-summary")).to_contain_text("7 duplicates among 39 images")
     expect(page.get_by_test_id("busy")).to_be_hidden()
     panel.scroll_into_view_if_needed()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    panel.screenshot(path=SCREENSHOT)
+    panel.screenshot(path=artifacts / "duplicates.png")
 
     first = groups.first
     members = first.get_by_test_id("duplicate-member")
