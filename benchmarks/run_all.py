@@ -70,10 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--schedule-for", action="append", default=[], metavar="[PROTOCOL:]METHOD=SCHEDULE",
                     help=f"learning-rate schedule of one deep method ({', '.join(SCHEDULES)}; default "
                          f"{TrainConfig.schedule}), as --epochs-for; repeatable")
-    ap.add_argument("--validate-every", action="append", default=[], metavar="[PROTOCOL=]N",
-                    help="deep methods' epochs between validations, on one protocol with PROTOCOL= (default: the "
-                         "trainer's share-of-time rule, which validates a run of cheap epochs only every dozen "
-                         "or so); repeatable")
+    ap.add_argument("--validate-every-for", action="append", default=[], metavar="[PROTOCOL:]METHOD=N",
+                    help="epochs between one deep method's validations, as --epochs-for (default: the trainer's "
+                         "share-of-time rule, which validates a run of cheap epochs only every dozen or so)")
     ap.add_argument("--mode", default="frozen", choices=["frozen", "finetune"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="the Markdown page (default docs/results.md); plots go to its stem folder")
@@ -100,12 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.per_protocol[protocol] = methods.split(",")
     args.method_epochs = per_method(args.epochs_for, "--epochs-for", "N", str.isdigit, int)
     args.method_schedules = per_method(args.schedule_for, "--schedule-for", "SCHEDULE", SCHEDULES.__contains__, str)
-    args.validation_interval = {}
-    for item in args.validate_every:
-        protocol, _, every = item.rpartition("=")
-        if (protocol and protocol not in PROTOCOLS) or not every.isdigit():
-            raise SystemExit(f"--validate-every {item!r}: expected [PROTOCOL=]N")
-        args.validation_interval[protocol or None] = int(every)
+    args.method_intervals = per_method(args.validate_every_for, "--validate-every-for", "N", str.isdigit, int)
     return args
 
 
@@ -134,7 +128,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, MethodSpec, int | None]]:
         for name in args.per_protocol.get(protocol, args.methods):
             train = {"epochs": setting(args.method_epochs, protocol, name, args.epochs),
                      "schedule": setting(args.method_schedules, protocol, name, None),
-                     "validate_every": args.validation_interval.get(protocol, args.validation_interval.get(None))}
+                     "validate_every": setting(args.method_intervals, protocol, name, None)}
             spec = MethodSpec.parse(name, **{k: v for k, v in train.items() if v is not None})
             runs += [(protocol, spec, None)] if spec.kind == "float" else [(protocol, spec, b) for b in args.bits]
     methods = list(dict.fromkeys(spec.name for _, spec, _ in runs))

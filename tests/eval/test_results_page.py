@@ -98,7 +98,7 @@ def test_epochs_and_schedule_per_protocol_and_method():
     args = run_all.parse_args(["--protocols", "cars-bmw13", "cars-bmw13-unseen", "--bits", "48", "--methods",
                                "gap+csq", "bilinear+hashnet", "itq", "--epochs", "20", "--epochs-for", "gap+csq=60",
                                "--epochs-for", "cars-bmw13:gap+csq=120", "--schedule-for", "bilinear+hashnet=plateau",
-                               "--validate-every", "cars-bmw13-unseen=2"])
+                               "--validate-every-for", "cars-bmw13-unseen:bilinear+hashnet=2"])
     specs = {(protocol, spec.name): spec for protocol, spec, _ in run_all.plan(args)}
     assert specs["cars-bmw13", "gap+csq"].epochs == 120 and specs["cars-bmw13-unseen", "gap+csq"].epochs == 60
     bilinear = specs["cars-bmw13-unseen", "bilinear+hashnet"]
@@ -106,6 +106,6 @@ def test_epochs_and_schedule_per_protocol_and_method():
     assert specs["cars-bmw13", "gap+csq"].schedule == "cosine" and specs["cars-bmw13", "gap+csq"].validate_every == 0
     assert specs["cars-bmw13", "itq"].kind == "shallow"
     for bad in (["--epochs-for", "nowhere:gap+csq=5"], ["--schedule-for", "gap+csq=sometimes"],
-                ["--epochs-for", "cars-bmw13:itq=5"], ["--validate-every", "nowhere=2"]):
+                ["--epochs-for", "cars-bmw13:itq=5"], ["--validate-every-for", "nowhere:gap+csq=2"]):
         with pytest.raises(SystemExit, match=bad[0]):
             run_all.parse_args(bad)
