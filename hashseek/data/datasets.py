@@ -66,6 +66,11 @@ def is_collection_folder(path: str | Path) -> bool:
     return (Path(path) / COLLECTION_MARKER).is_file()
 
 
+def is_skipped_folder(path: str | Path) -> bool:
+    """A folder no walk over a user's photos enters: hidden, a system folder, or a collection."""
+    return is_hidden_name(os.path.basename(path)) or is_collection_folder(path)
+
+
 def is_hidden_path(path: str) -> bool:
     """Any part of a ``/``-separated path hidden (``./`` at the front of an archive's members is not)."""
     return any(is_hidden_name(part) for part in path.split("/") if part not in ("", "."))
@@ -168,8 +173,8 @@ class FolderDataset(ImageDataset):
         for folder, subfolders, files in os.walk(self.root):
             rel = Path(folder).relative_to(self.root)
             left_out |= {printable_name((rel / d).as_posix()) + "/": BAD_NAME for d in subfolders if is_bad_name(d)}
-            subfolders[:] = [d for d in subfolders if not (is_hidden_name(d) or is_bad_name(d)
-                                                           or is_collection_folder(os.path.join(folder, d)))]
+            subfolders[:] = [d for d in subfolders
+                             if not (is_bad_name(d) or is_skipped_folder(os.path.join(folder, d)))]
             for f in files:
                 if is_image_name(f) and is_bad_name(f):
                     left_out[printable_name((rel / f).as_posix())] = BAD_NAME

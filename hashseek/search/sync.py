@@ -28,8 +28,7 @@ from tqdm.auto import tqdm
 
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher
-from hashseek.data.datasets import (BAD_NAME, is_bad_name, is_collection_folder, is_hidden_name, is_image_name,
-                                    printable_name)
+from hashseek.data.datasets import BAD_NAME, is_bad_name, is_image_name, is_skipped_folder, printable_name
 from hashseek.data.loader import iter_batches
 from hashseek.search import file_stats
 from hashseek.search.file_stats import FileStat
@@ -188,8 +187,7 @@ def walk(root: Path, exclude: Path) -> Plan:
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):   # as ``add_folder``: no loop through a linked folder
-                    skip = is_hidden_name(entry.name) or is_collection_folder(entry.path)   # as ``FolderDataset``
-                    if Path(entry.path) != exclude and not skip:
+                    if Path(entry.path) != exclude and not is_skipped_folder(entry.path):   # as FolderDataset
                         stack.append((Path(entry.path), name + "/"))
                 elif is_image_name(entry.name) and entry.is_file():
                     files[str(root / name)] = (name, FileStat.of(entry.stat()))
