@@ -6,7 +6,8 @@ state table names at most two slots: ``staging_slot`` (a reindex under way, for 
 ``staging_model`` describes) and ``previous_slot`` (the model the last swap replaced). Any other
 folder under ``slots/`` is a leftover of an interrupted run and is deleted.
 
-A reindex:
+A reindex (``Collection.reindex``, or ``begin_reindex`` / ``commit_reindex`` with the encoding on
+another thread, ``search.staged_reindex``):
 
 1. stage: continues the staging slot when it was started for the same model, else starts a new one;
 2. encode: library images without a row in the slot, in batches: their features appended to the
@@ -68,18 +69,6 @@ class ReindexReport:
     def __str__(self) -> str:
         return (f"re-encoded {self.encoded}, staged by an earlier run {self.resumed}, unreadable (left the "
                 f"library) {len(self.failed)}; now {self.n_bits}-bit codes from {self.model.get('type')}")
-
-
-def reindex(path: Path, meta: Metadata, config: dict, image_hasher: ImageHasher, records: list[Record],
-            read_bytes: Callable[[Record], bytes], batch_size: int, workers: int | None, progress: bool,
-            on_batch: Callable[[list[int]], None] | None) -> ReindexReport:
-    """Stage ``records`` (the library) encoded by ``image_hasher``, then swap it in (see the module docstring)."""
-    slot = stage_slot(path, meta, image_hasher)
-    report = encode(path, meta, slot, config, image_hasher, records, read_bytes, batch_size, workers, progress,
-                    on_batch)
-    commit_swap(path, meta, slot, image_hasher)
-    finish_swap(path, meta)
-    return report
 
 
 def model_key(image_hasher: ImageHasher) -> str:
