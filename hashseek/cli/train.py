@@ -107,7 +107,7 @@ def cmd_train(args) -> int:
         config, lines = train_config(args), ["no recipe: TrainConfig's defaults, and the flags given"]
     else:
         plan = recipe_plan(recipe, prepared, max_minutes=args.max_minutes, overrides=train_overrides(args),
-                           augment=augment_overrides(args), started=started)
+                           augment=augment_overrides(args), started=started, evaluate=not args.no_eval)
         config, lines = plan.config, plan.lines
     print(f"recipe {recipe}{'' if args.recipe else ' (the default; --recipe best fine-tunes the network)'}:")
     print("\n".join(f"  {line}" for line in lines))

@@ -153,8 +153,9 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     if "max_minutes" not in given:
         fitted = replace(fitted, max_minutes=max_minutes)
     kept = reserve(fitted)
+    after = "the final evaluation and the report" if n_query or n_database else "the report (no test evaluation)"
     changes.append(f"about {baseline:.0f} s for the zero-training baseline (before training) and {kept:.0f} s kept "
-                   f"for the final evaluation and the report; training holds the rest as a hard deadline (after each "
+                   f"for {after}; training holds the rest as a hard deadline (after each "
                    f"epoch, as many epochs as fit at their measured times, up to {config.epochs}; stopped between "
                    f"batches; the best validated epoch is kept)")
     estimate = estimate_seconds(fitted, n_train, n_val, speed) + baseline + kept

@@ -6,8 +6,9 @@ import time
 
 from hashseek.cli import main
 from hashseek.core.hasher import load_image_hasher
-from hashseek.eval.source_runs import train_on_source
+from hashseek.eval.source_runs import prepare, recipe_plan, train_on_source
 from hashseek.search.feature_hasher import FeatureHasher
+from hashseek.train.recipes import REPORT_SECONDS, RESERVE_MARGIN
 
 BUDGET_MINUTES = 0.6
 
@@ -57,3 +58,14 @@ def test_a_run_below_the_zero_training_baseline_keeps_the_baseline_and_says_so(m
     assert main(["index", str(photos), "--collection", str(collection), "--model", str(out), "-q"]) == 0
     assert main(["info", str(collection)]) == 0
     assert "pretrained+shallow" in capsys.readouterr().out
+
+
+def test_no_eval_keeps_no_time_for_a_test_evaluation(photos):
+    """`train --no-eval --max-minutes M` runs no test evaluation, so its plan must not hold time back for one
+    (a cifar10 fine-tuning probe had 20 of its 10 minutes reserved and trained no epoch)."""
+    prepared = prepare(photos, seed=0, progress=False)
+    evaluated = recipe_plan("fast", prepared, max_minutes=5)
+    alone = recipe_plan("fast", prepared, max_minutes=5, evaluate=False)
+    assert alone.reserve_seconds == RESERVE_MARGIN * REPORT_SECONDS < evaluated.reserve_seconds
+    assert any("kept for the report (no test evaluation)" in line for line in alone.lines)
+    assert any("kept for the final evaluation and the report" in line for line in evaluated.lines)
