@@ -1,12 +1,15 @@
 """The one way hashseek writes a file: a unique temporary sibling, fsynced, then renamed over the target.
 
 A reader, or a process restarted after a crash, sees the old file or the new one, never half of
-either; concurrent writers never share a temporary name.
+either; concurrent writers never share a temporary name. The file gets the mode a plain write would
+give it: an existing file's mode, else the process's umask applied to 0666. Some writers make their
+file 0600 (safetensors), which would hide a collection from a web server reading it as another user.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +22,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     tmp = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
+        mode = _plain_mode(path, tmp)
         yield tmp
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+            os.chmod(tmp, mode)
         fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _plain_mode(path: Path, tmp: Path) -> int:
+    """The mode ``open(path, "w")`` would leave: the file's own, else what the kernel gives a new file
+    (umask, default ACL), read off ``tmp`` created empty (``os.umask`` cannot be read without a
+    thread-unsafe set and reset)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        pass
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return stat.S_IMODE(os.stat(tmp).st_mode)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
