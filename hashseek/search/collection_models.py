@@ -1,5 +1,5 @@
-"""A collection's model: refitting a zero-training hasher, reindexing with another model (in one call, or
-staged so that the encoding runs beside the searches), and restoring the model a reindex replaced.
+"""A collection's model: refitting a zero-training hasher, reindexing with another model, and restoring the
+model a reindex replaced (each switch in one call, or staged so that the encoding runs beside the searches).
 
 ``ModelMethods`` is a part of ``Collection`` (its base class); it works on the collection's stores.
 """
@@ -61,12 +61,7 @@ class ModelMethods:
         restorable with ``restore_previous``. Images that cannot be read leave the library at the swap.
         ``begin_reindex`` runs the same steps with the encoding on another thread.
         """
-        staged = self.begin_reindex(image_hasher)
-        try:
-            staged.encode(progress, on_batch)
-            return self.commit_reindex(staged)
-        finally:
-            self.end_reindex(staged)
+        return self._run_staged(self.begin_reindex(image_hasher), progress, on_batch)
 
     def begin_reindex(self, image_hasher: ImageHasher) -> StagedReindex:
         """Stage a reindex whose ``encode`` may run on any thread while this collection keeps answering
@@ -74,11 +69,29 @@ class ModelMethods:
         ``commit_reindex`` swaps it in or ``end_reindex`` gives it up (see ``search.staged_reindex``)."""
         self._require_open()
         self._store.require_writable()
+        return self._stage(image_hasher, "being re-encoded with a new model")
+
+    def begin_restore(self) -> StagedReindex:
+        """``begin_reindex`` with the model the last reindex replaced (``restore_previous``'s first step);
+        it stays restorable until the swap, and a restore given up is continued by the next one."""
+        self._require_open()
+        self._store.require_writable()
+        return self._stage(reindexing.stage_previous(self.path, self._meta), "switching back to its previous model")
+
+    def _stage(self, image_hasher: ImageHasher, doing: str) -> StagedReindex:
         self._staged = StagedReindex(self.path, self._meta, self.config, image_hasher, self._library_records(),
                                      self.batch_size, self.workers)
-        self._store.busy = (f"collection {self.path.name!r} is being re-encoded with a new model: it cannot "
-                            "change until the switch (searches and reads keep answering meanwhile)")
+        self._store.busy = (f"collection {self.path.name!r} is {doing}: it cannot change until the switch "
+                            "(searches and reads keep answering meanwhile)")
         return self._staged
+
+    def _run_staged(self, staged: StagedReindex, progress: bool,
+                    on_batch: Callable[[list[int]], None] | None) -> reindexing.ReindexReport:
+        try:
+            staged.encode(progress, on_batch)
+            return self.commit_reindex(staged)
+        finally:
+            self.end_reindex(staged)
 
     def commit_reindex(self, staged: StagedReindex) -> reindexing.ReindexReport:
         """Swap an encoded staging in (one SQLite transaction, then the files; see ``search.reindex``)."""
@@ -99,11 +112,9 @@ class ModelMethods:
             self._store.busy = None
 
     def restore_previous(self, *, progress: bool = True) -> reindexing.ReindexReport:
-        """Swap the model a reindex replaced back in (images added since are encoded with it)."""
-        self._require_open()
-        self._store.require_writable()
-        hasher = reindexing.stage_previous(self.path, self._meta)
-        return self.reindex(hasher, progress=progress)
+        """Swap the model a reindex replaced back in (images added since are encoded with it); the same
+        staged steps as ``reindex``, ``begin_restore`` first."""
+        return self._run_staged(self.begin_restore(), progress, None)
 
     def _reload(self, image_hasher: ImageHasher | None = None) -> None:
         """After a swap: the model files changed under this object."""

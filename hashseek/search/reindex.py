@@ -25,8 +25,10 @@ another thread, ``search.staged_reindex``):
    collection runs this step first whenever ``swap`` is set, so a kill at any point leaves the
    old model (before the commit) or the new one (after it), never a mix.
 
-``restore_previous`` makes the previous slot the staging slot and reindexes with its model: only
-images added since the swap are encoded again.
+``restore_previous`` (or ``begin_restore``) makes the previous slot the staging slot as well and
+reindexes with its model: only images added since the swap are encoded again. The slot stays the
+previous one until the switch, so an interrupted restore leaves the model restorable (the next restore
+continues it) and a reindex with another model meanwhile starts a slot of its own.
 """
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ def stage_slot(path: Path, meta: Metadata, image_hasher: ImageHasher) -> str:
         return slot
     new = _next_slot(meta)
     with meta.transaction(searchable=False) as db:
-        if slot is not None:
+        if slot is not None and slot != meta.state(PREVIOUS):   # an interrupted restore's slot is kept
             db.execute("DELETE FROM slot_rows WHERE slot = ?", (slot,))
         meta.set_state(STAGING, new, db)
         meta.set_state(STAGING_MODEL, key, db)
@@ -163,7 +165,7 @@ def commit_swap(path: Path, meta: Metadata, slot: str, image_hasher: ImageHasher
         "SELECT stored FROM images WHERE stored IS NOT NULL AND id NOT IN (SELECT id FROM slot_rows WHERE slot = ?)",
         (slot,))]
     with meta.transaction(searchable=True) as db:
-        if old_previous is not None:
+        if old_previous is not None and old_previous != slot:   # (a restore stages the previous slot)
             db.execute("DELETE FROM slot_rows WHERE slot = ?", (old_previous,))
         db.execute("INSERT INTO slot_rows SELECT ?, id, feature_row, code FROM images", (previous,))
         db.execute("DELETE FROM images WHERE id NOT IN (SELECT id FROM slot_rows WHERE slot = ?)", (slot,))
@@ -222,19 +224,21 @@ def remove_leftovers(path: Path, meta: Metadata) -> None:
 
 
 def stage_previous(path: Path, meta: Metadata) -> ImageHasher:
-    """Make the previous model's slot the staging slot; its hasher, for ``reindex`` to finish the restore."""
+    """Make the previous model's slot the staging slot too (it stays the previous one until the switch:
+    an interrupted restore is continued by the next); its hasher, for the reindex that finishes the restore."""
     previous = meta.state(PREVIOUS)
     folder = None if previous is None else path / SLOTS_DIR / previous
     if folder is None or not (folder / HASHER_DIR / HASHER_JSON).is_file():
         raise NotFoundError(f"{path} keeps no previous model (it has not been reindexed)")
     image_hasher = load_image_hasher(folder / HASHER_DIR)
+    staging = meta.state(STAGING)
+    if staging == previous:   # a restore under way: ``stage_slot`` continues it
+        return image_hasher
     with meta.transaction(searchable=False) as db:
-        staging = meta.state(STAGING)
-        if staging is not None:
+        if staging is not None:   # another model's reindex, given up
             db.execute("DELETE FROM slot_rows WHERE slot = ?", (staging,))
         meta.set_state(STAGING, previous, db)
         meta.set_state(STAGING_MODEL, model_key(image_hasher), db)
-        meta.set_state(PREVIOUS, None, db)
     remove_leftovers(path, meta)
     return image_hasher
 

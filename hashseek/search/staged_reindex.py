@@ -1,8 +1,9 @@
 """A reindex whose slow part runs beside the live collection: the re-encoding of every library image.
 
-``Collection.begin_reindex`` picks the staging slot (``search.reindex.stage_slot``) and snapshots
-the library's records; from then on the collection refuses changes (they would miss the slot),
-while searches and reads keep answering from the live model. ``StagedReindex.encode`` may run on
+``Collection.begin_reindex`` (or ``begin_restore``, with the previous model) picks the staging slot
+(``search.reindex.stage_slot``) and snapshots the library's records; from then on the collection
+refuses changes (they would miss the slot), while searches and reads keep answering from the live
+model. ``StagedReindex.encode`` may run on
 any thread: it has its own SQLite connection and its own image reader, and writes only the slot
 (its folder and its ``slot_rows``), which nothing live reads. ``Collection.commit_reindex`` then
 swaps the slot in, atomically, on the collection's own thread; ``Collection.end_reindex`` gives up
@@ -44,12 +45,11 @@ class StagedReindex:
             self.done += len(ids)
             if on_batch is not None:
                 on_batch(ids)
-            if self._stop.is_set():   # after the batch's commit: a rerun continues from here
-                raise ConflictError(f"the reindex of {self.path} was stopped; running it again with the same "
-                                    "model continues where it stopped")
+            self._check_stop()   # after the batch's commit: a rerun continues from here
 
         self._idle.clear()
         try:
+            self._check_stop()   # stopped before it began (a server shut down right after starting it)
             meta = Metadata(self.path / META_DB, repair=self.repair)   # SQLite connections are not shared
             try:
                 self.report = reindexing.encode(self.path, meta, self.slot, self.config, self.image_hasher,
@@ -59,6 +59,11 @@ class StagedReindex:
                 meta.close()
         finally:
             self._idle.set()
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise ConflictError(f"the reindex of {self.path} was stopped; running it again with the same "
+                                "model continues where it stopped")
 
     def stop(self, timeout: float | None = None) -> None:
         """Make ``encode`` stop after the batch under way (a server shutting down), and wait for it."""

@@ -122,9 +122,20 @@ def test_reindex_swaps_in_a_trained_model_and_restores_the_old_one(copy, model, 
     assert _model_in_use(copy, 42) == "hash_model"
     assert [p.name for p in (copy / "slots").iterdir()] == ["2"]   # the previous model, nothing else
 
+    with Collection.open(copy, batch_size=1) as collection:   # a restore stopped after a batch, given up
+        staged = collection.begin_restore()
+        assert (staged.total, staged.done) == (42, 40)   # only the images added since need encoding
+        with pytest.raises(ConflictError, match="switching back to its previous model"):
+            collection.relabel(added[0], "x")
+        with pytest.raises(ConflictError, match="was stopped"):
+            staged.encode(False, lambda ids: staged.stop(0))
+        collection.end_reindex(staged)
+        assert collection.n_bits == 16 and collection.info()["previous_hasher"]["type"] == "pretrained+shallow"
+        other = collection.begin_reindex(load_image_hasher(model))   # another switch, given up too
+        collection.end_reindex(other)
     with Collection.open(copy, batch_size=8) as collection:
         restored = collection.restore_previous(progress=False)
-        assert (restored.resumed, restored.encoded) == (40, 2)    # only the images added since are encoded
+        assert (restored.resumed, restored.encoded) == (41, 1)    # the stopped restore's batch is kept
         assert collection.n_bits == 64 and collection.info()["previous_hasher"]["type"] == "hash_model"
         assert {r.id: r.code for r in collection.list(limit=1000) if r.id not in added} == codes_before
         assert collection.search(3, k=8).ids == before and collection.check().ok
