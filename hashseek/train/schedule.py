@@ -5,12 +5,16 @@ A deadline-bound run re-plans after every epoch from the measured epoch and vali
 when they get faster, at any point of the run. The schedule is re-targeted from where it stands
 (``Rate.replan``): the learning rate never jumps, a shorter plan anneals faster from there and a
 longer one more slowly, and the rate reaches its end at the new last epoch, so a shortened run is not
-cut at a high rate and a lengthened one does not raise an annealed rate again.
+cut at a high rate and a lengthened one does not raise an annealed rate again. The plan counts each
+epoch and validation at the slowest of the last few measured (``Pace``): planned at the latest time alone,
+one quick epoch on a busy machine planned a last epoch whose validation then missed the deadline, and
+that epoch's weights were dropped unvalidated.
 """
 from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from hashseek.models.hash_model import HashModel
@@ -86,6 +90,19 @@ class Rate:
         else:
             factor = 1.0
         return factor * min(1.0, (t + 1) / self.ramp)
+
+
+class Pace:
+    """The seconds to plan one more epoch (or validation) at: the slowest of the last ``window`` measured."""
+
+    def __init__(self, window: int = 5):
+        self.times: deque[float] = deque(maxlen=window)
+
+    def __call__(self, seconds: float | None = None) -> float:
+        """Record ``seconds`` when given; the planning time."""
+        if seconds is not None:
+            self.times.append(seconds)
+        return max(self.times, default=0.0)
 
 
 def share(started: float, deadline: float | None, share: float) -> float | None:

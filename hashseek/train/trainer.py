@@ -46,7 +46,7 @@ from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
 from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
 from hashseek.train.evaluator import MapEncoder, encode_with_torch, evaluate_split, map_encoder
-from hashseek.train.schedule import Rate, Stage, plan_stages, replan, share
+from hashseek.train.schedule import Pace, Rate, Stage, plan_stages, replan, share
 from hashseek.train.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class Trainer:
         bar = tqdm(total=last, desc=f"train {cfg.head}+{cfg.loss} {cfg.bits}b {cfg.mode}",
                    disable=not self.progress, initial=start_epoch, unit="epoch")
         epoch, optimizer, scheduler, current_stage = start_epoch, None, None, None
+        epoch_pace, val_pace = Pace(), Pace()
         # a deadline may cut an epoch short once there is a validated model to fall back on
         can_cut = lambda: warm is not None or selection.best_state is not None or not val_ids  # noqa: E731
         # a head on cached maps runs tiny ops: one thread, since a second one spin-waits (an epoch on cars-bmw13
@@ -143,7 +144,8 @@ class Trainer:
                           "lr": optimizer.param_groups[0]["lr"]}
                 epoch_seconds = time.perf_counter() - epoch_start
                 if deadline is not None and not cut and len(set(map(id, stages))) == 1:   # before its validation
-                    bar.total = last = replan(epoch + 1, last, cfg.epochs, epoch_seconds, selection.last_val_seconds,
+                    val_seconds = max(val_pace(), selection.last_val_seconds)   # a resumed run has no pace yet
+                    bar.total = last = replan(epoch + 1, last, cfg.epochs, epoch_pace(epoch_seconds), val_seconds,
                                               selection.every, epoch + 1 - selection.last_epoch,
                                               deadline - time.perf_counter(), scheduler, steps_per_epoch)
                     selection.stopped_for_time = last == epoch + 1 < cfg.epochs
@@ -156,6 +158,7 @@ class Trainer:
                 elif due:
                     result = evaluate_split(model, dataset, val_ids, train_ids, progress=False, encoder=encoder)
                     record.update(val_map=result.figures["map_all"], val_seconds=result.seconds)
+                    val_pace(result.seconds)
                     improved = selection.update(epoch + 1, record["val_map"], _trainable_state(model), epoch_seconds,
                                                 result.seconds)
                     for rate in scheduler.lr_lambdas if cfg.schedule == "plateau" else ():
