@@ -9,9 +9,9 @@ writes ``warmup/loss_log.json`` first); ``eval.json`` holds the finished model's
 job's own record is ``job.json`` (recipe, settings, state), so the runs outlive the server.
 
 One run per collection at a time. Applying a run reindexes the collection with its model while its
-searches keep answering from the old one (``service.model_switch``); ``Collection.restore_previous``
-swaps the replaced model back. A finished run can be deleted, unless its model is the collection's
-or the one a restore brings back.
+searches keep answering from the old one (``service.model_switch``); a restore swaps the replaced
+model back the same way. A finished run can be deleted, unless its model is the collection's or the
+one a restore brings back.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from hashseek.core.errors import ConflictError, NotFoundError, ReadOnlyError
 from hashseek.search.storage import os_error
 from hashseek.service import model_switch
 from hashseek.service.library import Library
-from hashseek.service.model_switch import Applying
+from hashseek.service.model_switch import Applying, Restoring
 from hashseek.service.training_runs import JOB_FILE, LOG_FILE, read_job, run_progress
 from hashseek.train.recipes import RECIPES
 
@@ -145,10 +145,11 @@ def _saved_tail(folder: Path) -> list[str]:
 
 
 class TrainingJobs:
-    """The training runs of the served collections: start, follow, cancel, apply."""
+    """The training runs of the served collections: start, follow, cancel, apply; and restores."""
 
     def __init__(self) -> None:
         self._jobs: dict[tuple[str, str], Job] = {}
+        self._restores: dict[str, Restoring] = {}   # the last restore of each collection since the server started
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task] = set()
 
@@ -165,6 +166,7 @@ class TrainingJobs:
                 raise ConflictError(f"training run {busy.id} of {library.name!r} is "
                                     f"{busy.state if busy.state == 'running' else 'being applied'}: wait for it or "
                                     "cancel it first")
+            self._refuse_while_restoring(library.name)
             job_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{recipe}-{secrets.token_hex(2)}"
             folder = library.path / TRAINING_DIR / job_id
             record = {"recipe": recipe, "settings": settings, "epochs": planned_epochs(recipe, settings),
@@ -237,9 +239,14 @@ class TrainingJobs:
 
     def _busy(self, name: str) -> Job | None:
         for (collection, _), job in self._jobs.items():
-            if collection == name and (job.state == "running" or (job.applying and job.applying.state == "applying")):
+            if collection == name and (job.state == "running" or (job.applying and job.applying.under_way)):
                 return job
         return None
+
+    def _refuse_while_restoring(self, name: str) -> None:
+        restoring = self._restores.get(name)
+        if restoring is not None and restoring.under_way:
+            raise ConflictError(f"collection {name!r} is switching back to its previous model: wait for it to finish")
 
     # ------------------------------------------------------------------ models
     async def apply(self, library: Library, job_id: str) -> Job:
@@ -255,13 +262,44 @@ class TrainingJobs:
             busy = self._busy(library.name)
             if busy is not None:
                 raise ConflictError(f"training run {busy.id} of {library.name!r} is still under way or being applied")
+            self._refuse_while_restoring(library.name)
             job.applying = Applying(total=len(library.collection))
             self._jobs[library.name, job_id] = job
         await model_switch.begin(library, job.applying, job.folder)
-        task = asyncio.get_running_loop().create_task(model_switch.finish(library, job.applying, job.folder))
+        self._finish(library, job.applying, f"applying training run {job.folder}")
+        return job
+
+    async def restore(self, library: Library) -> Restoring:
+        """Switch the collection back to the model the last switch replaced, as ``apply`` does: staged before
+        this returns, the images added since encoded in the background, then the swap."""
+        if library.collection.read_only:
+            raise ReadOnlyError(f"collection {library.name!r} is served read-only: its model cannot change")
+        with self._lock:
+            busy = self._busy(library.name)
+            if busy is not None:
+                raise ConflictError(f"training run {busy.id} of {library.name!r} is "
+                                    f"{busy.state if busy.state == 'running' else 'being applied'}: wait for it")
+            self._refuse_while_restoring(library.name)
+            restoring = self._restores[library.name] = Restoring()
+        try:
+            await model_switch.begin_restore(library, restoring)
+        except BaseException:   # nothing was staged (no previous model, say): the answer says why
+            with self._lock:
+                if self._restores.get(library.name) is restoring:
+                    del self._restores[library.name]
+            raise
+        self._finish(library, restoring, f"restoring the previous model of {library.path}")
+        return restoring
+
+    def restoring(self, library: Library) -> Restoring | None:
+        """The collection's last restore since the server started."""
+        with self._lock:
+            return self._restores.get(library.name)
+
+    def _finish(self, library: Library, switch: Applying, what: str) -> None:
+        task = asyncio.get_running_loop().create_task(model_switch.finish(library, switch, what))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return job
 
     async def delete(self, library: Library, job_id: str) -> None:
         """Delete a finished run's folder; refused for a run under way or being applied, and for the run
@@ -282,7 +320,7 @@ class TrainingJobs:
                                     "it is not deleted")
         with self._lock:
             job = self._jobs.get((library.name, job.id), job)
-            if job.state == "running" or (job.applying is not None and job.applying.state == "applying"):
+            if job.state == "running" or (job.applying is not None and job.applying.under_way):
                 doing = "running" if job.state == "running" else "being applied"
                 raise ConflictError(f"training run {job.id} is {doing}: wait for it or cancel it first")
             trash = job.folder.with_name(f".deleting-{job.id}")
@@ -294,18 +332,13 @@ class TrainingJobs:
             self._jobs.pop((library.name, job.id), None)
         return trash
 
-    def switching(self, name: str) -> bool:
-        with self._lock:
-            return any(c == name and j.applying is not None and j.applying.state == "applying"
-                       for (c, _), j in self._jobs.items())
-
     def close(self) -> None:
         """Server shutdown: running trainings stop (their folders keep the checkpoints), and so do
-        switches under way (their staged slots are continued by the next apply)."""
+        switches under way (their staged slots are continued by the next apply or restore)."""
         with self._lock:
             running = [job for job in self._jobs.values() if job.process is not None and job.state == "running"]
-            applying = [job.applying for job in self._jobs.values()
-                        if job.applying is not None and job.applying.state == "applying"]
+            switches = [job.applying for job in self._jobs.values() if job.applying is not None]
+            applying = [switch for switch in switches + list(self._restores.values()) if switch.under_way]
         for switch in applying:
             switch.stop()
         for job in running:

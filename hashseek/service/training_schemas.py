@@ -83,11 +83,10 @@ class TrainingJobOut(BaseModel):
     apply: ApplyOut | None = Field(description="the switch of the collection to this model, once asked for")
 
 
-class ModelOut(BaseModel):
-    """The collection's model after a switch."""
+class RestoreOut(BaseModel):
+    """The switch back to the previous model (the collection's info shows the model in use)."""
 
-    hasher: dict = Field(description="how the codes are made now")
-    previous_hasher: dict | None = Field(description="the model a restore would bring back")
-    encoded: int = Field(description="images encoded by this switch")
-    failed: list[str] = Field(description="images that could not be read (they left the library)")
-    images: int
+    state: str = Field(description="restoring | restored | failed")
+    total: int = Field(description="library images the previous model needs codes for")
+    encoded: int = Field(description="of them, coded so far (those kept from before the last switch included)")
+    error: str | None

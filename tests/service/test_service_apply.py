@@ -52,6 +52,15 @@ def _hits(response: httpx.Response) -> list[tuple[int, int, float]]:
             for h in response.json()["hits"]]
 
 
+def _restore(client: httpx.Client) -> dict:
+    """Restore the previous model (in the background, as an apply) and wait for the swap; its last state."""
+    assert client.post(f"{C}/model/restore", headers=HEADERS).status_code == 202
+    deadline = time.monotonic() + 300
+    while (status := client.get(f"{C}/model/restore").json())["state"] == "restoring" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return status
+
+
 def test_searches_answer_from_the_old_model_until_the_swap(served, serve_app, photo):
     with serve_app(create_app(served, KEY)) as url, httpx.Client(base_url=url, timeout=120) as client:
         def searches() -> tuple[list, list]:
@@ -106,11 +115,11 @@ def test_searches_answer_from_the_old_model_until_the_swap(served, serve_app, ph
         assert [run["id"] for run in client.get(f"{C}/training").json()] == [RUN]
         assert not (served / "training" / FAILED_RUN).exists()
         assert client.delete(f"{C}/training/{FAILED_RUN}", headers=HEADERS).status_code == 404
-        assert client.post(f"{C}/model/restore", headers=HEADERS).status_code == 200
+        assert _restore(client) == {"state": "restored", "total": 50, "encoded": 50, "error": None}
         restorable = client.delete(f"{C}/training/{RUN}", headers=HEADERS)
         assert restorable.status_code == 409 and "restore" in restorable.json()["detail"]
         assert searches()[0] == old[0]
-        client.post(f"{C}/model/restore", headers=HEADERS).raise_for_status()
+        assert _restore(client)["state"] == "restored"
         after = searches()
 
     with Collection.open(served) as collection:   # what the server swapped in is what the files hold

@@ -1,4 +1,4 @@
-"""Training runs on a collection's own labels, and switching the collection to a run's model (guarded writes)."""
+"""Training runs on a collection's own labels, switching the collection to a run's model and back (guarded writes)."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -6,14 +6,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from hashseek.core.errors import ConflictError
+from hashseek.service.model_switch import Restoring
 from hashseek.service.dependencies import LibraryDep, WriteAllowed
 from hashseek.service.schemas import NOT_FOUND, WRITE, Error
 from hashseek.service.training import JOB_ID, TrainingJobs
-from hashseek.service.training_schemas import ModelOut, TrainingJobOut, TrainingRequest
+from hashseek.service.training_schemas import RestoreOut, TrainingJobOut, TrainingRequest
 
 router = APIRouter(prefix="/api/collections/{name}", tags=["training"], responses=NOT_FOUND)
 JobId = Annotated[str, Path(pattern=f"^{JOB_ID}$", description="the run's id (its folder under training/)")]
-BUSY = {409: {"model": Error, "description": "another run of this collection is under way or being applied"}}
+BUSY = {409: {"model": Error, "description": "another run of this collection is under way or being applied, "
+                                               "or its previous model is being restored"}}
 
 
 def _jobs(request: Request) -> TrainingJobs:
@@ -69,12 +71,21 @@ async def delete_run(request: Request, library: LibraryDep, job_id: JobId) -> No
     await _jobs(request).delete(library, job_id)
 
 
-@router.post("/model/restore", response_model=ModelOut, responses={**WRITE, **BUSY}, dependencies=[WriteAllowed])
-async def restore_model(request: Request, library: LibraryDep) -> ModelOut:
-    """Swap back the model the last switch replaced (only images added since are encoded again)."""
-    if _jobs(request).switching(library.name):
-        raise ConflictError(f"a model is being applied to {library.name!r}: wait for it to finish")
-    report = await library.run(library.collection.restore_previous, progress=False)
-    info = await library.run(library.collection.info)
-    return ModelOut(hasher=info["hasher"], previous_hasher=info["previous_hasher"], encoded=report.encoded,
-                    failed=[reason for _, reason in report.failed], images=info["images"])
+@router.post("/model/restore", response_model=RestoreOut, status_code=202, responses={**WRITE, **BUSY},
+             dependencies=[WriteAllowed])
+async def restore_model(request: Request, library: LibraryDep) -> dict:
+    """Switch back to the model the last switch replaced, as an apply does: the images added since are
+    encoded with it in the background while searches and reads keep answering from the current model
+    until the atomic swap; adding, removing, relabelling and refitting answer 409 until then. A restore
+    a server stop cut short is continued by the next. Follow it with GET."""
+    return _out(await _jobs(request).restore(library))
+
+
+@router.get("/model/restore", response_model=RestoreOut | None)
+async def restore_status(request: Request, library: LibraryDep) -> dict | None:
+    """The collection's last restore since the server started (null if none)."""
+    return _out(_jobs(request).restoring(library))
+
+
+def _out(restoring: Restoring | None) -> dict | None:
+    return None if restoring is None else restoring.out()

@@ -1,12 +1,13 @@
 // The model panel: how the collection's codes are made now (a zero-training hasher's fit, refit by hand),
 // training runs on its own labels (loss and validation mAP per epoch while one runs), switching the
-// collection to a finished run's model through a reindex, and back to the model it replaced. Plugs into
-// app.js through its hooks; writes need canWrite().
+// collection to a finished run's model through a reindex, and back to the model it replaced (both in the
+// background: searches keep answering meanwhile). Plugs into app.js through its hooks; writes need canWrite().
 "use strict";
 
 const POLL_MS = 1000;
 const STOPPED = { early: " (stopped early: no better validation mAP)", time: " (stopped at the time limit)" };
 const runs = { job: null, timer: null, collection: null };
+const restores = { status: null, timer: null };   // the collection's last restore (GET .../model/restore)
 
 function trainingUrl(suffix = "") { return `${collectionUrl()}/training${suffix}`; }
 
@@ -131,12 +132,25 @@ function poll() {
 
 async function onCollection(info) {
   showModel(info);
-  if (runs.collection === state.collection) { showRun(runs.job); return; }
+  if (runs.collection === state.collection) { showRun(runs.job); showRestore(restores.status); return; }
   runs.collection = state.collection;
   stopPolling();
   const jobs = await api(trainingUrl());
   showRun(jobs[0] ?? null);
   poll();
+  followRestore();
+}
+
+// A restore under way, started elsewhere; not awaited (the gallery's images may hold the connections for a
+// while), and dropped when a restore was asked for here meanwhile.
+function followRestore() {
+  const collection = state.collection;
+  showRestore(null);
+  api(`${collectionUrl()}/model/restore`).then((status) => {
+    if (collection !== state.collection || restores.status !== null) return;
+    showRestore(status);
+    pollRestore();
+  }).catch(showError);
 }
 
 function startRun(event) {
@@ -179,12 +193,43 @@ function deleteRun() {
   }, "Deleting the run…");
 }
 
+const restoringNow = (status) => Boolean(status && status.state === "restoring");
+
+function showRestore(status) {
+  restores.status = status;
+  $("restore-button").hidden = restoringNow(status);
+  $("restore-state").textContent = restoringNow(status)
+    ? `Switching back… ${status.encoded.toLocaleString()} of ${status.total.toLocaleString()} images coded ` +
+      "(searches use the current model until the switch)"
+    : status && status.state === "failed" ? `Restoring failed: ${status.error}` : "";
+}
+
+// Follows a restore under way; when it ends, the collection is read again.
+function pollRestore() {
+  clearTimeout(restores.timer);
+  if (!restoringNow(restores.status)) return;
+  const collection = state.collection;
+  restores.timer = setTimeout(async () => {
+    try {
+      const next = await api(`${collectionUrl()}/model/restore`);
+      if (collection !== state.collection) return;
+      showRestore(next);
+      if (next && next.state === "restored") {
+        await refresh();
+        showNotice(`Restored: ${describeModel(state.info.hasher)}.`);
+      }
+    } catch (error) { showError(error); }
+    pollRestore();
+  }, POLL_MS);
+}
+
 function restoreModel() {
-  if (!window.confirm("Switch the collection back to its previous model?")) return;
+  if (!window.confirm("Switch the collection back to its previous model? Images added since the last switch " +
+                      "are encoded with it; searches keep using the current model until the switch, and changes " +
+                      "to the library wait for it.")) return;
   busy(async () => {
-    const response = await api(`${collectionUrl()}/model/restore`, { method: "POST" });
-    await refresh();
-    showNotice(`Restored: ${describeModel(response.hasher)}.`);
+    showRestore(await api(`${collectionUrl()}/model/restore`, { method: "POST" }));
+    pollRestore();
   }, "Restoring the previous model…");
 }
 
