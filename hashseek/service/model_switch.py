@@ -83,6 +83,8 @@ async def begin_restore(library: Library, restoring: Restoring) -> None:
 async def finish(library: Library, applying: Applying, what: str) -> None:
     """Re-encode beside the searches, then swap; a failure leaves the old model (and its slot staged)."""
     staged = applying.staged
+    if applying.stopped:   # the server began shutting down while the switch was being staged
+        return
 
     def counted(ids: list[int]) -> None:
         applying.encoded = staged.done

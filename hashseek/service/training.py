@@ -280,13 +280,15 @@ class TrainingJobs:
                 raise ConflictError(f"training run {busy.id} of {library.name!r} is "
                                     f"{busy.state if busy.state == 'running' else 'being applied'}: wait for it")
             self._refuse_while_restoring(library.name)
-            restoring = self._restores[library.name] = Restoring()
+            last, restoring = self._restores.get(library.name), Restoring()
+            self._restores[library.name] = restoring
         try:
             await model_switch.begin_restore(library, restoring)
         except BaseException:   # nothing was staged (no previous model, say): the answer says why
             with self._lock:
-                if self._restores.get(library.name) is restoring:
-                    del self._restores[library.name]
+                self._restores.pop(library.name)
+                if last is not None:
+                    self._restores[library.name] = last
             raise
         self._finish(library, restoring, f"restoring the previous model of {library.path}")
         return restoring

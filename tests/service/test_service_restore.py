@@ -77,8 +77,9 @@ def test_searches_answer_from_the_current_model_until_the_restore_swaps(served, 
         for refused in (client.post(f"{C}/images/relabel", json={"ids": [1], "label": "x"}, headers=HEADERS),
                         client.post(f"{C}/images/remove", json={"ids": [2]}, headers=HEADERS),
                         client.post(f"{C}/refit", headers=HEADERS),
-                        client.post(f"{C}/model/restore", headers=HEADERS)):
-            assert refused.status_code == 409, refused.text
+                        client.post(f"{C}/model/restore", headers=HEADERS),
+                        client.post(f"{C}/training", json={"recipe": "fast"}, headers=HEADERS)):
+            assert refused.status_code == 409 and "switching back to its previous model" in refused.json()["detail"]
         detail = client.post(f"{C}/images/remove", json={"ids": [2]}, headers=HEADERS).json()["detail"]
         assert detail == ("collection 'caltech' is switching back to its previous model: it cannot change until the "
                           "switch (searches and reads keep answering meanwhile)")
