@@ -28,7 +28,7 @@ class FeatureStore:
         if read_only and not path.exists():
             self._fd = None           # a collection no image was added to yet
         else:
-            self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides
         self._rows = self.n_bytes // self.row_bytes   # whole rows; a partial one is cut or overwritten
         self._map: np.memmap | None = None
 

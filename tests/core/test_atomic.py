@@ -1,5 +1,6 @@
 """Atomic writes leave the file readable as a plain write would: the umask decides a new file's mode (also
-for writers that make their own file 0600, like safetensors), an existing file keeps its mode."""
+for writers that make their own file 0600, like safetensors), an existing file keeps its mode. So does the
+feature file a collection appends to (a group sharing a collection can read and extend all of it)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from hashseek.core.atomic import atomic_path, atomic_write_json, atomic_write_text
+from hashseek.search.feature_store import FeatureStore
 
 
 def _mode(path) -> int:
@@ -32,9 +34,11 @@ def test_new_files_get_the_umask_mode(tmp_path, umask):
     atomic_write_json(tmp_path / "collection.json", {"n_bits": 64})
     with atomic_path(tmp_path / "model.safetensors") as tmp:   # safetensors alone writes 0600
         save_file({"weight": torch.zeros(4)}, str(tmp))
-    for name in ("collection.json", "model.safetensors"):
+    FeatureStore(tmp_path / "features.f16", 4).close()
+    for name in ("collection.json", "model.safetensors", "features.f16"):
         assert _mode(tmp_path / name) == expected, name
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["collection.json", "model.safetensors", "plain.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["collection.json", "features.f16", "model.safetensors",
+                                                          "plain.txt"]
 
 
 def test_an_existing_file_keeps_its_mode_and_a_failed_write_leaves_nothing(tmp_path, umask):
