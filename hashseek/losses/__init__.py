@@ -7,9 +7,11 @@ from hashseek.core.registry import Registry
 # needs_logits: the head must have a classifier; needs_classes: the loss holds per-class state (CSQ's
 # centres); memory_bank: it can score batches against a bank of every training item's codes (loss kwarg
 # bank=True; the trainer then passes each item's training-set position, see ``memory_bank``);
-# supervised: it learns from labels (every loss here does).
+# supervised: it learns from labels (every loss here does); continuation: its reference trains tanh codes
+# tanh(beta z) with beta rising (HashNet's, ``hashnet_beta_schedule``), the others at beta = 1.
 LOSSES: Registry[HashLoss] = Registry("loss", defaults={"needs_logits": False, "needs_classes": False,
-                                                        "memory_bank": False, "supervised": True})
+                                                        "memory_bank": False, "supervised": True,
+                                                        "continuation": False})
 
 # Each family registers itself on import.
 from hashseek.losses import ce, cnnh, csq, dpsh, dsh, hashnet, multitask, triplet  # noqa: E402,F401

@@ -8,32 +8,26 @@ from hashseek.losses import LOSSES
 from hashseek.losses.memory_bank import BankPairLoss
 
 
-@LOSSES.register("hashnet", memory_bank=True)
+@LOSSES.register("hashnet", memory_bank=True, continuation=True)
 class HashNetLoss(BankPairLoss):
     """-log p(s_ij | u_i, U_j) with p = sigma(alpha <u_i, U_j>), alpha = 10 / k, pairs weighted by class balance.
 
     The weights are |S|/|S1| for similar and |S|/|S0| for dissimilar pairs over the pairs scored
     (the batch's own as in HashNet's code, or batch against bank with ``bank=True`` as in
-    DeepHash-pytorch's HashNet), so the loss is the mean
-    over similar pairs plus the mean over dissimilar pairs. Written as softplus(x) - s x for
-    stability. Continuation is the head's ``beta`` (``hashnet_beta_schedule``, the trainer's).
+    DeepHash-pytorch's HashNet), so the loss is the mean over similar pairs plus the mean over
+    dissimilar pairs (``balanced_mean``). Written as softplus(x) - s x for stability.
+    Continuation is the head's ``beta`` (``hashnet_beta_schedule``, the trainer's).
     """
 
     def __init__(self, n_bits: int, n_classes: int | None = None, bank: bool = False):
-        super().__init__(n_bits, n_classes, bank)
+        super().__init__(n_bits, n_classes, bank, balance=True)
         self.alpha = 10.0 / n_bits
 
     def pair_values(self, u: torch.Tensor, bank_codes: torch.Tensor) -> torch.Tensor:
         return self.alpha * (u @ bank_codes.t())
 
-    def pair_loss(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        nll = F.softplus(x) - s * x
-        n_pairs = s.numel()
-        n_similar = s.sum()
-        weights = torch.where(
-            s > 0, n_pairs / n_similar.clamp(min=1), n_pairs / (n_pairs - n_similar).clamp(min=1)
-        )
-        return (weights * nll).sum() / n_pairs
+    def pair_terms(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return F.softplus(x) - s * x
 
     def regulariser(self, u: torch.Tensor) -> torch.Tensor:
         return u.new_zeros(())

@@ -5,11 +5,16 @@ codes (detached) and labels into the rows of its dataset indices, then scores th
 every row seen so far. With 101 classes and batches of 64 in-batch pairs hold about 0.6 similar
 partners per item; the bank holds every training image of the class.
 
-The bank is off by default: only the batch's side of each pair moves, so a step that shifts every
-code the same way (a linear head on frozen maps, Adam at the trainer's default 1e-3) is not
-pulled back by the bank's stale rows and the codes collapse (caltech101, 48 bits: gap+dsh and
-gap+hashnet reached one code for every image). The reference trains at RMSprop 1e-5; here the
-bank trains at Adam 1e-4 or less (measured in ``benchmarks/classic_losses.py``).
+The bank is off by default: only the batch's side of each pair moves against rows up to an epoch
+stale, so the part of the codes every image shares (a linear head on frozen, non-negative pooled
+maps) is pushed away from last epoch's and flips sign epoch after epoch (caltech101, gap+dpsh at
+Adam 1e-4: the mean code's cosine with the previous epoch's about -0.5); at larger rates the codes
+saturate into one code for every image. The reference trains at RMSprop 1e-5.
+
+``balance=True`` weights each pair by class balance as HashNet does (|S|/|S1| similar, |S|/|S0|
+dissimilar, over the pairs scored): HashNet always does; DPSH and DSH do not in their references,
+and with many classes (caltech101: 1% of pairs similar) the dissimilar pairs then decide their codes
+(measured in ``benchmarks/classic_losses.py``).
 """
 from __future__ import annotations
 
@@ -68,20 +73,30 @@ class MemoryBank(nn.Module):
         return self.codes[self.seen], self.labels[self.seen]
 
 
+def balanced_mean(terms: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Mean over similar pairs plus mean over dissimilar pairs: each pair weighted |S|/|S1| or |S|/|S0|
+    over the pairs scored, then summed over |S| (HashNet's class-balance weights)."""
+    n_pairs, n_similar = s.numel(), s.sum()
+    weights = torch.where(s > 0, n_pairs / n_similar.clamp(min=1), n_pairs / (n_pairs - n_similar).clamp(min=1))
+    return (weights * terms).sum() / n_pairs
+
+
 class BankPairLoss(HashLoss):
     """A pairwise loss between the batch and the memory bank, plus a term on the batch alone.
 
     Subclasses give ``pair_values(u, U)`` (an (N, M) matrix: inner products or distances),
-    ``pair_loss(values, s)`` (a scalar over the pairs' values and {0, 1} similarities) and
-    ``regulariser(u)``. With ``bank=True`` the loss ``needs_index``: the trainer passes ``index=``
+    ``pair_terms(values, s)`` (each pair's loss from its value and {0, 1} similarity) and
+    ``regulariser(u)``; the pairs' terms are averaged, or class-balanced with ``balance=True``
+    (``balanced_mean``). With ``bank=True`` the loss ``needs_index``: the trainer passes ``index=``
     (each item's training-set position), and a batch without one is refused (silently scoring the
     batch alone would hide a caller that lost track of positions). Without a bank (the default,
     and another loss's term such as multitask's) the pairs are the batch's own (i < j).
     """
 
-    def __init__(self, n_bits: int, n_classes: int | None = None, bank: bool = False):
+    def __init__(self, n_bits: int, n_classes: int | None = None, bank: bool = False, balance: bool = False):
         super().__init__(n_bits, n_classes)
         self.needs_index = bank
+        self.balance = balance
         self.bank = MemoryBank(n_bits)
 
     def compute(self, output: HeadOutput, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,12 +110,13 @@ class BankPairLoss(HashLoss):
             self.bank.update(index, u, labels)
             bank_codes, bank_labels = self.bank.rows()
             values, s = self.pair_values(u, bank_codes), cross_similarity(labels, bank_labels)
-        return self.pair_loss(values, s) + self.regulariser(u)
+        terms = self.pair_terms(values, s)
+        return (balanced_mean(terms, s) if self.balance else terms.mean()) + self.regulariser(u)
 
     def pair_values(self, u: torch.Tensor, bank_codes: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def pair_loss(self, values: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def pair_terms(self, values: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def regulariser(self, u: torch.Tensor) -> torch.Tensor:

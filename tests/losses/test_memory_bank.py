@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hashseek.losses import LOSSES, create_loss
-from hashseek.losses.memory_bank import MemoryBank, cross_similarity
+from hashseek.losses.memory_bank import MemoryBank, balanced_mean, cross_similarity
 from hashseek.models.heads import HeadOutput, create_head
 
 BANK_LOSSES = ["dpsh", "dsh", "hashnet"]
@@ -24,6 +24,26 @@ def test_registry_marks_the_bank_losses_and_only_bank_true_needs_an_index():
     assert LOSSES.names(memory_bank=True) == BANK_LOSSES
     assert all(create_loss(name, 8, 4, bank=True).needs_index for name in BANK_LOSSES)
     assert not any(create_loss(name, 8, 4).needs_index for name in [*BANK_LOSSES, "csq", "ce"])
+
+
+def test_only_hashnet_asks_for_continuation():
+    assert LOSSES.names(continuation=True) == ["hashnet"]
+
+
+@pytest.mark.parametrize("name", ["dpsh", "dsh"])
+def test_balance_weights_dpsh_and_dsh_pairs_as_hashnet_does(name):
+    """Unweighted by default (their references); balance=True: mean over similar + mean over dissimilar pairs."""
+    u, labels = torch.tensor([[0.5, -0.5], [1.0, 1.0], [0.5, -1.0], [-1.0, 0.2]]), torch.tensor([0, 1, 0, 1])
+    plain = create_loss(name, 2, **{"eta" if name == "dpsh" else "alpha": 0.0})
+    balanced = create_loss(name, 2, balance=True, **{"eta" if name == "dpsh" else "alpha": 0.0})
+    i, j = torch.triu_indices(4, 4, offset=1)
+    terms = plain.pair_terms(plain.pair_values(u, u)[i, j], (labels[i] == labels[j]).float())
+    s = (labels[i] == labels[j]).float()                      # 2 similar pairs of 6
+    assert plain(tanh_output(u), labels).item() == pytest.approx(terms.mean().item(), rel=1e-6)
+    expected = terms[s > 0].mean() + terms[s == 0].mean()
+    assert balanced(tanh_output(u), labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert balanced_mean(terms, s).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert balanced(tanh_output(u), labels).item() != pytest.approx(terms.mean().item(), rel=1e-3)
 
 
 def test_bank_writes_the_rows_of_the_index_and_grows():
