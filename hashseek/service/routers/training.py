@@ -6,8 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from hashseek.core.errors import ConflictError
-from hashseek.service.model_switch import Restoring
 from hashseek.service.dependencies import LibraryDep, WriteAllowed
+from hashseek.service.model_switch import Restoring
 from hashseek.service.schemas import NOT_FOUND, WRITE, Error
 from hashseek.service.training import JOB_ID, TrainingJobs
 from hashseek.service.training_schemas import RestoreOut, TrainingJobOut, TrainingRequest
