@@ -1,7 +1,10 @@
-"""The memory-bank losses on a real slice: 8 look-alike Caltech101 classes (crocodile / crocodile_head,
+"""The classic pairwise losses on a real slice: 8 look-alike Caltech101 classes (crocodile / crocodile_head,
 cougar_body / cougar_face, flamingo / flamingo_head, emu, ibis) on frozen EfficientNet-Lite0 maps.
-Each of gap+dpsh, gap+dsh and fc+hashnet, trained against the bank, retrieves better than ITQ; and
-the trainer feeds the bank (a bank loss refuses a batch without dataset positions)."""
+Each of gap+dpsh and gap+dsh (their references' unweighted in-batch pairs, and class-balanced) and
+fc+hashnet (against the bank at RMSprop, as selected on caltech101's validation split by
+benchmarks/classic_losses.py) retrieves at least 0.10 mAP better than ITQ; and the trainer feeds the bank (a bank loss
+refuses a batch without dataset positions). With 8 classes 1 pair in 8 is similar; with caltech101's
+101 the unweighted DPSH and DSH stay at ITQ's level (the benchmark)."""
 from __future__ import annotations
 
 import math
@@ -14,7 +17,7 @@ import torch.nn.functional as F
 from hashseek.core.bits import hamming_distances
 from hashseek.core.metrics import mean_average_precision
 from hashseek.hashers import create_hasher
-from hashseek.losses import create_loss, hashnet_beta_schedule
+from hashseek.losses import LOSSES, create_loss, hashnet_beta_schedule
 from hashseek.models.features import BackboneEncoder, extract_features
 from hashseek.models.heads import create_head
 from hashseek.train import TrainConfig, Trainer
@@ -53,35 +56,43 @@ def itq_map(look_alike):
                    parts["query"]["labels"], parts["train"]["labels"])
 
 
-@pytest.mark.parametrize("method", ["gap+dpsh", "gap+dsh", "fc+hashnet"])
-def test_bank_loss_beats_itq_on_look_alike_classes(look_alike, itq_map, method):
+# (method, optimizer, rate, loss options)
+SELECTED = [("gap+dpsh", "adam", 1e-3, {}), ("gap+dsh", "adam", 1e-3, {}), ("fc+hashnet", "rmsprop", 1e-4, {"bank": True}),
+            ("gap+dpsh", "adam", 1e-3, {"balance": True, "eta": 1.0}), ("gap+dsh", "adam", 1e-3, {"balance": True})]
+
+
+@pytest.mark.parametrize("method, optimizer, lr, options", SELECTED,
+                         ids=[m + (":balanced" if o.get("balance") else "") for m, _, _, o in SELECTED])
+def test_classic_loss_beats_itq_by_a_tenth_on_look_alike_classes(look_alike, itq_map, method, optimizer, lr, options):
     """The heads' own loop on their pooled maps (the trainer's frozen mode, without its model plumbing)."""
     _, parts = look_alike
     head_name, loss_name = method.split("+")
     x, y = parts["train"][head_name], torch.from_numpy(parts["train"]["labels"]).long()
     torch.manual_seed(0)
     head = create_head(head_name, x.shape[1], BITS)
-    loss_fn = create_loss(loss_name, BITS, len(CLASSES), bank=True)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    loss_fn = create_loss(loss_name, BITS, len(CLASSES), **options)
+    continuation = LOSSES.metadata(loss_name)["continuation"]
+    opt = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[optimizer](head.parameters(), lr=lr)
     epochs, step = 40, 0
     for epoch in range(epochs):
         head.train()
         for index in torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch)).split(16):
-            head.beta = hashnet_beta_schedule(step)
+            head.beta = hashnet_beta_schedule(step) if continuation else 1.0
             for group in opt.param_groups:
-                group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / (epochs * 5)))
-            loss = loss_fn(head(x[index]), y[index], index=index)
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / (epochs * 5)))
+            out = head(x[index])
+            loss = loss_fn(out, y[index], index=index) if loss_fn.needs_index else loss_fn(out, y[index])
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
-    assert len(loss_fn.bank) == len(x)
+    assert len(loss_fn.bank) == (len(x) if loss_fn.needs_index else 0)
     head.eval()
     with torch.no_grad():
         q_codes = np.packbits(head(parts["query"][head_name]).bits().numpy(), axis=1)
         db_codes = np.packbits(head(x).bits().numpy(), axis=1)
     value = map_all(q_codes, db_codes, parts["query"]["labels"], parts["train"]["labels"])
-    assert value > itq_map, f"{method} with a bank: mAP {value:.3f} <= ITQ {itq_map:.3f}"
+    assert value >= itq_map + 0.10, f"{method} {options}: mAP {value:.3f} < ITQ {itq_map:.3f} + 0.10"
 
 
 def test_trainer_passes_dataset_positions_to_a_bank_loss(look_alike):
