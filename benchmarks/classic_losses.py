@@ -67,11 +67,14 @@ def setting(epochs: int, lr: float = 1e-3, optimizer: str = "adam", bank: bool =
 # DPSH's eta: 0.1 (DeepHash-pytorch), 1 (DPSH-pytorch's lambda = 50 on sums, here 50 k / n_train), 3, 10.
 GRID = {
     "gap+dpsh": [setting(20), setting(30, eta=1.0), setting(30, eta=3.0), setting(30, eta=10.0), setting(30, 3e-3, eta=10.0),
+                 setting(150, eta=1.0), setting(150, 3e-3, eta=1.0), setting(300, 3e-3, eta=1.0),
                  setting(40, 1e-4, "rmsprop", bank=True), setting(30, 1e-4, "rmsprop", bank=True, eta=1.0)],
     "gap+dpsh:balanced": [setting(30, balance=True), setting(40, balance=True, eta=1.0),
-                          setting(40, balance=True, eta=10.0)],
-    "gap+dsh": [setting(60), setting(30, alpha=0.1), setting(40, 1e-4, "rmsprop", bank=True)],
-    "gap+dsh:balanced": [setting(60, balance=True), setting(40, 1e-4, "rmsprop", bank=True, balance=True)],
+                          setting(40, balance=True, eta=10.0), setting(150, balance=True, eta=1.0),
+                          setting(300, balance=True, eta=1.0), setting(100, 3e-3, balance=True, eta=1.0)],
+    "gap+dsh": [setting(60), setting(150), setting(30, alpha=0.1), setting(40, 1e-4, "rmsprop", bank=True)],
+    "gap+dsh:balanced": [setting(60, balance=True), setting(150, balance=True),
+                         setting(40, 1e-4, "rmsprop", bank=True, balance=True)],
     "fc+hashnet": [setting(60), setting(60, bank=True), setting(60, 1e-4, "rmsprop", bank=True)],
 }
 VALIDATE_EVERY = 10
