@@ -63,7 +63,7 @@ def setting(epochs: int, lr: float = 1e-3, optimizer: str = "adam", bank: bool =
 
 # Rows and their grid points (seed 0, validation). Adam at the trainer's 1e-3 for in-batch pairs;
 # with the bank, the batch is pushed away from rows up to an epoch stale and the shared part of the
-# codes flips each epoch (memory_bank), so the bank runs at RMSprop (the references' optimizer) 1e-4/1e-5.
+# codes flips each epoch (memory_bank), so the bank runs at RMSprop (the references' optimizer) 1e-4.
 # DPSH's eta: 0.1 (DeepHash-pytorch), 1 (DPSH-pytorch's lambda = 50 on sums, here 50 k / n_train), 3, 10.
 GRID = {
     "gap+dpsh": [setting(20), setting(30, eta=1.0), setting(30, eta=3.0), setting(30, eta=10.0), setting(30, 3e-3, eta=10.0),
