@@ -170,7 +170,7 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     from hashseek.losses import list_losses
     from hashseek.models.heads import list_heads
-    from hashseek.train.config import SCHEDULES, STAGE_NAMES
+    from hashseek.train.config import OPTIMIZERS, SCHEDULES, STAGE_NAMES
     from hashseek.train.recipes import list_recipes
 
     p = sub.add_parser("train", help="train a hashing model on labelled images: split, recipe, selection on "
@@ -199,7 +199,7 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["frozen", "finetune"])
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["adam", "sgd"])
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--schedule", choices=SCHEDULES, help="plateau: the rate times --plateau-factor after more than "

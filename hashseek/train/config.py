@@ -13,7 +13,7 @@ from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS
 
 MODES = ("frozen", "finetune")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("cosine", "step", "constant", "plateau")
 STAGE_NAMES = ("all", "1-classifier", "2-bilinear", "3-hash")   # train/schedule.py plan_stages' stages
 
@@ -27,7 +27,7 @@ class TrainConfig:
     mode: str = "frozen"
     epochs: int = 60
     batch_size: int = 64
-    optimizer: str = "adam"              # adam | sgd (momentum 0.9)
+    optimizer: str = "adam"              # adam | sgd (momentum 0.9) | rmsprop (DeepHash-pytorch's)
     lr: float = 1e-3
     backbone_lr_scale: float = 0.1       # fine-tuning: the pretrained trunk learns slower
     backbone_lr_ramp_epochs: float = 1.0  # fine-tuning: the trunk's rate rises linearly from 0 over these epochs

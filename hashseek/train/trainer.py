@@ -256,6 +256,8 @@ class Trainer:
         # fused kernels: one pass per step instead of several (Adam's step on spp_pmt's 55M weights: 0.70 -> 0.045 s)
         if cfg.optimizer == "adam":
             opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay, fused=True)
+        elif cfg.optimizer == "rmsprop":
+            opt = torch.optim.RMSprop(groups, weight_decay=cfg.weight_decay)
         else:
             opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay, fused=True)
         total = max(1, stage.epochs * steps_per_epoch)

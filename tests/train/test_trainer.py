@@ -54,9 +54,11 @@ def test_bilinear_runs_its_three_stages(split):
     assert [h["stage"] for h in result.history] == ["1-classifier", "2-bilinear", "3-hash"]
 
 
-def test_checkpoint_round_trip_and_resume(split, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])   # rmsprop: fc+hashnet's chosen form (memory bank)
+def test_checkpoint_round_trip_and_resume(split, tmp_path, optimizer):
     dataset, train, query = split
-    config = TrainConfig(head="gap", loss="hashnet", bits=32, epochs=4, batch_size=16, schedule="constant")
+    config = TrainConfig(head="gap", loss="hashnet", bits=32, epochs=4, batch_size=16, schedule="constant",
+                         optimizer=optimizer)
     full = Trainer(config, progress=False).fit(dataset, train, out_dir=tmp_path / "a")
     loaded = load_model(tmp_path / "a")
     assert loaded.describe()["weights_digest"] == full.model.describe()["weights_digest"]
@@ -70,6 +72,7 @@ def test_checkpoint_round_trip_and_resume(split, tmp_path):
     Trainer(TrainConfig(**{**config.__dict__, "epochs": 2}), progress=False).fit(dataset, train, out_dir=tmp_path / "b")
     state = torch.load(tmp_path / "b" / "trainer_state.pt", weights_only=False)
     assert state["epoch"] == 2
+    assert ("square_avg" if optimizer == "rmsprop" else "exp_avg") in next(iter(state["optimizer"]["state"].values()))
     resumed = Trainer(config, progress=False).fit(dataset, train, out_dir=tmp_path / "b", resume=True)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
     for k, v in full.model.head.state_dict().items():
