@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from hashseek.search.collection import Collection
 from hashseek.search.feature_hasher import FeatureHasher
+from hashseek.search.staged_reindex import StagedReindex
 from hashseek.service import create_app
 
 KEY = "restore-key"
@@ -20,6 +21,22 @@ HEADERS = {"X-API-Key": KEY}
 C = "/api/collections/caltech"
 ADDED = 20      # photos added after the switch: the ones a restore encodes
 BATCH = 5       # the served collection's batch size: the restore's progress moves in steps of 5
+
+
+@pytest.fixture(autouse=True)
+def paced_batches(monkeypatch):
+    """Each restored batch takes at least a second: on a quiet machine the 20 photos were encoded before the
+    first search could be sent (CI), and nothing here would have been seen during a restore."""
+    encode = StagedReindex.encode
+
+    def paced(self, progress=True, on_batch=None):
+        def after(ids):
+            time.sleep(1.0)
+            if on_batch is not None:
+                on_batch(ids)
+        return encode(self, progress, after)
+
+    monkeypatch.setattr(StagedReindex, "encode", paced)
 
 
 @pytest.fixture(scope="module")
