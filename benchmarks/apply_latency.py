@@ -25,6 +25,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import numpy as np
@@ -74,6 +75,50 @@ def summary(seconds: list[float]) -> dict:
             "max_ms": float(ms.max())}
 
 
+def switch_latency(url: str, name: str, ids: list[int], photos: list[bytes], seed: int, rounds: int,
+                   start: Callable[[httpx.Client], None], state: Callable[[httpx.Client], dict],
+                   running: str, done: str) -> tuple[list[dict], float, dict]:
+    """Search pairs (a library search, an upload search) before, during and after a background model switch
+    that ``start`` begins and ``state`` follows (``running`` until ``done``): the latency rows, the switch's
+    seconds and the collection's info after it. Printed as it goes."""
+    rng = np.random.default_rng(seed)
+    draw = iter(range(10**9))
+    phases = {"before": ([], []), "during": ([], []), "after": ([], [])}
+
+    def next_pair(http: httpx.Client) -> tuple[float, float]:
+        return pair(http, name, int(ids[rng.integers(len(ids))]), photos[next(draw) % len(photos)])
+
+    def keep(phase: str, answered: tuple[float, float]) -> None:
+        for kept, value in zip(phases[phase], answered):
+            kept.append(value)
+
+    with httpx.Client(base_url=url, timeout=600) as http:
+        for _ in range(3):   # warm-up: the model loads
+            next_pair(http)
+        for _ in range(rounds):
+            keep("before", next_pair(http))
+        began = time.perf_counter()
+        start(http)
+        while True:
+            answered = next_pair(http)
+            status = state(http)
+            if status["state"] != running:
+                break
+            keep("during", answered)
+        seconds = time.perf_counter() - began
+        if status["state"] != done:
+            raise RuntimeError(f"the switch failed: {status}")
+        info = http.get(f"/api/collections/{name}").json()
+        for _ in range(rounds):
+            keep("after", next_pair(http))
+    rows = [{"phase": phase, "query": query, **summary(times)} for phase, (library, upload) in phases.items()
+            for query, times in (("library", library), ("upload", upload)) if times]
+    for row in rows:
+        print(f"{row['phase']:>6} {row['query']:>7}: n {row['n']:3d}, p50 {row['p50_ms']:7.1f} ms, "
+              f"p90 {row['p90_ms']:7.1f} ms, max {row['max_ms']:7.1f} ms", file=sys.stderr)
+    return rows, seconds, info
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=cache_root() / "bench")
@@ -93,44 +138,14 @@ def main() -> None:
     shutil.copytree(run, copy / "training" / RUN)
     with Collection.open(copy) as collection:
         ids = [record.id for record in collection.list(limit=len(collection))]
-    rng = np.random.default_rng(args.seed)
-    photos = [dataset.read_bytes(i) for i in rng.choice(dataset.ids, 20, replace=False)]
-    draw = iter(range(10**9))
-
-    def next_pair(http: httpx.Client) -> tuple[float, float]:
-        n = next(draw)
-        return pair(http, copy.name, int(ids[rng.integers(len(ids))]), photos[n % len(photos)])
-
-    phases = {"before": ([], []), "during": ([], []), "after": ([], [])}
+    photos = [dataset.read_bytes(i) for i in np.random.default_rng(args.seed).choice(dataset.ids, 20, replace=False)]
     load_before = os.getloadavg()
-    with server([copy]) as url, httpx.Client(base_url=url, timeout=600) as http:
-        for _ in range(3):   # warm-up: the model loads
-            next_pair(http)
-        for _ in range(args.before):
-            for kept, value in zip(phases["before"], next_pair(http)):
-                kept.append(value)
-        start = time.perf_counter()
-        http.post(f"/api/collections/{copy.name}/training/{RUN}/apply").raise_for_status()
-        while True:
-            answered = next_pair(http)
-            status = http.get(f"/api/collections/{copy.name}/training/{RUN}").json()["apply"]
-            if status["state"] != "applying":
-                break
-            for kept, value in zip(phases["during"], answered):
-                kept.append(value)
-        apply_seconds = time.perf_counter() - start
-        if status["state"] != "applied":
-            raise RuntimeError(f"the apply failed: {status}")
-        info = http.get(f"/api/collections/{copy.name}").json()
-        for _ in range(args.before):
-            for kept, value in zip(phases["after"], next_pair(http)):
-                kept.append(value)
-
-    rows = [{"phase": phase, "query": query, **summary(times)} for phase, (library, upload) in phases.items()
-            for query, times in (("library", library), ("upload", upload))]
-    for row in rows:
-        print(f"{row['phase']:>6} {row['query']:>7}: n {row['n']:3d}, p50 {row['p50_ms']:7.1f} ms, "
-              f"p90 {row['p90_ms']:7.1f} ms, max {row['max_ms']:7.1f} ms", file=sys.stderr)
+    run_url = f"/api/collections/{copy.name}/training/{RUN}"
+    with server([copy]) as url:
+        rows, apply_seconds, info = switch_latency(
+            url, copy.name, ids, photos, args.seed, args.before,
+            lambda http: http.post(f"{run_url}/apply").raise_for_status(),
+            lambda http: http.get(run_url).json()["apply"], "applying", "applied")
     print(f"apply (re-encode {len(ids)} images + swap): {apply_seconds:.1f} s", file=sys.stderr)
     write_json(args.out, {
         "benchmark": "search latency during a model switch (background re-encoding)",

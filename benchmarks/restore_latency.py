@@ -21,16 +21,14 @@ import argparse
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
 from _service import server  # noqa: E402
-from apply_latency import SEARCH, pair, summary  # noqa: E402
+from apply_latency import SEARCH, switch_latency  # noqa: E402
 from collection_speed import build  # noqa: E402
 
 from hashseek.core.paths import cache_root  # noqa: E402
@@ -86,45 +84,14 @@ def main() -> None:
     shutil.copytree(source, copy)
     with Collection.open(copy) as collection:
         ids = [record.id for record in collection.list(limit=len(collection))]
-    rng = np.random.default_rng(args.seed)
-    photos = [dataset.read_bytes(i) for i in rng.choice(dataset.ids, 20, replace=False)]
-    draw = iter(range(10**9))
-    url_of = f"/api/collections/{copy.name}"
-
-    def next_pair(http: httpx.Client) -> tuple[float, float]:
-        n = next(draw)
-        return pair(http, copy.name, int(ids[rng.integers(len(ids))]), photos[n % len(photos)])
-
-    phases = {"before": ([], []), "during": ([], []), "after": ([], [])}
+    photos = [dataset.read_bytes(i) for i in np.random.default_rng(args.seed).choice(dataset.ids, 20, replace=False)]
     load_before = os.getloadavg()
-    with server([copy]) as url, httpx.Client(base_url=url, timeout=600) as http:
-        for _ in range(3):   # warm-up: the model loads
-            next_pair(http)
-        for _ in range(args.before):
-            for kept, value in zip(phases["before"], next_pair(http)):
-                kept.append(value)
-        start = time.perf_counter()
-        http.post(f"{url_of}/model/restore").raise_for_status()
-        while True:
-            answered = next_pair(http)
-            status = http.get(f"{url_of}/model/restore").json()
-            if status["state"] != "restoring":
-                break
-            for kept, value in zip(phases["during"], answered):
-                kept.append(value)
-        restore_seconds = time.perf_counter() - start
-        if status["state"] != "restored":
-            raise RuntimeError(f"the restore failed: {status}")
-        info = http.get(url_of).json()
-        for _ in range(args.before):
-            for kept, value in zip(phases["after"], next_pair(http)):
-                kept.append(value)
-
-    rows = [{"phase": phase, "query": query, **summary(times)} for phase, (library, upload) in phases.items()
-            for query, times in (("library", library), ("upload", upload)) if times]
-    for row in rows:
-        print(f"{row['phase']:>6} {row['query']:>7}: n {row['n']:3d}, p50 {row['p50_ms']:7.1f} ms, "
-              f"p90 {row['p90_ms']:7.1f} ms, max {row['max_ms']:7.1f} ms", file=sys.stderr)
+    restore_url = f"/api/collections/{copy.name}/model/restore"
+    with server([copy]) as url:
+        rows, restore_seconds, info = switch_latency(
+            url, copy.name, ids, photos, args.seed, args.before,
+            lambda http: http.post(restore_url).raise_for_status(),
+            lambda http: http.get(restore_url).json(), "restoring", "restored")
     print(f"restore (encode {args.added} images + swap): {restore_seconds:.1f} s", file=sys.stderr)
     write_json(args.out, {
         "benchmark": "search latency during a restore of the previous model (background encoding)",

@@ -158,15 +158,9 @@ class TrainingJobs:
         """Start ``hashseek train <collection> --recipe <recipe> --out <run folder>`` with the settings
         given; refused while another run of the collection is under way or being applied."""
         RECIPES.get(recipe)   # an UnknownNameError naming the recipes
-        if library.collection.read_only:
-            raise ReadOnlyError(f"collection {library.name!r} is served read-only: its model cannot change")
+        self._refuse_read_only(library)
         with self._lock:
-            busy = self._busy(library.name)
-            if busy is not None:
-                raise ConflictError(f"training run {busy.id} of {library.name!r} is "
-                                    f"{busy.state if busy.state == 'running' else 'being applied'}: wait for it or "
-                                    "cancel it first")
-            self._refuse_while_restoring(library.name)
+            self._refuse_while_switching(library.name)
             job_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{recipe}-{secrets.token_hex(2)}"
             folder = library.path / TRAINING_DIR / job_id
             record = {"recipe": recipe, "settings": settings, "epochs": planned_epochs(recipe, settings),
@@ -243,7 +237,18 @@ class TrainingJobs:
                 return job
         return None
 
-    def _refuse_while_restoring(self, name: str) -> None:
+    @staticmethod
+    def _refuse_read_only(library: Library) -> None:
+        if library.collection.read_only:
+            raise ReadOnlyError(f"collection {library.name!r} is served read-only: its model cannot change")
+
+    def _refuse_while_switching(self, name: str) -> None:
+        """One model change at a time (under the lock): a run training or being applied, or a restore."""
+        busy = self._busy(name)
+        if busy is not None:
+            raise ConflictError(f"training run {busy.id} of {name!r} is "
+                                f"{busy.state if busy.state == 'running' else 'being applied'}: wait for it, or "
+                                "cancel a running one")
         restoring = self._restores.get(name)
         if restoring is not None and restoring.under_way:
             raise ConflictError(f"collection {name!r} is switching back to its previous model: wait for it to finish")
@@ -256,13 +261,9 @@ class TrainingJobs:
         job = self.get(library, job_id)
         if job.state != "done":
             raise ConflictError(f"training run {job_id} is {job.state}: only a finished run's model can be applied")
-        if library.collection.read_only:
-            raise ReadOnlyError(f"collection {library.name!r} is served read-only: its model cannot change")
+        self._refuse_read_only(library)
         with self._lock:
-            busy = self._busy(library.name)
-            if busy is not None:
-                raise ConflictError(f"training run {busy.id} of {library.name!r} is still under way or being applied")
-            self._refuse_while_restoring(library.name)
+            self._refuse_while_switching(library.name)
             job.applying = Applying(total=len(library.collection))
             self._jobs[library.name, job_id] = job
         await model_switch.begin(library, job.applying, job.folder)
@@ -272,14 +273,9 @@ class TrainingJobs:
     async def restore(self, library: Library) -> Restoring:
         """Switch the collection back to the model the last switch replaced, as ``apply`` does: staged before
         this returns, the images added since encoded in the background, then the swap."""
-        if library.collection.read_only:
-            raise ReadOnlyError(f"collection {library.name!r} is served read-only: its model cannot change")
+        self._refuse_read_only(library)
         with self._lock:
-            busy = self._busy(library.name)
-            if busy is not None:
-                raise ConflictError(f"training run {busy.id} of {library.name!r} is "
-                                    f"{busy.state if busy.state == 'running' else 'being applied'}: wait for it")
-            self._refuse_while_restoring(library.name)
+            self._refuse_while_switching(library.name)
             last, restoring = self._restores.get(library.name), Restoring()
             self._restores[library.name] = restoring
         try:
