@@ -144,6 +144,11 @@ def print_figures(run, out: Path) -> None:
                   f"P@20 {_f(figures['precision_at_20'])}  top-8 vote {_f(figures['vote_accuracy_top8'])}"
                   + (f"  own classifier {figures['classifier_accuracy']:.4f}" if "classifier_accuracy" in figures
                      else ""))
+            if "tie_aware" in figures:
+                ties = figures["tie_aware"]
+                print(f"{'':<10} tie-aware (expected over random order of equal distances): mAP@all "
+                      f"{ties['map_all']:.4f}  P@20 {_f(ties['precision_at_20'])}  "
+                      f"top-8 vote {_f(ties['vote_accuracy_top8'])}")
     if run.test["n_dropped"]:
         print(f"{run.test['n_dropped']} test image(s) could not be read (listed in {out}/eval.json)")
 

@@ -2,7 +2,8 @@
 
 Tie rule, used by every function here: a query's ranking is a *stable* sort of its row of
 ``distances``, so items at equal distance keep database order (lower database index first).
-Hamming distances tie all the time; a fixed rule keeps every number reproducible.
+Hamming distances tie all the time; a fixed rule keeps every number reproducible. The same figures
+free of any order, expected over random tie-breaking, are ``core.tie_aware``'s.
 
 Labels: 1-d integer labels are relevant when equal; 2-d multi-hot labels ``(nq, c)`` and
 ``(nd, c)`` are relevant when they share at least one label (NUS-WIDE, MS-COCO).

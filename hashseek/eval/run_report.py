@@ -20,7 +20,7 @@ import numpy as np
 from hashseek.core.atomic import atomic_write_json, atomic_write_text
 from hashseek.core.bits import hamming_distances
 from hashseek.core.errors import InvalidInputError
-from hashseek.core.metrics import confusion_matrix, retrieval_report, topk_precision_curve
+from hashseek.core.metrics import confusion_matrix, topk_precision_curve
 from hashseek.core.ranking import vote_classify
 from hashseek.data.datasets import ImageDataset
 from hashseek.data.protocols import Protocol
@@ -31,8 +31,7 @@ from hashseek.eval.runner import (MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K
                                   retrieval_figures)
 from hashseek.models.hash_model import HashModel
 from hashseek.search.feature_hasher import FeatureHasher
-from hashseek.train.evaluator import (PRECISION_K, EncodingMemo, EvalRecord, Encoder, classifier_figures, encode_ids,
-                                      evaluate_split)
+from hashseek.train.evaluator import (EncodingMemo, EvalRecord, Encoder, encode_ids, evaluate_split, hashed_figures)
 
 EVAL_FILE = "eval.json"
 HEADLINE = (("map_all", "mAP@all"), ("map_at_r", "mAP@R"), ("precision_at_20", "P@20"),
@@ -70,8 +69,7 @@ def _queries_of(full: EvalRecord, query_ids: list[str]) -> EvalRecord:
         raise InvalidInputError(f"no readable test queries; {len(full.dropped)} unreadable images, "
                                 f"e.g. {full.dropped[:2]}")
     query = db.rows(rows)
-    figures = {**retrieval_report(hamming_distances(query.codes, db.codes), query.labels, db.labels, PRECISION_K,
-                                  VOTE_K, exclude=rows), **classifier_figures(query)}
+    figures = hashed_figures(query, db, exclude=rows)
     sizes = {"query": len(rows), "database": len(db.ids), "query_requested": len(query_ids),
              "database_requested": full.sizes["database_requested"]}
     return EvalRecord(figures, sizes, full.dropped, full.seconds, True, query, db)
@@ -184,11 +182,17 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
     val, test = payload["validation"], payload["test"]
     rows = [f"| {label} | {_cell(val, key)} | {_cell(test, key)} |" for key, label in HEADLINE
             if key in test or (val and key in val)]
+    rows += [f"| {label}, tie-aware | {_cell((val or {}).get('tie_aware'), key)} | "
+             f"{_cell(test.get('tie_aware'), key)} |" for key, label in HEADLINE if key in test.get("tie_aware", {})]
     lines = ["## This run", "",
              f"Source `{payload['source']}`, recipe `{payload['recipe'] or 'none (settings given one by one)'}`, "
              f"trained in {payload['train_seconds']:.1f} s on {payload['trained_on'] or 'cpu'}.", "",
              "| figure | validation (selection) | test queries (read once, after training) |", "|---|---|---|", *rows,
              f"| queries / database | {_sizes(val)} | {_sizes(test)} |", ""]
+    if "tie_aware" in test:
+        lines += ["Ties: the plain rows break equal Hamming distances by database order (as the literature's "
+                  "evaluation code does); the tie-aware rows are each figure's expected value over a random order "
+                  "of equal distances, which does not depend on how the database is stored.", ""]
     if payload["selection"]:
         lines += ["Selection: " + describe_selection(payload["selection"]), ""]
     if payload["recipe_lines"]:

@@ -32,6 +32,7 @@ from hashseek.core.atomic import atomic_write_text
 from hashseek.core.errors import InvalidInputError, UnknownNameError
 from hashseek.core.metrics import (confusion_matrix, f1_at_k, precision_recall_curve_hamming, recall_at_k,
                                    retrieval_report, topk_precision_curve, vote_classify)
+from hashseek.core.tie_aware import tie_aware_report
 from hashseek.eval.retrieval import cosine_distances
 from hashseek.hashers import HASHERS, create_hasher
 from hashseek.core.bits import hamming_distances
@@ -48,7 +49,8 @@ FLOAT_METHOD = "float"
 AGGREGATION_METHODS = tuple(f"float:{p}" for p in ("spoc", "mac", "rmac", "gem", "crow", "netvlad"))
 ALL_METHODS = (*DEEP_METHODS, *SHALLOW_METHODS, FLOAT_METHOD, *AGGREGATION_METHODS)
 
-TIE_RULE = "database order: a stable sort keeps items at equal distance in database order"
+TIE_RULE = ("database order: a stable sort keeps items at equal distance in database order; hashed rows also "
+            "carry tie_aware figures, expected over a random order of equal distances")
 MAP_DEFINITION = ("mAP@all: mean over all queries of AP over the whole ranked database "
                   "(a query with no relevant item scores 0); mAP@R: Musgrave et al. 2020")
 PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -309,6 +311,8 @@ def retrieval_figures(distances: np.ndarray, query_labels: np.ndarray, db_labels
     figures["recall_at_k"] = {str(k): recall_at_k(distances, query_labels, db_labels, k) for k in RECALL_KS if k <= nd}
     figures["f1_at_k"] = {str(k): f1_at_k(distances, query_labels, db_labels, k) for k in RECALL_KS if k <= nd}
     if n_bits is not None:
+        if "tie_aware" not in figures:
+            figures["tie_aware"] = tie_aware_report(distances, query_labels, db_labels, 20, VOTE_K)
         precision, recall = precision_recall_curve_hamming(distances, query_labels, db_labels, n_bits)
         # JSON has no NaN: a radius at which no query retrieves anything becomes null.
         figures["pr_curve_hamming"] = {"radius": list(range(n_bits + 1)),

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from hashseek.core.bits import hamming_distances
 from hashseek.core.errors import InvalidInputError
 from hashseek.core.metrics import retrieval_report
+from hashseek.core.tie_aware import tie_aware_report
 from hashseek.data.datasets import ImageDataset
 from hashseek.data.loader import iter_batches
 from hashseek.models.features import BackboneEncoder, extract_features
@@ -45,6 +46,17 @@ class Encoded:
                        None if self.predicted is None else self.predicted[rows])
 
 
+def hashed_figures(query: Encoded, database: Encoded, exclude: np.ndarray | None = None) -> dict:
+    """The figures of ``query`` ranked over ``database`` by Hamming distance: the stable rule's (database
+    order breaks ties, as the literature's code does), the same figures tie-aware (expected over a
+    random order of equal distances, free of how the database is stored), and the classifier's."""
+    distances = hamming_distances(query.codes, database.codes)
+    return {**retrieval_report(distances, query.labels, database.labels, PRECISION_K, VOTE_K, exclude=exclude),
+            "tie_aware": tie_aware_report(distances, query.labels, database.labels, PRECISION_K, VOTE_K,
+                                          exclude=exclude),
+            **classifier_figures(query)}
+
+
 def classifier_figures(query: Encoded) -> dict:
     """Top-1 accuracy of the model's own classifier on the queries, beside which the code vote is read
     ("How should we evaluate supervised hashing?", arXiv 1609.06753); empty without a classifier."""
@@ -55,7 +67,7 @@ def classifier_figures(query: Encoded) -> dict:
 
 @dataclass
 class EvalRecord:
-    figures: dict                                   # map_all, map_at_r, precision_at_20, vote_accuracy_top8, ...
+    figures: dict                                   # map_all, map_at_r, precision_at_20, vote_accuracy_top8, tie_aware, ...
     sizes: dict                                     # queries and database images scored, and those asked for
     dropped: list[tuple[str, str]]                  # (id, reason) of images that could not be read
     seconds: float
@@ -109,9 +121,7 @@ def evaluate_split(model: HashModel | None, dataset: ImageDataset, query_ids: Se
     if not len(query.ids) or not len(database.ids):
         raise InvalidInputError(f"no readable {'queries' if not len(query.ids) else 'database images'}; "
                                 f"{len(dropped)} unreadable, e.g. {dropped[:2]}")
-    distances = hamming_distances(query.codes, database.codes)
-    figures = {**retrieval_report(distances, query.labels, database.labels, PRECISION_K, VOTE_K, exclude=exclude),
-               **classifier_figures(query)}
+    figures = hashed_figures(query, database, exclude)
     sizes = {"query": len(query.ids), "database": len(database.ids),
              "query_requested": len(query_ids), "database_requested": len(database_ids)}
     return EvalRecord(figures, sizes, dropped, time.perf_counter() - start, leave_one_out, query, database)

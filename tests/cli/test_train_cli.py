@@ -29,8 +29,12 @@ def test_a_folder_trains_end_to_end_and_the_report_keeps_validation_and_test_apa
     assert report["validation"]["sizes"]["query"] == 8 and report["validation"]["sizes"]["database"] == 32
     assert report["test"]["sizes"]["query"] == 8 and report["test"]["sizes"]["database"] == 40
     assert 0 < report["test"]["map_all"] <= 1 and 0 < report["validation"]["map_all"] <= 1
+    for part in ("validation", "test"):   # both tie rules, on the same codes
+        ties = report[part]["tie_aware"]
+        assert 0 < ties["map_all"] <= 1 and "tie-aware" in ties["tie_rule"]
     summary = (run / "summary.md").read_text()
     assert "| figure | validation (selection) | test queries" in summary and "| BMW_1_Series" in summary
+    assert "| mAP@all, tie-aware |" in summary
     assert list(run.glob("*.png")) and (run / "model.safetensors").is_file()
 
 
@@ -42,7 +46,8 @@ def test_eval_model_reads_the_saved_split(run, capsys):
     again = json.loads((run / "eval" / "eval.json").read_text())
     assert again["split"] == trained["split"]
     assert again["test"]["map_all"] == pytest.approx(trained["test"]["map_all"])
-    assert "test       (8 queries / 40 database)" in out
+    assert "test       (8 queries / 40 database)" in out and "tie-aware (expected over random order" in out
+    assert again["test"]["tie_aware"]["map_all"] == pytest.approx(trained["test"]["tie_aware"]["map_all"])
 
 
 def test_eval_on_another_folder_is_leave_one_out(run, other_photos, capsys):
