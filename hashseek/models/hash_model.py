@@ -144,13 +144,26 @@ class HashModel(nn.Module):
         """(n, 3, s, s) preprocessed images -> (packed codes, float32 features, class probabilities
         (n, n_classes) or None without a classifier), one pass through ONNX Runtime."""
         if self._runner is None:
-            self.eval()
-            beta = f"-beta{self.head.beta:g}" if hasattr(self.head, "beta") else ""   # not among the weights
-            tag = (f"hashmodel-{self.config['head']}-{self.rerank_feature}{beta}"
-                   f"{'-mirror' if self.mirror_average else ''}{'-logits' if self.has_classifier else ''}")
-            names = ("codes", "feature", "logits") if self.has_classifier else ("codes", "feature")
-            self._runner = InferenceRunner(_EncodeGraph(self), self.input_size, "onnx", tag=tag, output_names=names)
-        codes, feature, *logits = self._runner(inputs)
+            self._runner = self._export()
+        return self._outputs(self._runner(inputs))
+
+    def snapshot(self, directory: Path):
+        """``infer_arrays`` of the weights as they are now, exported once into ``directory`` rather than the
+        shared cache: training validates each epoch's weights this way (the caller removes the folder)."""
+        runner = self._export(directory)
+        return lambda inputs: self._outputs(runner(inputs))
+
+    def _export(self, directory: Path | None = None) -> InferenceRunner:
+        self.eval()
+        beta = f"-beta{self.head.beta:g}" if hasattr(self.head, "beta") else ""   # not among the weights
+        tag = (f"hashmodel-{self.config['head']}-{self.rerank_feature}{beta}"
+               f"{'-mirror' if self.mirror_average else ''}{'-logits' if self.has_classifier else ''}")
+        names = ("codes", "feature", "logits") if self.has_classifier else ("codes", "feature")
+        return InferenceRunner(_EncodeGraph(self), self.input_size, "onnx", tag=tag, output_names=names,
+                               directory=directory)
+
+    def _outputs(self, outputs: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        codes, feature, *logits = outputs
         return self.codes_from_output(codes), feature.astype(np.float32), _softmax(logits[0]) if logits else None
 
     def encode_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

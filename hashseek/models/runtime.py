@@ -36,7 +36,9 @@ class InferenceRunner:
     """
 
     def __init__(self, module: nn.Module, input_size: int, runtime: str = "onnx",
-                 threads: int | None = None, tag: str = "model", output_names: tuple[str, ...] = ("output",)):
+                 threads: int | None = None, tag: str = "model", output_names: tuple[str, ...] = ("output",),
+                 directory: Path | None = None):
+        """``directory``: where the ONNX export goes (default: the shared cache, where it is kept)."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.module = module.eval()
@@ -45,7 +47,7 @@ class InferenceRunner:
         self.threads = threads or os.cpu_count() or 1
         self.output_names = output_names
         if runtime == "onnx":
-            path = cache_root() / "onnx" / f"{tag}-{input_size}-{weights_digest(module)}.onnx"
+            path = (directory or cache_root() / "onnx") / f"{tag}-{input_size}-{weights_digest(module)}.onnx"
             if not path.is_file():
                 export_onnx(module, input_size, path, output_names)
             self.session = _ort_session(path, self.threads)

@@ -7,9 +7,11 @@ Images that cannot be read are listed in the record with the reason, never dropp
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -24,6 +26,7 @@ from hashseek.data.datasets import ImageDataset
 from hashseek.data.loader import iter_batches
 from hashseek.models.features import BackboneEncoder, extract_features
 from hashseek.models.hash_model import HashModel
+from hashseek.models.runtime import weights_digest
 
 PRECISION_K = 20
 VOTE_K = 8
@@ -210,26 +213,67 @@ def map_encoder(model: HashModel) -> BackboneEncoder:
 @torch.no_grad()
 def encode_with_torch(model: HashModel, dataset: ImageDataset, ids: Sequence[str], device: torch.device,
                       batch_size: int = 32, progress: bool = False) -> tuple[Encoded, list[tuple[str, str]]]:
-    """The same codes through the torch graph on ``device`` (mirror-averaged when the model is): used to
-    select epochs during fine-tuning, where exporting the changing trunk to ONNX every epoch would cost more."""
+    """The saved model's codes and re-rank features through the torch graph on ``device`` (mirror-averaged
+    when the model is): how
+    fine-tuning on an accelerator validates its epochs (on the CPU, :class:`SnapshotEncoder`)."""
     was_training = model.training
     model.eval()
 
     def run(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         x = torch.from_numpy(inputs).to(device)
         out = model(x)
-        codes, embedding, logits = out.codes, out.embedding, out.logits
+        codes, feature, logits = out.codes, model.rerank_output(out), out.logits
         if model.mirror_average:
             mirrored = model(x.flip(-1))
-            codes, embedding = (codes + mirrored.codes) / 2, (embedding + mirrored.embedding) / 2
+            codes, feature = (codes + mirrored.codes) / 2, (feature + model.rerank_output(mirrored)) / 2
             logits = None if logits is None else (logits + mirrored.logits) / 2
-        return (model.codes_from_output(codes.float().cpu().numpy()), embedding.float().cpu().numpy(),
+        return (model.codes_from_output(codes.float().cpu().numpy()), feature.float().cpu().numpy(),
                 None if logits is None else logits.float().cpu().numpy())
 
     try:
         return _encode_batches(list(ids), dataset, model.preprocess, run, progress, batch_size)
     finally:
         model.train(was_training)
+
+
+class SnapshotEncoder:
+    """The encoder of a model being fine-tuned on the CPU: the weights as they are at a call are exported
+    to ONNX once (into a private temporary folder, not the shared cache) and encoded with ONNX Runtime,
+    as the saved model will be. Exporting Lite1 takes about 6 s; encoding then runs about 8x faster than
+    the eager torch graph (192 px, mirror-averaged), so each validation costs a fraction of an epoch.
+    A later call with changed weights exports again; the codes are those of ``encode_with_torch``."""
+
+    def __init__(self, model: HashModel, dataset: ImageDataset, progress: bool = False):
+        self.model, self.dataset, self.progress = model, dataset, progress
+        self.digest: str | None = None
+        self.folder: tempfile.TemporaryDirectory | None = None
+        self.run = None
+
+    def __call__(self, ids: Sequence[str]) -> tuple[Encoded, list[tuple[str, str]]]:
+        was_training = self.model.training
+        try:
+            digest = weights_digest(self.model)
+            if digest != self.digest:
+                self.close()
+                self.folder = tempfile.TemporaryDirectory(prefix="hashseek-validate-")
+                self.run, self.digest = self.model.snapshot(Path(self.folder.name)), digest
+            return _encode_batches(list(ids), self.dataset, self.model.preprocess, self.run, self.progress)
+        finally:
+            self.model.train(was_training)
+
+    def close(self) -> None:
+        """Remove the exported graph (also done when the encoder is garbage-collected)."""
+        if self.folder is not None:
+            self.run, self.digest = None, None
+            self.folder.cleanup()
+            self.folder = None
+
+
+def training_encoder(model: HashModel, dataset: ImageDataset, device: torch.device, progress: bool = False) -> Encoder:
+    """How training encodes images to validate: ONNX snapshots on the CPU, the torch graph on an accelerator."""
+    if device.type == "cpu":
+        return SnapshotEncoder(model, dataset, progress)
+    return partial(encode_with_torch, model, dataset, device=device, progress=progress)
 
 
 def _encode_batches(ids: list[str], dataset: ImageDataset, preprocess, run, progress: bool,

@@ -45,7 +45,7 @@ from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
 from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
-from hashseek.train.evaluator import MapEncoder, encode_with_torch, evaluate_split, map_encoder
+from hashseek.train.evaluator import MapEncoder, evaluate_split, map_encoder, training_encoder
 from hashseek.train.schedule import Pace, Rate, Stage, plan_stages, replan, share
 from hashseek.train.selection import Selection
 
@@ -93,7 +93,7 @@ class Trainer:
             batches, encoder, dropped = self._frozen_data(dataset, train_ids, val_ids, model, labels, device)
         else:
             batches = self._finetune_batches(dataset, train_ids, model, labels)
-            encoder = lambda ids: encode_with_torch(model, dataset, ids, device)  # noqa: E731
+            encoder = training_encoder(model, dataset, device)
             dropped = batches.dropped
         steps_per_epoch = math.ceil(batches.n_items / cfg.batch_size)
         stages = plan_stages(model, cfg.epochs)
@@ -208,8 +208,8 @@ class Trainer:
         if val_ids and cfg.mirror_average and (deadline is None or time.perf_counter() < deadline):
             warm.model.set_mirror_average(True)
             result = evaluate_split(warm.model, dataset, val_ids, train_ids, progress=False,
-                                    encoder=lambda ids: encode_with_torch(warm.model, dataset, ids,
-                                                                          torch.device("cpu")))
+                                    encoder=training_encoder(warm.model, dataset, torch.device("cpu"),
+                                                             progress=self.progress))
             warm.selection["best_val_map_as_encoded"] = result.figures["map_all"]
         return warm
 
@@ -305,7 +305,7 @@ class Trainer:
         if not val_ids:
             return batches, None, dropped
         if cfg.mirror_average:   # the mirrored images' maps are not cached: encode the images
-            return batches, lambda ids: encode_with_torch(model, dataset, ids, device), dropped
+            return batches, training_encoder(model, dataset, device), dropped
         val = extract_features(dataset, val_ids, encoder=encoder, progress=self.progress)
         sources = [(maps.ids, batches.inputs[:len(maps.ids)]), (val.ids, torch.from_numpy(np.array(val.features)))]
         return batches, MapEncoder(model, dataset, sources, device), dropped

@@ -1,4 +1,6 @@
 """The one trainer on a small real slice: every head+loss combination learns, checkpoints resume."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,34 @@ def test_finetune_images_are_held_with_their_aspect_and_a_bounded_shorter_side(s
         assert abs(image.width / image.height - original.width / original.height) < 0.05
     inputs, labels = next(held.epoch(0))
     assert inputs.shape == (4, 3, 64, 64) and labels.shape == (4,)
+
+
+def test_validation_snapshots_encode_as_torch_and_follow_the_weights(split, tmp_path, monkeypatch):
+    """Fine-tuning on the CPU validates through an ONNX export of the current weights: the codes are the
+    torch graph's, a weight change exports again, and no export is left in the shared cache."""
+    from hashseek.models.hash_model import HashModel
+    from hashseek.train.evaluator import SnapshotEncoder, encode_with_torch
+
+    monkeypatch.setenv("HASHSEEK_CACHE", str(tmp_path / "cache"))
+    dataset, train, _ = split
+    model = HashModel.build("efficientnet_lite0", "gap", 16, loss="hashnet", mode="finetune", input_size=96,
+                            mirror_average=True)
+    model.train()
+    encoder = SnapshotEncoder(model, dataset)
+    ids = train[:12]
+    fast, _ = encoder(ids)
+    slow, _ = encode_with_torch(model, dataset, ids, torch.device("cpu"))
+    assert fast.ids == slow.ids and model.training     # the model is handed back in training mode
+    assert (np.unpackbits(fast.codes) != np.unpackbits(slow.codes)).mean() < 0.01   # float rounding at 0 only
+    np.testing.assert_allclose(fast.features, slow.features, atol=1e-4)
+    first = encoder.folder.name
+    again, _ = encoder(ids)                            # same weights: the same export
+    assert encoder.folder.name == first and np.array_equal(again.codes, fast.codes)
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.mul_(-1)
+    flipped, _ = encoder(ids)
+    assert encoder.folder.name != first and not np.array_equal(flipped.codes, fast.codes)
+    folder = encoder.folder.name
+    encoder.close()
+    assert not (tmp_path / "cache" / "onnx").exists() and not any(Path(folder).parent.glob(Path(folder).name))
