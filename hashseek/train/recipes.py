@@ -46,7 +46,7 @@ from hashseek.train.selection import validation_interval
 RECIPES: Registry[dict] = Registry("recipe", defaults={"description": "", "mode": "frozen"})
 
 DECODE_MS = 12.0        # decoding and resizing one photo on one core, beside the network
-EXPORT_SECONDS = 15.0   # exporting a fine-tuned model to ONNX Runtime for its final evaluation
+EXPORT_SECONDS = 15.0   # exporting a fine-tuned model to ONNX Runtime (each CPU validation, the final evaluation)
 REPORT_SECONDS = 10.0   # saving the model, writing eval.json, summary.md and the plots (under load)
 ITQ_FIT_SECONDS = 5.0   # the baseline's ITQ fit (an eigendecomposition of the 1280-d covariance)
 RESERVE_MARGIN = 1.5    # what follows training is reserved with this margin (it cannot be cut short)
@@ -200,13 +200,18 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed
     if config.mode == "frozen":
         return frozen / 1000
     at = speed.at(config.input_size or speed.size)
-    validation = (n_train + n_val) * ((2 if config.mirror_average else 1) * at.forward_ms + DECODE_MS)
+    passes = 2 if config.mirror_average else 1
+    # on the CPU each validation exports the weights and encodes through ONNX Runtime (SnapshotEncoder)
+    on_cpu = speed.device == "cpu"
+    forward_ms = _onnx_ms(config, speed) if on_cpu else at.forward_ms
+    validation = (n_train + n_val) * (passes * forward_ms + DECODE_MS) + (1000 * EXPORT_SECONDS if on_cpu else 0)
     tuning = n_train * DECODE_MS + _with_validation(config.epochs, n_train * at.train_ms, validation, "finetune")
     if not config.warmup_epochs:
         return tuning / 1000
     # the warm-up model validated as it would encode (mirror-averaged, at the backbone's own size)
-    native = speed.at(speed.native_size or speed.size)
-    check = (n_train + n_val) * (2 * native.forward_ms + DECODE_MS) if config.mirror_average and n_val else 0.0
+    native_ms = speed.native_forward_ms if on_cpu else speed.at(speed.native_size or speed.size).forward_ms
+    check = ((n_train + n_val) * (2 * native_ms + DECODE_MS) + (1000 * EXPORT_SECONDS if on_cpu else 0)
+             if config.mirror_average and n_val else 0.0)
     return (frozen + check + tuning) / 1000
 
 
