@@ -45,7 +45,9 @@ def run_seed(source: Path, recipe: str, seed: int, max_minutes: float | None, ru
             "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "selection": {k: v for k, v in sel.items() if not isinstance(v, (dict, list))},
             "validation": {k: run.validation[k] for k in FIGURES} if run.validation else None,
-            "test": {k: run.test[k] for k in FIGURES}, "split": run.test["sizes"], "run": str(out)}
+            "test": {k: run.test[k] for k in FIGURES},
+            "test_tie_aware": {k: run.test["tie_aware"][k] for k in FIGURES},
+            "split": run.test["sizes"], "run": str(out)}
 
 
 def summary(runs: list[dict]) -> dict:
@@ -53,6 +55,9 @@ def summary(runs: list[dict]) -> dict:
     for key in FIGURES:
         values = [r["test"][key] for r in runs]
         out[key] = {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+        tie_aware = [r["test_tie_aware"][key] for r in runs]
+        out[f"{key}_tie_aware"] = {"mean": statistics.mean(tie_aware),
+                                   "sd": statistics.stdev(tie_aware) if len(tie_aware) > 1 else 0.0}
     out["wall_seconds"] = {"mean": statistics.mean(r["wall_seconds"] for r in runs),
                            "max": max(r["wall_seconds"] for r in runs)}
     return out
@@ -71,6 +76,8 @@ def main() -> None:
     from hashseek.core.paths import cache_root
 
     shared = cache_root()
+    cmd = f"hashseek train <HASHSEEK_DATA>/cars-bmw13.tar.gz --recipe {args.recipe} --seed S" + \
+        (f" --max-minutes {args.max_minutes:g}" if args.max_minutes else "")
     results = []
     for seed in args.seeds:
         fresh = shared / f"user-path-{args.recipe}-seed{seed}"
@@ -84,14 +91,12 @@ def main() -> None:
         finally:
             os.environ["HASHSEEK_CACHE"] = str(shared)
             shutil.rmtree(fresh, ignore_errors=True)
-    cmd = f"hashseek train <HASHSEEK_DATA>/cars-bmw13.tar.gz --recipe {args.recipe} --seed S" + \
-        (f" --max-minutes {args.max_minutes:g}" if args.max_minutes else "")
-    write_json(args.out, {
-        "command": cmd, "script": "python benchmarks/user_path_cars.py " + " ".join(sys.argv[1:]),
-        "protocol": "the archive as a user's source: seeded stratified split, 20% test queries, 15% validation, "
-                    "database = training + validation; selection on validation mAP@all; the zero-training "
-                    "baseline compared on validation; test read once; a fresh feature cache per run",
-        "machine": machine(), "runs": results, "summary": summary(results)})
+        write_json(args.out, {   # after every seed, so a stopped series keeps its finished runs
+            "command": cmd, "script": "python benchmarks/user_path_cars.py " + " ".join(sys.argv[1:]),
+            "protocol": "the archive as a user's source: seeded stratified split, 20% test queries, 15% validation, "
+                        "database = training + validation; selection on validation mAP@all; the zero-training "
+                        "baseline compared on validation; test read once; a fresh feature cache per run",
+            "machine": machine(), "runs": results, "summary": summary(results)})
     print(f"wrote {args.out}")
 
 

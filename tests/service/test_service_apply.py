@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 import time
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+
+from model_switch import search_pair, wait_for_restore
 
 from hashseek.search.collection import Collection
 from hashseek.service import create_app
@@ -46,27 +49,15 @@ def served(collection_copy, trained_run):
     return path
 
 
-def _hits(response: httpx.Response) -> list[tuple[int, int, float]]:
-    assert response.status_code == 200, response.text
-    return [(h["id"], h["hamming"], None if h["distance"] is None else round(h["distance"], 4))
-            for h in response.json()["hits"]]
-
-
 def _restore(client: httpx.Client) -> dict:
     """Restore the previous model (in the background, as an apply) and wait for the swap; its last state."""
     assert client.post(f"{C}/model/restore", headers=HEADERS).status_code == 202
-    deadline = time.monotonic() + 300
-    while (status := client.get(f"{C}/model/restore").json())["state"] == "restoring" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return status
+    return wait_for_restore(client, C)
 
 
 def test_searches_answer_from_the_old_model_until_the_swap(served, serve_app, photo):
     with serve_app(create_app(served, KEY)) as url, httpx.Client(base_url=url, timeout=120) as client:
-        def searches() -> tuple[list, list]:
-            by_id = client.get(f"{C}/images/3/similar", params={"k": 5})
-            by_upload = client.post(f"{C}/search", params={"k": 5}, files={"file": ("query.jpg", photo[1])})
-            return _hits(by_id), _hits(by_upload)
+        searches = partial(search_pair, client, C, photo[1])
 
         old = searches()
         assert client.get(C).json()["n_bits"] == 64

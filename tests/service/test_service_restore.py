@@ -5,11 +5,14 @@ back; a server stopped during it keeps the model restorable and the next restore
 from __future__ import annotations
 
 import shutil
+from functools import partial
 import time
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+
+from model_switch import search_pair, wait_for_restore
 
 from hashseek.search.collection import Collection
 from hashseek.search.feature_hasher import FeatureHasher
@@ -59,26 +62,10 @@ def served(switched, tmp_path):
     return target
 
 
-def _hits(response: httpx.Response) -> list[tuple[int, int, float]]:
-    assert response.status_code == 200, response.text
-    return [(h["id"], h["hamming"], None if h["distance"] is None else round(h["distance"], 4))
-            for h in response.json()["hits"]]
-
-
-def _wait(client: httpx.Client) -> dict:
-    deadline = time.monotonic() + 300
-    while (status := client.get(f"{C}/model/restore").json())["state"] == "restoring" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return status
-
-
 def test_searches_answer_from_the_current_model_until_the_restore_swaps(served, switched, serve_app, photo):
     collection = Collection.open(served, batch_size=BATCH)
     with serve_app(create_app({"caltech": collection}, KEY)) as url, httpx.Client(base_url=url, timeout=120) as client:
-        def searches() -> tuple[list, list]:
-            by_id = client.get(f"{C}/images/3/similar", params={"k": 5})
-            by_upload = client.post(f"{C}/search", params={"k": 5}, files={"file": ("query.jpg", photo[1])})
-            return _hits(by_id), _hits(by_upload)
+        searches = partial(search_pair, client, C, photo[1])
 
         assert client.get(f"{C}/model/restore").json() is None
         current = searches()
@@ -145,7 +132,7 @@ def test_a_server_stopped_during_a_restore_keeps_it_restorable_and_restoring_aga
     with serve_app(create_app(served, KEY)) as url, httpx.Client(base_url=url, timeout=120) as client:
         again = client.post(f"{C}/model/restore", headers=HEADERS).json()
         assert again["encoded"] == again["total"] == 50 + ADDED   # the staged batch is kept: nothing to encode
-        assert _wait(client)["state"] == "restored" and client.get(C).json()["n_bits"] == 64
+        assert wait_for_restore(client, C)["state"] == "restored" and client.get(C).json()["n_bits"] == 64
 
 
 def test_the_page_restores_in_the_background(served, serve_app, page: Page):
