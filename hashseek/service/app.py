@@ -25,7 +25,7 @@ from hashseek.service.decoding import DecodeSlots
 from hashseek.service.errors import add_error_handlers
 from hashseek.service.guard import WriteGuard
 from hashseek.service.library import Library
-from hashseek.service.middleware import AllowedHosts, BodyLimit
+from hashseek.service.middleware import AllowedHosts, BodyLimit, BugsAnswered
 from hashseek.service.routers import classify, library, search, service, training
 from hashseek.service.routers import collections as collection_routes, refit as refit_routes
 from hashseek.service.routers import duplicates as duplicate_routes
@@ -67,6 +67,7 @@ def create_app(collections: Mapping[str, Collection | str | Path] | str | Path, 
     app.state.decode_slots = decode_slots
     app.state.training = trainings
     add_error_handlers(app)
+    app.add_middleware(BugsAnswered)   # added first: the innermost, just outside the typed errors' handlers
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
     if guard.loopback:  # a page of another site whose name resolves to 127.0.0.1 (DNS rebinding)
         app.add_middleware(AllowedHosts, hosts=LOOPBACK_NAMES + [host])

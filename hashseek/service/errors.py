@@ -39,8 +39,13 @@ async def http_error(request: Request, err: HTTPException) -> JSONResponse:
 
 
 async def server_error(request: Request, err: Exception) -> JSONResponse:
-    """A bug: answered without details (Starlette re-raises it after this answer, and uvicorn logs the
-    traceback)."""
+    """A bug in a middleware outside ``BugsAnswered`` (Starlette re-raises it after this answer, uvicorn logs
+    the traceback and closes the connection)."""
+    return bug_response()
+
+
+def bug_response() -> JSONResponse:
+    """A bug's answer: no details, which stay in the server's log."""
     return JSONResponse({"detail": "internal server error (the server's log has the details)"}, 500)
 
 

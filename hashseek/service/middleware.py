@@ -1,10 +1,45 @@
-"""ASGI middleware that answers in JSON: the request body limit (413) and the loopback host check."""
+"""ASGI middleware that answers in JSON: bugs (500), the request body limit (413) and the loopback host check."""
 from __future__ import annotations
+
+import logging
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hashseek.service.errors import bug_response
+
+log = logging.getLogger(__name__)
+
+
+class BugsAnswered:
+    """A bug (an exception no handler takes) is logged with its traceback and answered with the JSON 500
+    here, and the connection stays usable. Left to Starlette's error middleware, it would be re-raised after
+    the answer, and uvicorn would then close the connection, sometimes before the client had read the 500."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except HTTPException:   # raised outside the app's handlers (the body limit): answered further out
+            raise
+        except Exception as err:
+            if started:
+                raise
+            log.error("bug while answering %s %s", scope["method"], scope["path"], exc_info=err)
+            await bug_response()(scope, receive, send)
 
 
 class BodyTooLarge(HTTPException):

@@ -13,7 +13,7 @@ from hashseek.core.errors import ConflictError
 from hashseek.search.collection import Collection
 from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.search.distances import pairwise_distance
-from hashseek.core.hasher import ImageHasher, RefittableHasher, load_image_hasher
+from hashseek.core.hasher import RefittableHasher, load_image_hasher
 from hashseek.search.feature_hasher import FeatureHasher
 
 NEW_CLASS = "cougar_face"

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from hashseek.core.bits import hamming_distances, pack_bits
+from hashseek.core.bits import hamming_distances
 from hashseek.index import create_index
 from hashseek.search.defaults import SEARCH_DEFAULTS
 from hashseek.search.distances import pairwise_distance

@@ -50,6 +50,16 @@ def test_a_bare_key_error_is_a_500_not_a_404(bug_server):
     detail = _json_error(bug_server.get("/test/bug"), 500)
     assert "internal server error" in detail and "missing" not in detail     # no internals leak
     assert bug_server.get("/health").status_code == 200
+    url = urlsplit(str(bug_server.base_url))
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:   # the bug's answer leaves the connection open: the next request on it is answered too
+        for path, status in (("/test/bug", 500), ("/health", 200), ("/test/bug", 500)):
+            connection.request("GET", path)
+            response = connection.getresponse()
+            assert response.status == status and response.getheader("connection") != "close"
+            response.read()
+    finally:
+        connection.close()
 
 
 def test_413_is_json_with_and_without_content_length(client):
