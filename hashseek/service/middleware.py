@@ -13,6 +13,18 @@ from hashseek.service.errors import bug_response
 log = logging.getLogger(__name__)
 
 
+class StartedSend:
+    """A ``send`` that remembers whether the response has started: after that no other answer can be sent."""
+
+    def __init__(self, send: Send):
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class BugsAnswered:
     """A bug (an exception no handler takes) is logged with its traceback and answered with the JSON 500
     here, and the connection stays usable. Left to Starlette's error middleware, it would be re-raised after
@@ -24,19 +36,13 @@ class BugsAnswered:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = StartedSend(send)
         try:
             await self.app(scope, receive, tracked)
         except HTTPException:   # raised outside the app's handlers (the body limit): answered further out
             raise
         except Exception as err:
-            if started:
+            if tracked.started:
                 raise
             log.error("bug while answering %s %s", scope["method"], scope["path"], exc_info=err)
             await bug_response()(scope, receive, send)
@@ -63,7 +69,7 @@ class BodyLimit:
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await _answer(BodyTooLarge(self.max_bytes), scope, receive, send)
-        received, started = 0, False
+        received = 0
 
         async def limited() -> Message:
             nonlocal received
@@ -74,15 +80,11 @@ class BodyLimit:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = StartedSend(send)
         try:
             await self.app(scope, limited, tracked)
         except BodyTooLarge as err:
-            if started:
+            if tracked.started:
                 raise
             await _answer(err, scope, receive, send)
 
