@@ -12,6 +12,11 @@ every two minutes during a run, so a long run shows its results as they come.
     python benchmarks/run_all.py --epochs-for cars-bmw13:gap+csq=120 --schedule-for bilinear+hashnet=plateau
     python benchmarks/run_all.py --reuse docs/results ...      # keep the committed runs, add the missing ones
     python benchmarks/run_all.py --methods float float:gem ksh # float:POOLING / HASHER:POOLING: conv-map aggregations
+    python benchmarks/run_all.py --cached-only --reuse docs/results --trained build/caltech101-ft48  # + a train run
+
+``--trained RUN`` copies a ``hashseek train`` run's figures (its ``eval.json``, without the history) to
+``<page folder>/trained/``; every record there becomes a row of the page's "Trained with `hashseek train`"
+tables (mean and sd over the seeds of one setting), so the page keeps them when regenerated without the flag.
 
 A reused run measured on an older split of its protocol (before the protocol held out validation
 images) never passes for a run of the current split: it is carried onto the page marked "older
@@ -37,9 +42,10 @@ from _common import machine  # noqa: E402
 from quoted import QUOTED  # noqa: E402
 
 from hashseek.data.protocols import Protocol, get_protocol  # noqa: E402
-from hashseek.eval.report import reference_length, write_results_page  # noqa: E402
+from hashseek.eval.report import reference_length, write_json, write_results_page  # noqa: E402
 from hashseek.eval.runner import (ALL_METHODS, MethodSpec, cached_record, run_method, same_split,  # noqa: E402
                                   store_record)
+from hashseek.eval.trained_runs import record_name, trained_record  # noqa: E402
 from hashseek.train.config import SCHEDULES, TrainConfig  # noqa: E402
 
 PROTOCOLS = ("caltech101", "cars-bmw13", "cars-bmw13-unseen", "cifar10")
@@ -77,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="the Markdown page (default docs/results.md); plots go to its stem folder")
     ap.add_argument("--cache", type=Path, help="per-run JSON cache (default $HASHSEEK_CACHE/results)")
+    ap.add_argument("--trained", nargs="+", type=Path, default=[], metavar="RUN",
+                    help="`hashseek train` run folders (or their eval.json): their figures join the page's "
+                         "trained-run tables and are kept in its trained/ folder")
     ap.add_argument("--no-timing", action="store_true", help="skip the forward-time measurements")
     ap.add_argument("--cached-only", action="store_true",
                     help="run nothing: write the page from the runs the cache holds (the same command without "
@@ -177,19 +186,51 @@ def carried_rows(carried: list[dict], records: list[dict], splits: dict[str, Pro
     return out
 
 
+def without_trained(argv: list[str]) -> list[str]:
+    """The arguments less ``--trained`` and its run folders."""
+    out, skipping = [], False
+    for arg in argv:
+        if arg == "--trained":
+            skipping = True
+        elif arg.startswith("--trained="):
+            continue
+        elif skipping and not arg.startswith("-"):
+            continue
+        else:
+            skipping = False
+            out.append(arg)
+    return out
+
+
+def trained_runs(runs: list[Path], folder: Path) -> list[dict]:
+    """Copy the given runs' figures into ``folder`` (one file per split, method, bits and seed: a rerun
+    replaces its seed's file) and return every record the folder holds."""
+    for run in runs:
+        report = run / "eval.json" if run.is_dir() else run
+        if not report.is_file():
+            raise SystemExit(f"--trained {run}: no eval.json there (a finished `hashseek train` run folder)")
+        record = trained_record(json.loads(report.read_text()), where=str(report))
+        write_json(folder / record_name(record), record)
+        print(f"trained run {report} -> {folder / record_name(record)}")
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
-    command = " ".join(["python benchmarks/run_all.py", *(shlex.quote(a) for a in given)])
+    # the page keeps the --trained runs' figures, so the command that regenerates it does not name them
+    command = " ".join(["python benchmarks/run_all.py", *(shlex.quote(a) for a in without_trained(given))])
     runs = plan(args)
     splits = {name: get_protocol(name, seed=args.seed) for name in args.protocols}
     carried = reuse(args.reuse, splits, args.cache) if args.reuse else []
+    trained = trained_runs(args.trained, args.out.with_suffix("") / "trained")
     records, failures, missing = [], [], []
     timed_bits = (None, reference_length(args.bits))  # forward time hardly depends on the code length
 
     def write_page() -> None:
         shown = records + carried_rows(carried, records, splits, tuple(args.bits), args.cache)
-        write_results_page(shown, QUOTED, args.out, command, machine(), args.protocols, args.bits, splits)
+        write_results_page(shown, QUOTED, args.out, command, machine(), args.protocols, args.bits, splits,
+                           trained)
 
     last_write = time.monotonic()
     bar = tqdm(runs, desc="runs", unit="run")

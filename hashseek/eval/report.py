@@ -11,10 +11,12 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from hashseek.core.atomic import atomic_write_text
 from hashseek.data.protocols import Protocol
 from hashseek.eval import plots
 from hashseek.eval.runner import same_split
 from hashseek.eval.report_tables import class_sections
+from hashseek.eval.trained_runs import trained_sections
 
 METRICS = {
     "map_all": "mAP@all",
@@ -195,10 +197,10 @@ def protocol_plots(records: Sequence[dict], folder: str | Path, protocol: str, p
 
 
 def write_json(path: str | Path, payload) -> Path:
+    """Strict JSON (a NaN figure is a bug, not a value), written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=False) + "\n")
 
 
 def _protocol_sections(records: list[dict], bits: Sequence[int], images: dict[str, Path],
@@ -250,10 +252,12 @@ def split_marked(record: dict, current: Protocol | None) -> dict:
 
 def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: str | Path, command: str,
                        machine: dict, protocols: Sequence[str], bits: Sequence[int],
-                       splits: dict[str, Protocol] | None = None) -> Path:
+                       splits: dict[str, Protocol] | None = None, trained: Sequence[dict] = ()) -> Path:
     """``docs/results.md``: the command, the machine, the protocol table, then per protocol the measured
-    tables and plots, and apart from them the quoted figures; plots and per-protocol JSON go beside it.
-    ``splits``: each protocol's current split; a record measured on another split is marked older."""
+    tables and plots, the ``hashseek train`` runs, and apart from them the quoted figures; plots and
+    per-protocol JSON go beside it. ``splits``: each protocol's current split; a record measured on another
+    split is marked older. ``trained``: ``trained_runs.trained_record`` records (a user source's runs, whose
+    split is no protocol's, get a section of their own)."""
     page = Path(page)
     folder = page.with_suffix("")
     records = check_measured(records)
@@ -269,6 +273,11 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
              "orientation only and never mixed into the measured tables. Times (training, search) are those of "
              "the run that produced each row: rows carried over with `--reuse` keep their original run's times "
              "(its date is `created` in the per-protocol JSON).", ""]
+    if trained:
+        lines += [f"The *Trained with `hashseek train`* tables ({len(trained)} runs) are the path users run: the "
+                  "source's split with validation images held out, the epoch chosen on them, the test queries read "
+                  "once; each row names its mode, backbone, input size and device. `benchmarks/run_all.py "
+                  f"--trained RUN` keeps a run's figures in `{folder.name}/trained/`.", ""]
     if splits:
         lines += [f"Every row's mode says the split it was measured on: *{CURRENT}* (the shipped split: training "
                   "on its training images, epochs and settings selected on its validation images) or "
@@ -282,7 +291,8 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
         rows = [r for r in records if r["protocol"]["name"] == protocol]
         marked = [split_marked(r, splits.get(protocol)) for r in rows]
         cited = [q for q in quoted if q["protocol"] == protocol]
-        if not rows and not cited:
+        ours = trained_sections(trained, protocol)
+        if not rows and not cited and not ours:
             continue
         lines += [f"## {protocol}", ""]
         if rows:
@@ -291,13 +301,15 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
             write_json(folder / f"{protocol}.json",
                        {"command": command, "records": [_for_page_json(r, keep_confusion=r is best) for r in rows]})
             lines += _protocol_sections(marked, bits, images, page.parent)
-        else:
+        elif not ours:
             lines += ["Not measured in this run.", ""]
+        lines += ours
         if cited:
             lines += ["**Quoted from the papers (not measured here)**", "", quoted_table(cited), ""]
+    for source in dict.fromkeys(r["split"]["name"] for r in trained if r["split"]["name"] not in protocols):
+        lines += [f"## {source} (a user's source, its own split)", "", *trained_sections(trained, source)]
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text("\n".join(lines))
-    return page
+    return atomic_write_text(page, "\n".join(lines))
 
 
 def _for_page_json(record: dict, keep_confusion: bool) -> dict:

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import json
+import statistics
+import sys
+from pathlib import Path
 
 import pytest
 
 from hashseek.cli import main
+from hashseek.core.errors import InvalidInputError
 from hashseek.data.protocols import Protocol
+from hashseek.eval.report import write_results_page
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import run_all  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +180,39 @@ def test_flags_not_given_leave_the_recipe_alone_and_each_given_one_replaces_one_
     best, _ = resolve_recipe("best", n_train=100, n_classes=4)
     assert config.augment_kwargs == {**best.augment_kwargs, "min_crop_fraction": 0.6, "mirror": False}
     assert (config.epochs, config.device, config.input_size, config.loss) == (7, "cpu", best.input_size, best.loss)
+
+
+def test_a_train_run_reaches_the_results_page_as_mean_and_sd_over_its_seeds(run, tmp_path):
+    """`run_all.py --trained RUN` keeps the run's figures beside the page; two seeds of one setting share a
+    row (mean and sd) and each keeps its own row below it."""
+    report = json.loads((run / "eval.json").read_text())
+    other = {**report, "split": {**report["split"], "seed": 7},
+             "test": {**report["test"], "map_all": report["test"]["map_all"] / 2}}
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "eval.json").write_text(json.dumps(other))
+    folder = tmp_path / "results" / "trained"
+    records = run_all.trained_runs([run, tmp_path / "other"], folder)
+    assert sorted(p.name for p in folder.iterdir()) == [f"{report['split']['name']}-gap_csq-64b-seed{s}.json"
+                                                        for s in (1, 7)]
+    assert all("history" not in r for r in records)
+    page = write_results_page([], [], tmp_path / "results.md", "x", run_all.machine(), [], [64], trained=records)
+    text = page.read_text()
+    assert f"## {report['split']['name']} (a user's source, its own split)" in text
+    assert f"`hashseek train {Path(report['source']).name}`" in text
+    maps = [report["test"]["map_all"], other["test"]["map_all"]]
+    summary = [line for line in text.splitlines() if line.startswith("| gap+csq | frozen")]
+    assert len(summary) == 1 and "| 1, 7 |" in summary[0]
+    assert f"| {statistics.mean(maps):.3f} ({statistics.stdev(maps):.3f}) |" in summary[0]
+    per_run = [line for line in text.splitlines() if line.startswith("| gap+csq | 64 |")]
+    assert [line.split(" | ")[2] for line in per_run] == ["1", "7"]
+    assert f"| {maps[1]:.3f} |" in per_run[1]
+
+
+def test_a_report_without_test_figures_is_refused_by_name(run, tmp_path):
+    report = json.loads((run / "eval.json").read_text())
+    del report["test"]
+    (tmp_path / "eval.json").write_text(json.dumps(report))
+    with pytest.raises(InvalidInputError, match=r"eval\.json is not the eval\.json of a `hashseek train` run.*lacks test"):
+        run_all.trained_runs([tmp_path / "eval.json"], tmp_path / "trained")
+    with pytest.raises(SystemExit, match="no eval.json there"):
+        run_all.trained_runs([tmp_path / "missing"], tmp_path / "trained")

@@ -1,0 +1,141 @@
+"""Runs of ``hashseek train`` on the results page: each run's ``eval.json`` slimmed to a record, and per
+protocol (or user source) a table of those runs, mean (sd) over seeds, validation and test apart.
+
+These rows are the fine-tuned ones a user reproduces with one command; the runner's rows (heads on frozen
+maps, shallow hashers) are another path and are never merged with them.
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import PurePath
+from typing import Iterable, Sequence
+
+from hashseek.core.errors import InvalidInputError
+
+FIGURES = ("map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "n_query", "n_database")
+SELECTION = ("metric", "queries", "database", "epochs_run", "best_epoch", "best_val_map", "warmup_val_map",
+             "baseline_val_map", "kept", "stopped_for_time", "stopped_early", "run_seconds")
+REQUIRED = ("split", "model", "settings", "selection", "validation", "test")
+
+
+def _figures(part: dict) -> dict:
+    out = {k: part[k] for k in FIGURES if k in part}
+    if "tie_aware" in part:
+        out["tie_aware"] = {k: v for k, v in part["tie_aware"].items() if k != "tie_rule"}
+    return out
+
+
+def trained_record(report: dict, where: str = "") -> dict:
+    """The parts of a training run's ``eval.json`` the page shows: no history, no recipe lines. ``where``
+    names the report in the error when it is not one of a finished, evaluated training run."""
+    missing = [k for k in REQUIRED if k not in report]
+    if missing:
+        raise InvalidInputError(f"{where or 'the report'} is not the eval.json of a `hashseek train` run with test "
+                                f"figures: it lacks {', '.join(missing)}")
+    settings, split = report["settings"], report["split"]
+    baseline = report["model"].get("type") != "hash_model"   # the run fell back to the zero-training baseline
+    return {"source": report.get("source"), "recipe": report.get("recipe"),
+            "split": {"name": split["name"], "seed": split["seed"], "sizes": split["sizes"]},
+            "method": f"{settings['head']}+{settings['loss']}", "backbone": settings["backbone"],
+            "bits": settings["bits"], "mode": settings["mode"], "input_size": settings.get("input_size"),
+            "kept": "baseline" if baseline else "trained",
+            "max_minutes": report["selection"].get("max_minutes") or settings.get("max_minutes"),
+            "trained_on": report.get("trained_on", "cpu"), "train_seconds": report.get("train_seconds"),
+            "created": report.get("created"), "machine": report.get("machine"), "settings": settings,
+            "selection": {k: report["selection"][k] for k in SELECTION if k in report["selection"]},
+            "validation": _figures(report["validation"]), "test": _figures(report["test"])}
+
+
+def record_name(record: dict) -> str:
+    """A file name that tells runs apart: split, method, bits, seed."""
+    return (f"{record['split']['name']}-{record['method'].replace('+', '_')}-{record['bits']}b-"
+            f"seed{record['split']['seed']}.json")
+
+
+def _group(record: dict) -> tuple:
+    """Runs that differ only in their seed share a row. A recipe under a time limit picks the input size
+    per run, so its runs are grouped by the limit instead."""
+    limit = record["max_minutes"]
+    chosen = (record["recipe"], round(limit)) if record["recipe"] and limit else (record["recipe"] or "",
+                                                                                   record["input_size"] or 0)
+    return (record["split"]["name"], record["method"], record["backbone"], record["bits"], record["mode"],
+            record["trained_on"], *chosen)
+
+
+def _mode(runs: Sequence[dict]) -> str:
+    r = runs[0]
+    sizes = "/".join(str(size) for size in sorted({x["input_size"] for x in runs} - {None}))
+    limit = r["max_minutes"]
+    return (f"{r['mode']}, {r['backbone']} at {sizes + ' px' if sizes else 'its own size'}, {r['trained_on']}"
+            + (f", recipe {r['recipe']}" if r["recipe"] else "") + (f", --max-minutes {round(limit)}" if limit else ""))
+
+
+def _stat(values: Sequence[float], digits: int = 3) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ({statistics.stdev(values):.{digits}f})"
+
+
+def _values(runs: Sequence[dict], part: str, key: str, tie_aware: bool = False) -> list[float]:
+    figures = [r[part].get("tie_aware", {}) if tie_aware else r[part] for r in runs]
+    return [f[key] for f in figures if f.get(key) is not None]
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def trained_tables(records: Sequence[dict]) -> list[str]:
+    """Markdown lines: one row per method and setting with the mean (sd) over its seeds, then one row per
+    run (what each seed chose and reached)."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in sorted(records, key=lambda r: (_group(r), r["split"]["seed"])):
+        groups.setdefault(_group(record), []).append(record)
+    summary = []
+    for runs in groups.values():
+        minutes = [r["train_seconds"] / 60 for r in runs if r["train_seconds"] is not None]
+        summary.append([runs[0]["method"], _mode(runs), str(runs[0]["bits"]),
+                        ", ".join(str(r["split"]["seed"]) for r in runs), _stat(minutes, 1),
+                        _stat(_values(runs, "validation", "map_all")),
+                        *(_stat(_values(runs, "test", key)) for key in ("map_all", "precision_at_20",
+                                                                        "vote_accuracy_top8")),
+                        " / ".join(_stat(_values(runs, "test", key, tie_aware=True))
+                                   for key in ("map_all", "precision_at_20", "vote_accuracy_top8"))])
+    per_run = []
+    for runs in groups.values():
+        for r in runs:
+            sel, sizes = r["selection"], r["split"]["sizes"]
+            per_run.append([r["method"], str(r["bits"]), str(r["split"]["seed"]),
+                            f"{sizes.get('train', '?')} / {sizes.get('validation', '?')} / "
+                            f"{sizes.get('query', '?')} ({sizes.get('database', '?')})",
+                            f"{sel.get('epochs_run', '?')} (kept "
+                            f"{'the baseline' if r['kept'] == 'baseline' else sel.get('best_epoch', '?')})",
+                            _stat([r["train_seconds"] / 60] if r["train_seconds"] is not None else [], 1),
+                            _stat(_values([r], "validation", "map_all")),
+                            *(_stat(_values([r], "test", key)) for key in ("map_all", "precision_at_20",
+                                                                           "vote_accuracy_top8"))])
+    return ["*Mean (sd) over the seeds listed; each seed draws its own split and initialisation (a built-in "
+            "protocol's seed-0 split is the shipped one). Validation figures chose the epoch (or the zero-training baseline, where "
+            "the trained model fell below it: its figures are then the baseline's); test figures were read once. "
+            "Tie-aware: the expectation over a random order of equal Hamming distances (He et al. 2018).*", "",
+            *_table(["method", "mode", "bits", "seeds", "training min", "validation mAP@all", "test mAP@all",
+                     "test P@20", "test top-8 vote", "test tie-aware mAP@all / P@20 / vote"], summary), "",
+            "*Each run*", "",
+            *_table(["method", "bits", "seed", "train / val / test (database)", "epochs (kept)", "training min",
+                     "validation mAP@all", "test mAP@all", "test P@20", "test top-8 vote"], per_run), ""]
+
+
+def trained_sections(records: Sequence[dict], split_name: str) -> list[str]:
+    """The page's lines for the ``hashseek train`` runs of one protocol or user split (none: no lines)."""
+    runs = [r for r in records if r["split"]["name"] == split_name]
+    if not runs:
+        return []
+    sources = ", ".join(f"`hashseek train {PurePath(s).name}`" for s in dict.fromkeys(r["source"] for r in runs))
+    return [f"**Trained with {sources}** (the path users run, not the runner's; finetune: end to end)", "",
+            *trained_tables(runs)]
+
+
+__all__ = ["record_name", "trained_record", "trained_sections", "trained_tables"]
