@@ -1,16 +1,11 @@
-"""What the service benchmarks share: the Caltech101 collection, a 100k-image variant, a server process."""
+"""What the service benchmarks share: the Caltech101 collection and a 100k-image variant (the server
+process: ``_server.serve_process``)."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,29 +55,3 @@ def synthetic_collection(source: Path, path: Path, size: int, seed: int = 0) -> 
         assert len(collection) == size
     tmp.rename(path)
     return path
-
-
-@contextmanager
-def server(collections: list[Path], *options: str) -> Iterator[str]:
-    """``hashseek serve`` (with ``options``) in its own process on a free loopback port; yields the base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = "import sys; from hashseek.cli import main; sys.exit(main())"
-    process = subprocess.Popen([sys.executable, "-c", command, "serve", *map(str, collections), "--port", str(port),
-                                *options])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=5).raise_for_status()
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(60)

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from _service import server  # noqa: E402
+from _server import serve_process  # noqa: E402
 from collection_speed import build  # noqa: E402
 
 from hashseek.core.paths import cache_root  # noqa: E402
@@ -141,7 +141,7 @@ def main() -> None:
     photos = [dataset.read_bytes(i) for i in np.random.default_rng(args.seed).choice(dataset.ids, 20, replace=False)]
     load_before = os.getloadavg()
     run_url = f"/api/collections/{copy.name}/training/{RUN}"
-    with server([copy]) as url:
+    with serve_process([copy]) as (_, url):
         rows, apply_seconds, info = switch_latency(
             url, copy.name, ids, photos, args.seed, args.before,
             lambda http: http.post(f"{run_url}/apply").raise_for_status(),

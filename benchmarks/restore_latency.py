@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from _service import server  # noqa: E402
+from _server import serve_process  # noqa: E402
 from apply_latency import SEARCH, switch_latency  # noqa: E402
 from collection_speed import build  # noqa: E402
 
@@ -87,7 +87,7 @@ def main() -> None:
     photos = [dataset.read_bytes(i) for i in np.random.default_rng(args.seed).choice(dataset.ids, 20, replace=False)]
     load_before = os.getloadavg()
     restore_url = f"/api/collections/{copy.name}/model/restore"
-    with server([copy]) as url:
+    with serve_process([copy]) as (_, url):
         rows, restore_seconds, info = switch_latency(
             url, copy.name, ids, photos, args.seed, args.before,
             lambda http: http.post(restore_url).raise_for_status(),

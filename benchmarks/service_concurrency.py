@@ -31,7 +31,8 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from service_decode_memory import CLASSES, small_collection, start_server  # noqa: E402
+from _server import serve_process  # noqa: E402
+from service_decode_memory import CLASSES, small_collection  # noqa: E402
 
 from hashseek.core.atomic import atomic_write_json  # noqa: E402
 from hashseek.core.paths import cache_root  # noqa: E402
@@ -139,9 +140,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "caltech-slice50"
         shutil.copytree(source, path)
-        process, url = start_server(path, [])
         run, stop = Run(), threading.Event()
-        try:
+        with serve_process(path) as (_, url):
             threads = [threading.Thread(target=searcher, args=(url, run, stop, n, photo, 50)) for n in range(SEARCHERS)]
             threads += [threading.Thread(target=adder, args=(url, run, stop, photos)),
                         threading.Thread(target=remover, args=(url, run, stop, removals))]
@@ -154,9 +154,6 @@ def main() -> None:
                 thread.join()
             wall = time.perf_counter() - start
             checks = verify(url, run)
-        finally:
-            process.terminate()
-            process.wait(60)
         with Collection.open(path) as collection:
             checks["check_ok_after_reopen"] = collection.check().ok
             checks["reopened_size"] = len(collection) == 50 + len(run.added) - len(run.removed)

@@ -15,32 +15,24 @@ repeated ``--rounds`` times (memory must not ratchet up). Client and server shar
 from __future__ import annotations
 
 import argparse
-import io
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).parent))
+from _server import bomb_png, rss_mb, serve_process, upload_burst  # noqa: E402
 
-from hashseek.core.atomic import atomic_write_json
-from hashseek.core.paths import cache_root
-from hashseek.data.named import load_dataset
-from hashseek.eval.cost import machine
-from hashseek.search.collection import Collection
+from hashseek.core.atomic import atomic_write_json  # noqa: E402
+from hashseek.core.paths import cache_root  # noqa: E402
+from hashseek.data.named import load_dataset  # noqa: E402
+from hashseek.eval.cost import machine  # noqa: E402
+from hashseek.search.collection import Collection  # noqa: E402
 
 CLASSES = ["airplanes", "Faces_easy", "Motorbikes", "watch", "sunflower"]
+COLLECTION = "caltech-slice50"
 SETTLE_SECONDS = 10.0
-
-
-def bomb_png(side: int = 7000) -> bytes:
-    out = io.BytesIO()
-    Image.new("1", (side, side)).save(out, "PNG")
-    return out.getvalue()
 
 
 def small_collection(work: Path) -> tuple[Path, bytes]:
@@ -48,19 +40,11 @@ def small_collection(work: Path) -> tuple[Path, bytes]:
     dataset = load_dataset("caltech101")
     ids = [i for c in CLASSES for i in [j for j in dataset.ids if j.startswith(c + "/")][:10]]
     photo = dataset.read_bytes([j for j in dataset.ids if j.startswith("Motorbikes/")][10])
-    path = work / "caltech-slice50"
+    path = work / COLLECTION
     if not (path / "collection.json").is_file():
         with Collection.create(path) as collection:
             collection.add_dataset(dataset, ids, progress=False)
     return path, photo
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 class Sampler(threading.Thread):
@@ -80,54 +64,17 @@ class Sampler(threading.Thread):
         return [mb for t, mb in list(self.samples) if t0 <= t <= t1]
 
 
-def start_server(path: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = "import sys; from hashseek.cli import main; sys.exit(main())"
-    process = subprocess.Popen([sys.executable, "-c", command, "serve", str(path), "--port", str(port), *extra])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            httpx.get(f"{url}/health", timeout=5).raise_for_status()
-            return process, url
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start") from None
-            time.sleep(0.3)
-
-
-def burst(url: str, data: bytes, name: str, clients: int) -> list[int]:
-    """``clients`` uploads at once (one thread each, released together); their status codes."""
-    statuses: list[int] = []
-    gate = threading.Barrier(clients)
-
-    def upload() -> None:
-        with httpx.Client(base_url=url, timeout=300) as client:
-            gate.wait()
-            statuses.append(client.post("/api/collections/caltech-slice50/search", params={"k": 5},
-                                        files={"file": (name, data)}).status_code)
-
-    threads = [threading.Thread(target=upload) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
-
-
 def measure(url: str, pid: int, png: bytes, photo: bytes, uploads: int, rounds: int) -> dict:
     sampler = Sampler(pid)
     sampler.start()
-    burst(url, photo, "photo.jpg", uploads)                  # warm-up: model, thread pool, arenas
+    upload_burst(url, COLLECTION, "photo.jpg", photo, uploads)                  # warm-up: model, thread pool, arenas
     time.sleep(2.0)
     t = time.monotonic() - sampler.start_time
     baseline = statistics.median(sampler.between(t - 1.0, t))
     results = []
     for _ in range(rounds):
         t0 = time.monotonic() - sampler.start_time
-        statuses = burst(url, png, "bomb.png", uploads)
+        statuses = upload_burst(url, COLLECTION, "bomb.png", png, uploads)
         t1 = time.monotonic() - sampler.start_time
         time.sleep(SETTLE_SECONDS)
         after = [(t - t1, mb) for t, mb in list(sampler.samples) if t > t1]
@@ -154,12 +101,8 @@ def main() -> None:
     path, photo = small_collection(args.work)
     png = bomb_png()
     extra = [] if args.max_decodes is None else ["--max-decodes", str(args.max_decodes)]
-    process, url = start_server(path, extra)
-    try:
+    with serve_process(path, *extra) as (process, url):
         figures = measure(url, process.pid, png, photo, args.uploads, args.rounds)
-    finally:
-        process.terminate()
-        process.wait(60)
     payload = {"benchmark": "service_decode_memory", "command": " ".join(["python", *sys.argv]),
                "protocol": __doc__.split("Protocol. ")[1].split("\n\n")[0].replace("\n", " "),
                "upload": {"format": "PNG", "mode": "1", "size": [7000, 7000], "bytes": len(png)},

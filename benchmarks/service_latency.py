@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from _service import caltech_collection, server, synthetic_collection  # noqa: E402
+from _server import serve_process  # noqa: E402
+from _service import caltech_collection, synthetic_collection  # noqa: E402
 
 from hashseek.data.named import load_dataset  # noqa: E402
 from hashseek.core.paths import cache_root  # noqa: E402
@@ -105,7 +106,7 @@ def main() -> None:
     load_before = os.getloadavg()
 
     rows = []
-    with server([caltech, large]) as url:
+    with serve_process([caltech, large]) as (_, url):
         for path, size in ((caltech, len(real_ids)), (large, args.large)):
             for query, make, count in (("library search", library_search(path.name, ids), args.requests),
                                        ("upload search", upload_search(path.name, photos), args.upload_requests)):

@@ -24,7 +24,8 @@ from PIL import Image, ImageOps
 from playwright.sync_api import expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _service import caltech_collection, server  # noqa: E402
+from _server import serve_process  # noqa: E402
+from _service import caltech_collection  # noqa: E402
 
 from hashseek.data.named import load_dataset  # noqa: E402
 from hashseek.core.paths import cache_root  # noqa: E402
@@ -70,7 +71,7 @@ def search_screenshots(args) -> None:
     upload = io.BytesIO()
     query.save(upload, "JPEG", quality=90)
 
-    with server([caltech]) as url, sync_playwright() as playwright:
+    with serve_process([caltech]) as (_, url), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
         page.goto(url)
@@ -115,7 +116,7 @@ def _page(collection: Path, tmp: str):
     served = Path(tmp) / "photos"
     shutil.rmtree(served, ignore_errors=True)
     shutil.copytree(collection, served)
-    with server([served], "--api-key", KEY) as url, sync_playwright() as playwright:
+    with serve_process([served], "--api-key", KEY) as (_, url), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
         page.goto(url)

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +22,9 @@ from PIL import Image
 
 from hashseek.search.collection import Collection
 from hashseek.service import create_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _server import serve_process  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "service"
@@ -47,35 +49,6 @@ def serve(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(30)
         sock.close()
-
-
-@contextmanager
-def serve_process(path: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """``hashseek serve path`` in its own process on a free loopback port, as a user starts it:
-    yields the process and its base URL; stopped (if still alive) on exit."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = "import sys; from hashseek.cli import main; sys.exit(main())"
-    process = subprocess.Popen([sys.executable, "-c", command, "serve", str(path), "--port", str(port), *options],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=5).raise_for_status()
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise RuntimeError(f"the server did not start:\n{process.communicate()[0]}") from None
-                time.sleep(0.2)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.communicate(timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import socket
-import subprocess
-import sys
-import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -281,28 +277,11 @@ def test_openapi_docs_are_served_offline(client):
             "/api/collections/{name}/search", "/api/collections/{name}/search/random"} <= set(paths)
 
 
-def test_cli_serves_collections(collection_copy):
-    """``hashseek serve`` in its own process, as a user starts it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = "import sys; from hashseek.cli import main; sys.exit(main())"
-    process = subprocess.Popen([sys.executable, "-c", command, "serve", str(collection_copy()), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-                time.sleep(0.2)
-        assert health.json() == {"status": "ok", "collections": {"caltech": 50}}
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0]
-    assert f"serving caltech at http://127.0.0.1:{port}/" in output
+def test_cli_serves_collections(serve_cli, collection_copy, tmp_path):
+    """``hashseek serve`` in its own process, as a user starts it: it says where it serves what."""
+    with serve_cli(collection_copy(), log=tmp_path / "serve.log") as (_, url):
+        assert httpx.get(f"{url}/health", timeout=5).json() == {"status": "ok", "collections": {"caltech": 50}}
+    assert f"serving caltech at {url}/" in (tmp_path / "serve.log").read_text()
 
 
 def test_cli_refuses_two_collections_of_one_name(collection_copy, tmp_path, capsys):
