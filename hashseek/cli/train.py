@@ -102,6 +102,8 @@ def cmd_train(args) -> int:
                        seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                        database=args.database, progress=progress)
     print("\n".join(prepared.lines(per_class=False)))
+    if not args.no_eval:
+        prepared.require_test()
     plan = None
     if recipe == NO_RECIPE:
         config, lines = train_config(args), ["no recipe: TrainConfig's defaults, and the flags given"]

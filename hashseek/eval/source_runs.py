@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,22 @@ class Prepared:
 
     def lines(self, per_class: bool = False) -> list[str]:
         return split_lines(self.protocol, self.dataset, per_class=per_class)
+
+    def untestable(self) -> str | None:
+        """Why the split holds no test queries (None when it holds some): said before training, not after."""
+        if self.protocol.query:
+            return None
+        ids = dict.fromkeys([*self.protocol.train, *self.protocol.validation, *self.protocol.database])
+        largest = max(Counter(self.dataset.labels(list(ids)).tolist()).values(), default=0)
+        return (f"the split of {self.source} leaves no test queries: its classes have at most {largest} image(s) "
+                "each, and every class keeps one for training first")
+
+    def require_test(self) -> None:
+        """Refuse, before any training, a run whose report would have nothing to test on."""
+        reason = self.untestable()
+        if reason:
+            raise InvalidInputError(f"{reason}; add images (a class needs 2 for one test query), or train without "
+                                    "a test evaluation (`hashseek train --no-eval`)")
 
 
 @dataclass
@@ -248,6 +265,7 @@ def train_on_source(source: str | Path, recipe: str = "fast", out: str | Path | 
     ``split_options``: ``val_fraction``, ``test_fraction``, ``database``, ``split``, ``dataset``, ``protocol``."""
     started = time.perf_counter()
     prepared = prepare(source, seed=seed, progress=progress, **split_options)
+    prepared.require_test()
     plan = recipe_plan(recipe, prepared, max_minutes=max_minutes, started=started, augment=augment,
                        overrides={**({"seed": seed} if seed is not None else {}), **(overrides or {})})
     out = Path(out) if out is not None else default_out(prepared, recipe, plan.config.seed)

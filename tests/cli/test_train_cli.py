@@ -216,3 +216,15 @@ def test_a_report_without_test_figures_is_refused_by_name(run, tmp_path):
         run_all.trained_runs([tmp_path / "eval.json"], tmp_path / "trained")
     with pytest.raises(SystemExit, match="no eval.json there"):
         run_all.trained_runs([tmp_path / "missing"], tmp_path / "trained")
+
+
+def test_a_folder_too_small_to_test_is_refused_before_training_unless_no_eval(make_photos, cars_bmw13, tmp_path,
+                                                                               capsys):
+    root = make_photos("singles", cars_bmw13.classes[:3], 1)
+    assert main(["train", str(root), "--recipe", "fast", "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "leaves no test queries: its classes have at most 1 image(s) each" in err and "--no-eval" in err
+    assert not (tmp_path / "run").exists()                    # said before training, nothing half-made
+    assert main(["train", str(root), "--recipe", "fast", "--epochs", "2", "--no-eval",
+                 "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert (tmp_path / "run" / "config.json").is_file() and not (tmp_path / "run" / "eval.json").exists()
