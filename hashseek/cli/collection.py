@@ -14,6 +14,7 @@ _CREATE_SETTINGS = {"bits": "n_bits", "backbone": "backbone", "pooling": "poolin
 
 def cmd_index(args) -> int:
     from hashseek.core.hasher import load_image_hasher
+    from hashseek.data.datasets import not_read_note
     from hashseek.search.collection import COLLECTION_JSON, Collection
 
     if not args.source.exists():
@@ -39,6 +40,9 @@ def cmd_index(args) -> int:
         print(f"{args.collection}: {report}; {len(collection)} images in the collection")
         for source, reason in report.failed[:10]:
             print(f"  unreadable: {source}: {reason}")
+        note = not_read_note(report.not_images)
+        if note:
+            print(f"  {note}")
     return 0
 
 
@@ -56,6 +60,9 @@ def cmd_reindex(args) -> int:
         print(f"{args.collection}: {report}; {len(collection)} images in the collection")
         for source, reason in report.failed[:10]:
             print(f"  unreadable: {source}: {reason}")
+        note = not_read_note(report.not_images)
+        if note:
+            print(f"  {note}")
     return 0
 
 

@@ -18,9 +18,11 @@ from typing import Iterable
 
 import numpy as np
 
+from hashseek.data.heif import HEIF_EXTENSIONS, HEIF_HINT, HEIF_READABLE
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-)
+) | (HEIF_EXTENSIONS if HEIF_READABLE else frozenset())
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
@@ -36,6 +38,17 @@ COLLECTION_MARKER = "collection.json"   # hashseek.search.collection.COLLECTION_
 
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not os.path.basename(name).startswith(".")
+
+
+def not_read_note(ignored: dict[str, int]) -> str | None:
+    """One line on the files left unread because their names are not images' (``ImageDataset.ignored``),
+    with how to read them where there is a way (.heic without pillow-heif); None when there were none."""
+    if not ignored:
+        return None
+    found = ", ".join(f"{suffix} {n}" for suffix, n in sorted(ignored.items(), key=lambda kv: -kv[1]))
+    hint = f"; {HEIF_HINT}" if HEIF_EXTENSIONS & set(ignored) and not HEIF_READABLE else ""
+    return (f"{sum(ignored.values())} file(s) not read, not images by their names ({found}); images are "
+            f"{' '.join(sorted(IMAGE_EXTENSIONS))}{hint}")
 
 
 def is_hidden_name(name: str) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageChops, UnidentifiedImageError
 
 from hashseek.core.errors import InvalidInputError
+from hashseek.data import heif  # noqa: F401  (registers the HEIF/HEIC opener when pillow-heif is installed)
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hashseek.core.errors import InvalidInputError
-from hashseek.data.datasets import IMAGE_EXTENSIONS, ImageDataset, folder_label_notes
+from hashseek.data.datasets import ImageDataset, folder_label_notes, not_read_note
 from hashseek.data.protocols import Protocol
 
 DATABASES = ("split", "all")
@@ -133,10 +133,9 @@ def split_lines(protocol: Protocol, dataset: ImageDataset, per_class: bool = Tru
     if unvalidated:
         lines.append(f"{len(unvalidated)} class(es) too small for a validation image: {', '.join(unvalidated)}")
     lines += folder_label_notes(protocol.database + protocol.query)
-    if dataset.ignored:   # e.g. an iPhone's .heic: the user should know they were not read
-        found = ", ".join(f"{suffix} {n}" for suffix, n in sorted(dataset.ignored.items(), key=lambda kv: -kv[1]))
-        lines.append(f"{sum(dataset.ignored.values())} file(s) not read, not images by their names ({found}); "
-                     f"images are {' '.join(sorted(IMAGE_EXTENSIONS))}")
+    note = not_read_note(dataset.ignored)   # e.g. a video, or an iPhone's .heic without pillow-heif
+    if note:
+        lines.append(note)
     if protocol.excluded:
         lines.append(f"{len(protocol.excluded)} image(s) left out of every part:")
         lines += [f"  {image_id}: {reason}" for image_id, reason in sorted(protocol.excluded.items())]

@@ -36,6 +36,7 @@ class AddReport:
     restored: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)   # (source, reason)
     duplicates: dict[int, list[int]] = field(default_factory=dict)  # new id -> library ids it duplicates
+    not_images: dict[str, int] = field(default_factory=dict)  # files passed over for their names, by suffix
 
     @property
     def added(self) -> int:

@@ -171,9 +171,12 @@ class Collection(ModelMethods, SearchMethods):
     def add_dataset(self, dataset: ImageDataset, ids: Sequence[str] | None = None, *, progress: bool = True,
                     on_batch: Callable[[list[str]], None] | None = None) -> AddReport:
         """Add a dataset's images (all, or ``ids`` in that order), labelled by their class names; the files it
-        could not list as images (``dataset.left_out``: a bad name) are reported unreadable with all of it."""
+        could not list as images (``dataset.left_out``: a bad name) are reported unreadable with all of it, and
+        those whose names are no image's (``dataset.ignored``) are counted."""
         report = self._add(adding.from_dataset(dataset, ids), progress, on_batch)
-        report.failed += list(dataset.left_out.items()) if ids is None else []
+        if ids is None:
+            report.failed += list(dataset.left_out.items())
+            report.not_images = dict(dataset.ignored)
         return report
 
     def add_images(self, images: Sequence[bytes], names: Sequence[str] | None = None,
