@@ -30,6 +30,7 @@ never changed.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, fields, replace
 
@@ -50,6 +51,7 @@ EXPORT_SECONDS = 15.0   # exporting a fine-tuned model to ONNX Runtime (each CPU
 REPORT_SECONDS = 10.0   # saving the model, writing eval.json, summary.md and the plots (under load)
 ITQ_FIT_SECONDS = 5.0   # the baseline's ITQ fit (an eigendecomposition of the 1280-d covariance)
 RESERVE_MARGIN = 1.5    # what follows training is reserved with this margin (it cannot be cut short)
+PROBE_BATCH = 16        # the speed probe's images per step (fewer when the run's batches are smaller)
 MIN_EPOCHS = 8          # below this a fine-tuning run is not worth it: shrink the input instead
 SIZES = (320, 288, 280, 256, 240, 224, 192, 160, 128)
 
@@ -275,10 +277,16 @@ def _affordable_epochs(config: TrainConfig, cost, budget: float) -> int:
     return fitting[-1] if fitting else 0
 
 
-def measure_speed(config: TrainConfig, batch: int = 4, repeats: int = 2) -> Speed:
+def measure_speed(config: TrainConfig, batch: int | None = None, repeats: int = 3) -> Speed:
     """Time a few steps as the run will take them: map extraction through ONNX Runtime, and for
     fine-tuning the torch forward and training steps at the input size. Seconds on an idle CPU;
-    on a busy one it measures what the machine can do now."""
+    on a busy one it measures what the machine can do now.
+
+    ``batch`` (default: the run's batch size, at most 16) images a step, each step timed on its own after
+    one untimed call, and the median kept: one slow step (another process, a page fault) must not move
+    the plan, nor a tiny batch's overheads (at 4 images a step and 2 steps, two runs of one command measured
+    226 and 357 ms an image, and planned 192 and 160 px)."""
+    batch = batch or min(config.batch_size, PROBE_BATCH)
     device = training_device(config.device)
     backbone = create_backbone(config.backbone, pretrained=not config.random_init, weights=config.backbone_weights)
     native_size = backbone.input_size
@@ -289,12 +297,14 @@ def measure_speed(config: TrainConfig, batch: int = 4, repeats: int = 2) -> Spee
     def timed(step, side: int) -> float:
         x = torch.randn(batch, 3, side, side)
         step(x)                              # the first call allocates and picks kernels
-        start = time.perf_counter()
+        seconds = []
         for _ in range(repeats):
+            start = time.perf_counter()
             step(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return 1000 * (time.perf_counter() - start) / (repeats * batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - start)
+        return 1000 * statistics.median(seconds) / batch
 
     maps = torch.from_numpy(extractor.encode_arrays(torch.randn(batch, 3, native_size, native_size).numpy()))
     native = timed(lambda x: extractor.encode_arrays(x.numpy()), native_size)
