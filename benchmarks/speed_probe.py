@@ -1,4 +1,4 @@
-"""How steady the training planner's speed probe is, and how close to a real training step.
+"""How close the training planner's speed probe comes to a real training step, and how much it varies.
 
 Protocol. The `best` recipe's fine-tuning setting (EfficientNet-Lite1, gap+csq, ``--input-size``, 48 bits)
 is probed ``--probes`` times in a row with the former settings (4 images a step, the mean of 2 steps) and

@@ -283,9 +283,9 @@ def measure_speed(config: TrainConfig, batch: int | None = None, repeats: int = 
     on a busy one it measures what the machine can do now.
 
     ``batch`` (default: the run's batch size, at most 16) images a step, each step timed on its own after
-    one untimed call, and the median kept: one slow step (another process, a page fault) must not move
-    the plan, nor a tiny batch's overheads (at 4 images a step and 2 steps, two runs of one command measured
-    226 and 357 ms an image, and planned 192 and 160 px)."""
+    one untimed call, the median kept. At 4 images a step the probe came out at 0.65 of a real training
+    step's cost (batch 32 with Adam), at 16 at 0.88 (``benchmarks/speed_probe.py``). Neither is steadier
+    than the machine: the real step itself varied 1.4x within a minute there."""
     batch = batch or min(config.batch_size, PROBE_BATCH)
     device = training_device(config.device)
     backbone = create_backbone(config.backbone, pretrained=not config.random_init, weights=config.backbone_weights)
