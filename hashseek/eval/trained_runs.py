@@ -28,7 +28,7 @@ def _figures(part: dict) -> dict:
 def trained_record(report: dict, where: str = "") -> dict:
     """The parts of a training run's ``eval.json`` the page shows: no history, no recipe lines. ``where``
     names the report in the error when it is not one of a finished, evaluated training run."""
-    missing = [k for k in REQUIRED if k not in report]
+    missing = [k for k in REQUIRED if report.get(k) is None and not (k == "validation" and k in report)]
     if missing:
         raise InvalidInputError(f"{where or 'the report'} is not the eval.json of a `hashseek train` run with test "
                                 f"figures: it lacks {', '.join(missing)}")
@@ -43,7 +43,7 @@ def trained_record(report: dict, where: str = "") -> dict:
             "trained_on": report.get("trained_on", "cpu"), "train_seconds": report.get("train_seconds"),
             "created": report.get("created"), "machine": report.get("machine"), "settings": settings,
             "selection": {k: report["selection"][k] for k in SELECTION if k in report["selection"]},
-            "validation": _figures(report["validation"]), "test": _figures(report["test"])}
+            "validation": _figures(report["validation"] or {}), "test": _figures(report["test"])}
 
 
 def record_name(record: dict) -> str:
