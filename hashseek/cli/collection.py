@@ -60,9 +60,6 @@ def cmd_reindex(args) -> int:
         print(f"{args.collection}: {report}; {len(collection)} images in the collection")
         for source, reason in report.failed[:10]:
             print(f"  unreadable: {source}: {reason}")
-        note = not_read_note(report.not_images)
-        if note:
-            print(f"  {note}")
     return 0
 
 
