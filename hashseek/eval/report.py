@@ -15,7 +15,7 @@ from hashseek.core.atomic import atomic_write_text
 from hashseek.data.protocols import Protocol
 from hashseek.eval import plots
 from hashseek.eval.runner import same_split
-from hashseek.eval.report_tables import class_sections
+from hashseek.eval.report_tables import class_sections, markdown_table
 from hashseek.eval.trained_runs import trained_sections
 
 METRICS = {
@@ -53,12 +53,6 @@ def _rows(records: list[dict]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((r["method"], r["mode"]) for r in records))
 
 
-def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def metric_table(records: Iterable[dict], metric: str, bits: Sequence[int], part: str = "figures") -> str:
     """Method | mode | one column per code length (the float baseline has no codes: its value fills every column)."""
     records = [r for r in check_measured(records) if part in r]
@@ -71,7 +65,7 @@ def metric_table(records: Iterable[dict], metric: str, bits: Sequence[int], part
         else:
             values = [cell.get((method, mode, b)) for b in bits]
         body.append([method, mode, *(_format(metric, v) for v in values)])
-    return _markdown(["method", "mode", *(f"{b} bits" if b else "value" for b in bits)], body)
+    return markdown_table(["method", "mode", *(f"{b} bits" if b else "value" for b in bits)], body)
 
 
 def cost_table(records: Iterable[dict], bits: int | None) -> str:
@@ -88,7 +82,7 @@ def cost_table(records: Iterable[dict], bits: int | None) -> str:
                      _ms(t.get("forward_ms_batch1")), _ms(t.get("forward_ms_batch32")),
                      _ms(t.get("coarse_to_fine_ms_per_query")), _ms(t.get("linear_ms_per_query")),
                      "—" if drop is None else f"{drop:.2f}"])
-    return _markdown(["method", "mode", "bits", "parameters", "checkpoint on disk", "forward ms/img (batch 1)",
+    return markdown_table(["method", "mode", "bits", "parameters", "checkpoint on disk", "forward ms/img (batch 1)",
                       "forward ms/img (batch 32)", "coarse-to-fine ms/query", "linear float ms/query",
                       "time drop 1 - t_hashed/t_linear"], body)
 
@@ -113,7 +107,7 @@ def query_time_table(records: Iterable[dict], bits: int | None) -> str | None:
         body.append([r["method"], r["mode"], vector, f"{r['figures']['map_all']:.4f}", _ms(t["linear_ms_per_query"]),
                      _ms(t.get("coarse_to_fine_ms_per_query")), _ms(t.get("forward_ms_batch1")),
                      r.get("created", "—")[:16].replace("T", " ")])
-    return _markdown(["method", "mode", "searched", "mAP@all", "linear cosine scan ms/query",
+    return markdown_table(["method", "mode", "searched", "mAP@all", "linear cosine scan ms/query",
                       "coarse-to-fine ms/query", "forward ms/img (batch 1)", "measured (UTC)"], body)
 
 
@@ -125,7 +119,7 @@ def quoted_table(quoted: Iterable[dict]) -> str:
             raise ValueError(f"{q!r} is not a quoted figure")
         body.append(["quoted", q["reference"], q["method"], q["metric"], str(q["bits"] or "—"), f"{q['value']:g}",
                      q["setting"]])
-    return _markdown(["source", "reference", "method", "metric", "bits", "value", "their setting"], body)
+    return markdown_table(["source", "reference", "method", "metric", "bits", "value", "their setting"], body)
 
 
 def protocol_table(records: Iterable[dict]) -> str:
@@ -140,7 +134,7 @@ def protocol_table(records: Iterable[dict]) -> str:
         body.append([name, p["dataset"], str(s["query"]), str(s["database"]), str(s["train"]),
                      str(s.get("validation", "—")), str(p["seed"]), p["backbone"],
                      " ".join(p["description"].split()) + unseen])
-    return _markdown(["protocol", "dataset", "queries", "database", "training", "validation", "seed", "backbone",
+    return markdown_table(["protocol", "dataset", "queries", "database", "training", "validation", "seed", "backbone",
                       "split"], body)
 
 

@@ -13,7 +13,8 @@ from typing import Iterable, Sequence
 CLASS_METRICS = {"map_all": "mAP@all", "precision_at_20": "P@20", "vote_accuracy_top8": "top-8 vote accuracy"}
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table: the one table writer of the reports and the results page."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
@@ -44,7 +45,7 @@ def classifier_table(records: Sequence[dict]) -> str | None:
                 _cell(f["vote_accuracy_top8"]), f"{f['vote_accuracy_top8'] - f['classifier_accuracy']:+.4f}"]
         line += [_cell(_figure(r, p, key)) for p in parts for key in ("classifier_accuracy", "vote_accuracy_top8")]
         body.append(line)
-    return _table(header, body)
+    return markdown_table(header, body)
 
 
 def seen_unseen_table(records: Sequence[dict], metric: str, bits: Sequence[int | None]) -> str:
@@ -57,7 +58,7 @@ def seen_unseen_table(records: Sequence[dict], metric: str, bits: Sequence[int |
             body.append([f"{method} (cosine, no codes)", mode, *[cell[(method, mode, None)]] * len(bits)])
         else:
             body.append([method, mode, *(cell.get((method, mode, b), "—") for b in bits)])
-    return _table(["method", "mode", *(f"{b} bits" if b else "value" for b in bits)], body)
+    return markdown_table(["method", "mode", *(f"{b} bits" if b else "value" for b in bits)], body)
 
 
 def class_sections(records: Sequence[dict], bits: Sequence[int | None]) -> list[str]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import statistics
 from pathlib import PurePath
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from hashseek.core.errors import InvalidInputError
+from hashseek.eval.report_tables import markdown_table
 
 FIGURES = ("map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "n_query", "n_database")
 SELECTION = ("metric", "queries", "database", "epochs_run", "best_epoch", "best_val_map", "warmup_val_map",
@@ -83,11 +84,6 @@ def _values(runs: Sequence[dict], part: str, key: str, tie_aware: bool = False) 
     return [f[key] for f in figures if f.get(key) is not None]
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows)]
-
-
 def trained_tables(records: Sequence[dict]) -> list[str]:
     """Markdown lines: one row per method and setting with the mean (sd) over its seeds, then one row per
     run (what each seed chose and reached)."""
@@ -118,14 +114,15 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
                             *(_stat(_values([r], "test", key)) for key in ("map_all", "precision_at_20",
                                                                            "vote_accuracy_top8"))])
     return ["*Mean (sd) over the seeds listed; each seed draws its own split and initialisation (a built-in "
-            "protocol's seed-0 split is the shipped one). Validation figures chose the epoch (or the zero-training baseline, where "
-            "the trained model fell below it: its figures are then the baseline's); test figures were read once. "
+            "protocol's seed-0 split is the shipped one). Validation figures chose the epoch (or the zero-training "
+            "baseline, where the trained model fell below it: its figures are then the baseline's); test figures "
+            "were read once. "
             "Tie-aware: the expectation over a random order of equal Hamming distances (He et al. 2018).*", "",
-            *_table(["method", "mode", "bits", "seeds", "training min", "validation mAP@all", "test mAP@all",
-                     "test P@20", "test top-8 vote", "test tie-aware mAP@all / P@20 / vote"], summary), "",
+            markdown_table(["method", "mode", "bits", "seeds", "training min", "validation mAP@all", "test mAP@all",
+                            "test P@20", "test top-8 vote", "test tie-aware mAP@all / P@20 / vote"], summary), "",
             "*Each run*", "",
-            *_table(["method", "bits", "seed", "train / val / test (database)", "epochs (kept)", "training min",
-                     "validation mAP@all", "test mAP@all", "test P@20", "test top-8 vote"], per_run), ""]
+            markdown_table(["method", "bits", "seed", "train / val / test (database)", "epochs (kept)", "training min",
+                            "validation mAP@all", "test mAP@all", "test P@20", "test top-8 vote"], per_run), ""]
 
 
 def trained_sections(records: Sequence[dict], split_name: str) -> list[str]:
