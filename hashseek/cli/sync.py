@@ -26,6 +26,7 @@ def _print_report(collection_path: Path, report, n_images: int, verbose: bool) -
 
 
 def cmd_sync(args) -> int:
+    from hashseek.data.datasets import not_read_note
     from hashseek.search.collection import Collection
     from hashseek.search.sync import checked_folder
 
@@ -35,8 +36,14 @@ def cmd_sync(args) -> int:
     options = {"labels_from_folders": bool(args.labels_from_folders), "allow_empty": bool(args.allow_empty)}
     batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
     with Collection.open(args.collection, **batch) as collection:
+        last_note = [None]
+
         def show(report) -> None:
             _print_report(args.collection, report, len(collection), args.verbose_changes)
+            note = not_read_note(report.not_images)
+            if note and note != last_note[0]:   # said once while watching, again when it changes
+                print(f"  {note}", flush=True)
+            last_note[0] = note
 
         if not args.watch:
             show(collection.sync(args.folder, progress=not args.quiet, **options))

@@ -40,6 +40,12 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not os.path.basename(name).startswith(".")
 
 
+def file_kind(name: str) -> str:
+    """How a file passed over for its name is counted (``ignored``): its suffix, or its name when it has none."""
+    base = posixpath.basename(name.replace(os.sep, "/"))
+    return os.path.splitext(base)[1].lower() or base
+
+
 def not_read_note(ignored: dict[str, int]) -> str | None:
     """One line on the files left unread because their names are not images' (``ImageDataset.ignored``),
     with how to read them where there is a way (.heic without pillow-heif); None when there were none."""
@@ -195,7 +201,7 @@ class FolderDataset(ImageDataset):
                     if os.path.isfile(os.path.join(folder, f)):
                         ids.append((rel / f).as_posix())
                 elif not is_hidden_name(f):
-                    ignored[os.path.splitext(f)[1].lower() or f] += 1
+                    ignored[file_kind(f)] += 1
         super().__init__(name or self.root.name, sorted(ids))
         self.ignored, self.left_out = dict(ignored), left_out
 
@@ -244,7 +250,7 @@ class ArchiveDataset(ImageDataset):
                     continue
                 if not is_image_name(member.name):
                     if member.isfile():
-                        ignored[posixpath.splitext(member.name)[1].lower() or posixpath.basename(member.name)] += 1
+                        ignored[file_kind(member.name)] += 1
                     continue
                 if member.isfile():
                     names.append(member.name)

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from tqdm.auto import tqdm
 
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher
-from hashseek.data.datasets import BAD_NAME, is_bad_name, is_image_name, is_skipped_folder, printable_name
+from hashseek.data.datasets import (BAD_NAME, file_kind, is_bad_name, is_hidden_name, is_image_name,
+                                    is_skipped_folder, printable_name)
 from hashseek.data.loader import iter_batches
 from hashseek.search import file_stats
 from hashseek.search.file_stats import FileStat
@@ -43,7 +45,8 @@ VANISHED = "vanished during the sync"
 class SyncReport:
     """What a sync did, by source path. ``copied``: added or updated from the stored features of the same
     bytes, without decoding; ``vanished``: files seen by the walk but gone when read (those that were in
-    the library are also in ``removed``); ``timings``: seconds of each stage."""
+    the library are also in ``removed``); ``not_images``: files passed over for their names, by suffix (as
+    ``AddReport.not_images``); ``timings``: seconds of each stage."""
 
     folder: str
     added: list[str] = field(default_factory=list)
@@ -54,6 +57,7 @@ class SyncReport:
     copied: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
     vanished: list[str] = field(default_factory=list)
+    not_images: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -84,6 +88,7 @@ class Plan:
     files: dict[str, tuple[str, FileStat]]          # source -> (path relative to root, stat)
     rows: dict[str, Row]                            # source -> its row (library or removed)
     blind: list[tuple[str, str]]                    # (path prefix, reason) of subfolders that could not be read
+    not_images: dict[str, int] = field(default_factory=dict)   # files passed over for their names, by suffix
     hashes: dict[str, str] = field(default_factory=dict)
 
     def label(self, source: str) -> str | None:
@@ -101,6 +106,7 @@ def sync_folder(store: LibraryStore, image_hasher: ImageHasher, folder: str | Pa
     report = SyncReport(str(root))
     plan = walk(root, exclude.expanduser().resolve())
     report.unreadable += [(prefix.rstrip(os.sep), reason) for prefix, reason in plan.blind]
+    report.not_images = plan.not_images
     prefix = str(root).rstrip(os.sep) + os.sep
     plan.rows = library_rows(store, prefix)
     gone = [s for s, row in plan.rows.items() if row.in_library and s not in plan.files
@@ -168,9 +174,11 @@ def checked_folder(folder: str | Path) -> Path:
 
 
 def walk(root: Path, exclude: Path) -> Plan:
-    """Every image file under ``root`` with its stat; subfolders that cannot be read are noted (``blind``)."""
+    """Every image file under ``root`` with its stat; subfolders that cannot be read are noted (``blind``),
+    other files counted by suffix (``not_images``), as ``FolderDataset`` counts them."""
     files: dict[str, tuple[str, FileStat]] = {}
     blind: list[tuple[str, str]] = []
+    not_images: Counter[str] = Counter()
     stack = [(root, "")]
     while stack:
         folder, rel = stack.pop()
@@ -191,9 +199,11 @@ def walk(root: Path, exclude: Path) -> Plan:
                         stack.append((Path(entry.path), name + "/"))
                 elif is_image_name(entry.name) and entry.is_file():
                     files[str(root / name)] = (name, FileStat.of(entry.stat()))
+                elif not is_hidden_name(entry.name) and entry.is_file():
+                    not_images[file_kind(entry.name)] += 1
             except OSError:   # gone between listing and stat: as if the walk had not seen it
                 continue
-    return Plan(root, files, {}, blind)
+    return Plan(root, files, {}, blind, dict(not_images))
 
 
 def library_rows(store: LibraryStore, prefix: str) -> dict[str, Row]:

@@ -30,8 +30,13 @@ def setup(tmp_path):
 
 def test_sync_prints_what_it_did_and_refuses_bad_input(setup, tmp_path, capsys):
     collection, folder = setup
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "checks/clip.MOV").write_bytes(b"\0" * 64)
+    (folder / ".DS_Store").write_bytes(b"\0")          # hidden: no user's file, not counted
     assert main(["sync", str(collection), str(folder), "--labels-from-folders", "-q"]) == 0
-    assert "added 16, removed 0, updated 0, unchanged 0, unreadable 0; 16 images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "added 16, removed 0, updated 0, unchanged 0, unreadable 0; 16 images" in out
+    assert "2 file(s) not read, not images by their names (" in out and ".mov 1" in out and ".txt 1" in out
     (folder / "checks/checks_00.jpg").unlink()
     assert main(["sync", str(collection), str(folder), "--list", "-q"]) == 0
     out = capsys.readouterr().out
