@@ -234,7 +234,8 @@ def recipe_plan(recipe: str, prepared: Prepared, *, max_minutes: float | None = 
                 augment: dict | None = None, started: float | None = None, evaluate: bool = True) -> Plan:
     """``recipe_config`` with the seconds to keep for the baseline and the report; ``max_minutes`` counts
     from ``started`` (a ``time.perf_counter()``; default now), so time spent opening the source is taken off.
-    ``evaluate=False`` (``train --no-eval``): no test evaluation follows training, so none is reserved."""
+    ``evaluate=False`` (``train --no-eval``): no test evaluation follows training, so none is reserved.
+    Unbounded fine-tuning is measured and its duration estimated (``plan_run(estimate=True)``)."""
     protocol = prepared.protocol
     given = {**(overrides or {}), **({"augment_kwargs": augment} if augment else {})}
     left = None
@@ -243,7 +244,8 @@ def recipe_plan(recipe: str, prepared: Prepared, *, max_minutes: float | None = 
         left = max(max_minutes - spent, 0.05) if max_minutes > 0 else max_minutes   # <= 0: plan_run says why
     return plan_run(recipe, n_train=len(protocol.train), n_classes=_n_classes(prepared),
                     n_validation=len(protocol.validation), n_query=len(protocol.query) if evaluate else 0,
-                    n_database=len(protocol.database) if evaluate else 0, max_minutes=left, overrides=given)
+                    n_database=len(protocol.database) if evaluate else 0, max_minutes=left, overrides=given,
+                    estimate=True)
 
 
 def run_deadline(plan: Plan, started: float, max_minutes: float | None) -> float | None:

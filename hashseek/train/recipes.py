@@ -114,14 +114,15 @@ def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: floa
 
 def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,
              overrides: dict | None = None, n_validation: int | None = None, n_query: int = 0,
-             n_database: int = 0, speed: Speed | None = None) -> Plan:
+             n_database: int = 0, speed: Speed | None = None, estimate: bool = False) -> Plan:
     """The recipe's TrainConfig for this source, the lines saying what was chosen and why, and the
     seconds reserved after training.
 
     ``overrides``: TrainConfig settings that win over the recipe (None values mean "not given";
     ``augment_kwargs`` entries merge into the recipe's). ``n_validation`` defaults to a quarter of
     ``n_train``; ``n_query``/``n_database``: the test evaluation after training (0: none). ``speed``
-    skips the measurement (tests, or a machine measured before).
+    skips the measurement (tests, or a machine measured before). ``estimate``: an unbounded fine-tuning
+    run is measured too, and a line says how long it will take (a run about to start).
     """
     settings = RECIPES.create(name)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -137,20 +138,27 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
              f"the epoch is selected on validation mAP@all"]
     if given:
         lines.append("given: " + ", ".join(f"{k}={v}" for k, v in sorted(given.items())))
-    if max_minutes is None:
-        return Plan(config, lines)
-    if max_minutes <= 0:
+    if max_minutes is not None and max_minutes <= 0:
         raise InvalidInputError(f"max_minutes must be positive, got {max_minutes}")
+    if max_minutes is None and (config.mode == "frozen" or not estimate):   # a frozen run takes minutes
+        return Plan(config, lines)
     speed = speed or measure_speed(config)
     lines.append(f"measured on {speed.device}: backbone forward {speed.native_forward_ms:.1f} ms/image at its own "
                  f"size, " + (f"training step {speed.train_ms:.1f} ms/image at {speed.size} px, " if speed.train_ms
                               else "") + f"head step {speed.head_ms:.2f} ms/image")
+    baseline = baseline_seconds(n_train, n_val, speed) if n_val else 0.0
+    if max_minutes is None:   # fine-tuning unbounded can take hours on a CPU: say so before it starts
+        total = baseline + estimate_seconds(config, n_train, n_val, speed) + RESERVE_MARGIN * final_seconds(
+            config, n_train, n_val, n_query, n_database, speed)
+        lines.append(f"estimated {_duration(total)} on this {speed.device.upper()} for {config.epochs} epochs at "
+                     f"{config.input_size or speed.size} px, with the baseline, validation and the report; "
+                     "--max-minutes N bounds the run (epochs and input size are then fitted to N)")
+        return Plan(config, lines)
     budget = 60.0 * max_minutes
 
     def reserve(c: TrainConfig) -> float:
         return RESERVE_MARGIN * final_seconds(c, n_train, n_val, n_query, n_database, speed)
 
-    baseline = baseline_seconds(n_train, n_val, speed) if n_val else 0.0
     fitted, changes = _fit_budget(config, set(given), n_train, n_val, speed, budget - baseline, reserve)
     if "max_minutes" not in given:
         fitted = replace(fitted, max_minutes=max_minutes)
@@ -168,6 +176,11 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
                                               else f" at {fitted.input_size or 'native'} px after "
                                                    f"{fitted.warmup_epochs} warm-up epochs"))
     return Plan(replace(fitted, epochs=config.epochs), lines, kept, fitted.epochs)
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"about {minutes:.0f} min" if minutes < 90 else f"about {minutes / 60:.1f} h"
 
 
 def baseline_seconds(n_train: int, n_val: int, speed: Speed) -> float:

@@ -8,8 +8,8 @@ import pytest
 
 from hashseek.core.errors import InvalidInputError, UnknownNameError
 from hashseek.train import TrainConfig
-from hashseek.train.recipes import (RECIPES, Speed, estimate_seconds, final_seconds, measure_speed, plan_run,
-                                    resolve_recipe)
+from hashseek.train.recipes import (RECIPES, RESERVE_MARGIN, Speed, baseline_seconds, estimate_seconds, final_seconds,
+                                    measure_speed, plan_run, resolve_recipe)
 
 # a CPU like the 2-core dev machine, idle: Lite0 maps at 224 px, Lite1 steps at 280 px
 SPEED = Speed(device="cpu", size=280, forward_ms=60.0, native_forward_ms=25.0, train_ms=180.0, head_ms=0.3,
@@ -43,6 +43,20 @@ def test_max_minutes_shrinks_the_estimated_epochs_then_the_input_and_keeps_the_r
     smaller = plan_run("best", n_train=260, n_classes=13, max_minutes=8, speed=SPEED)
     assert smaller.config.input_size < 280 and smaller.estimated_epochs >= 8 and smaller.config.epochs == 20
     assert any("input_size: 280 -> " in line for line in smaller.lines)
+
+
+def test_unbounded_fine_tuning_says_how_long_it_will_take_before_it_starts():
+    """Without --max-minutes a fine-tuning run on a CPU can take hours: the plan says so and how to bound it."""
+    plan = plan_run("best", n_train=2000, n_classes=20, n_validation=400, n_query=500, n_database=2400, speed=SPEED,
+                    estimate=True)
+    seconds = (baseline_seconds(2000, 400, SPEED) + estimate_seconds(plan.config, 2000, 400, SPEED)
+               + RESERVE_MARGIN * final_seconds(plan.config, 2000, 400, 500, 2400, SPEED))
+    assert seconds > 90 * 60 and f"estimated about {seconds / 3600:.1f} h on this CPU for 20 epochs at 280 px" \
+        in plan.lines[-1] and "--max-minutes N bounds the run" in plan.lines[-1]
+    assert plan.config.epochs == 20 and plan.config.max_minutes is None   # nothing is shrunk: only said
+    assert not any("estimated" in line for line in plan_run("best", n_train=2000, n_classes=20, speed=SPEED).lines)
+    fast = plan_run("fast", n_train=2000, n_classes=20, estimate=True)   # frozen: minutes, so no probe at all
+    assert not any("measured" in line or "estimated" in line for line in fast.lines)
 
 
 def test_the_final_evaluation_is_reserved_at_the_onnx_speed_of_the_input_size():
