@@ -15,7 +15,8 @@ from hashseek.eval.report_tables import markdown_table
 
 FIGURES = ("map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "n_query", "n_database")
 SELECTION = ("metric", "queries", "database", "epochs_run", "best_epoch", "best_val_map", "warmup_val_map",
-             "baseline_val_map", "kept", "stopped_for_time", "stopped_early", "run_seconds")
+             "baseline_val_map", "kept", "stopped_for_time", "stopped_early", "run_seconds", "trained_size",
+             "encode_size", "encode_size_val_map")
 REQUIRED = ("split", "model", "settings", "selection", "validation", "test")
 
 
@@ -71,6 +72,12 @@ def _mode(runs: Sequence[dict]) -> str:
             + (f", recipe {r['recipe']}" if r["recipe"] else "") + (f", --max-minutes {round(limit)}" if limit else ""))
 
 
+def _sizes(record: dict) -> str:
+    """The training input size, and the encode size chosen on validation where it differs."""
+    trained, encoded = record["input_size"], record["selection"].get("encode_size")
+    return f"{trained or 'own'}" + (f" ({encoded})" if encoded and encoded != trained else "")
+
+
 def _stat(values: Sequence[float], digits: int = 3) -> str:
     if not values:
         return "—"
@@ -109,6 +116,7 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
                             f"{sizes.get('query', '?')} ({sizes.get('database', '?')})",
                             f"{sel.get('epochs_run', '?')} (kept "
                             f"{'the baseline' if r['kept'] == 'baseline' else sel.get('best_epoch', '?')})",
+                            _sizes(r),
                             _stat([r["train_seconds"] / 60] if r["train_seconds"] is not None else [], 1),
                             _stat(_values([r], "validation", "map_all")),
                             *(_stat(_values([r], "test", key)) for key in ("map_all", "precision_at_20",
@@ -121,7 +129,8 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
             markdown_table(["method", "mode", "bits", "seeds", "training min", "validation mAP@all", "test mAP@all",
                             "test P@20", "test top-8 vote", "test tie-aware mAP@all / P@20 / vote"], summary), "",
             "*Each run*", "",
-            markdown_table(["method", "bits", "seed", "train / val / test (database)", "epochs (kept)", "training min",
+            markdown_table(["method", "bits", "seed", "train / val / test (database)", "epochs (kept)",
+                            "input px (encoded at)", "training min",
                             "validation mAP@all", "test mAP@all", "test P@20", "test top-8 vote"], per_run), ""]
 
 

@@ -42,6 +42,7 @@ from hashseek.models.backbones import create_backbone
 from hashseek.models.features import BackboneEncoder
 from hashseek.models.heads import create_head
 from hashseek.train.config import TrainConfig, training_device
+from hashseek.train.encode_size import larger_size
 from hashseek.train.selection import validation_interval
 
 RECIPES: Registry[dict] = Registry("recipe", defaults={"description": "", "mode": "frozen"})
@@ -65,7 +66,8 @@ def fast() -> dict:
 
 @RECIPES.register("best", description="end-to-end fine-tuning: gap+csq, EfficientNet-Lite1 at 280 px, head "
                                       "warm-up on frozen maps, trunk lr x0.3, photo-shaped crops, mirror-averaged "
-                                      "encoding", mode="finetune")
+                                      "encoding at the size that validates better (the training size or 1.15x)",
+                  mode="finetune")
 def best() -> dict:
     return dict(backbone="efficientnet_lite1", head="gap", loss="csq", bits=64, mode="finetune", epochs=20,
                 batch_size=32, lr=1e-3, input_size=280, warmup_epochs=100, backbone_lr_scale=0.3,
@@ -221,6 +223,9 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed
     forward_ms = _onnx_ms(config, speed) if on_cpu else at.forward_ms
     validation = (n_train + n_val) * (passes * forward_ms + DECODE_MS) + (1000 * EXPORT_SECONDS if on_cpu else 0)
     tuning = n_train * DECODE_MS + _with_validation(config.epochs, n_train * at.train_ms, validation, "finetune")
+    if n_val:   # the kept weights validated once more at a larger encode size (``encode_size.py``)
+        size = config.input_size or speed.size
+        tuning += validation * (larger_size(size) / size) ** 2
     if not config.warmup_epochs:
         return tuning / 1000
     # the warm-up model validated as it would encode (mirror-averaged, at the backbone's own size)

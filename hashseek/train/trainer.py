@@ -45,6 +45,7 @@ from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
 from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
+from hashseek.train.encode_size import choose_encode_size
 from hashseek.train.evaluator import MapEncoder, evaluate_split, map_encoder, training_encoder
 from hashseek.train.schedule import Pace, Rate, Stage, plan_stages, replan, share
 from hashseek.train.selection import Selection
@@ -179,7 +180,7 @@ class Trainer:
             torch.set_num_threads(threads)
             bar.close()
         return self._finish(model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped,
-                            planned=last)
+                            planned=last, deadline=deadline)
 
     # -- pieces ------------------------------------------------------------------------
     def _build(self, dataset: ImageDataset, provenance: dict) -> HashModel:
@@ -321,8 +322,9 @@ class Trainer:
                             progress=self.progress)
 
     def _finish(self, model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped,
-                planned: int):
-        """Load the chosen weights, put the model back on the CPU (encoding runs there), save it."""
+                planned: int, deadline: float | None):
+        """Load the chosen weights (a fine-tuned model's encode size too, ``encode_size.py``), put the model
+        back on the CPU (encoding runs there), save it."""
         cfg = self.config
         info = {"metric": "map_all", "evaluator": "hashseek.train.evaluator.evaluate_split",
                 "queries": f"{len(val_ids)} validation images", "database": f"{len(train_ids)} training images",
@@ -349,6 +351,9 @@ class Trainer:
                             finetune_best_val_map=selection.best_map, best_val_map=warm_map,
                             best_epoch=warm.selection.get("best_epoch"))
                 model = warm.model.set_mirror_average(cfg.mirror_average)
+        if cfg.mode == "finetune" and val_ids and info["kept"] == "best validation epoch":
+            info.update(choose_encode_size(model, dataset, val_ids, train_ids, device, selection.best_map,
+                                           selection.last_val_seconds, deadline, self.progress))
         model.eval().to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
         model.config.update(history=history, train_seconds=history[-1]["seconds"] if history else 0.0,
                             trained_on=device_name(device), selection=info, train=asdict(cfg),

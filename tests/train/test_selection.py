@@ -135,3 +135,41 @@ def test_a_frozen_run_at_a_larger_input_reads_its_maps_at_that_size(cars_split, 
     assert again.figures["map_all"] == pytest.approx(result.selection["best_val_map"], abs=1e-9)
     codes, _ = loaded.encode([dataset.read_bytes(i) for i in validation])       # the exported graph at 256
     assert (codes == again.query.codes).mean() > 0.95
+
+
+def test_a_fine_tuned_model_keeps_the_encode_size_that_validates_better(cars_split, watch, tmp_path):
+    """After fine-tuning, the kept weights are validated at 1.15x the training size as well; the saved model
+    encodes at the better one, and its figure is the one recorded (test images never read)."""
+    from hashseek.models.hash_model import load_model
+    from hashseek.train.encode_size import larger_size
+
+    dataset, train, validation, test = cars_split
+    watched = watch(dataset)
+    config = TrainConfig(head="gap", loss="csq", bits=32, mode="finetune", epochs=2, batch_size=8, input_size=64,
+                         warmup_epochs=0, validate_every=1)
+    result = Trainer(config, progress=False).fit(watched, train, validation_ids=validation, out_dir=tmp_path)
+    assert watched.touched and not watched.touched & set(test)
+    sel = result.selection
+    tried = sel["encode_size_val_map"]
+    assert sel["trained_size"] == 64 and set(tried) == {"64", "80"} and tried["64"] == sel["best_val_map"]
+    assert sel["encode_size"] == (80 if tried["80"] > tried["64"] else 64)
+    loaded = load_model(tmp_path)
+    assert loaded.input_size == sel["encode_size"] and loaded.config["train"]["input_size"] == 64
+    again = evaluate_split(loaded, dataset, validation, train, progress=False)
+    assert again.figures["map_all"] == pytest.approx(tried[str(sel["encode_size"])], abs=1e-6)
+    assert [larger_size(s) for s in (16, 64, 160, 192, 280)] == [32, 80, 192, 224, 320]
+
+
+def test_the_larger_encode_size_is_not_tried_past_the_deadline(cars_split):
+    import time
+
+    import torch
+
+    from hashseek.models.hash_model import HashModel
+    from hashseek.train.encode_size import choose_encode_size
+
+    dataset, train, validation, _ = cars_split
+    model = HashModel.build("efficientnet_lite0", "gap", 16, loss="csq", mode="finetune", input_size=96)
+    record = choose_encode_size(model, dataset, validation, train, torch.device("cpu"), 0.5, 1.0,
+                                deadline=time.perf_counter())
+    assert record["encode_size"] == model.input_size == 96 and "past the deadline" in record["encode_size_note"]
