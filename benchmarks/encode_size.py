@@ -20,7 +20,7 @@ from _common import machine, write_json  # noqa: E402
 FIGURES = ("map_all", "precision_at_20", "vote_accuracy_top8")
 
 
-def measure(run: Path) -> dict:
+def measure(run: Path, also: list[float]) -> dict:
     import torch
 
     from hashseek.eval.source_runs import load_run_split, reopen
@@ -48,6 +48,9 @@ def measure(run: Path) -> dict:
     sizes = [trained, larger_size(trained)]
     validation = {str(s): figures(s, protocol.validation, protocol.train) for s in sizes}
     chosen = max(sizes, key=lambda s: (validation[str(s)]["map_all"], -s))   # ties keep the training size
+    for scale in also:   # other sizes, validated for comparison only (never chosen)
+        size = 16 * round(trained * scale / 16)
+        validation.setdefault(str(size), figures(size, protocol.validation, protocol.train))
     test = {str(trained): {k: reported["test"][k] for k in FIGURES}}
     if chosen != trained:
         test[str(chosen)] = figures(chosen, protocol.query, protocol.database, protocol.leave_one_out)
@@ -63,15 +66,17 @@ def measure(run: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, nargs="+", help="folders of fine-tuned `hashseek train` runs")
+    p.add_argument("--also", type=float, nargs="*", default=[],
+                   help="other scales of the training size to validate for comparison (never chosen)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     rows = []
     for run in args.runs:
-        rows.append(measure(run))
+        rows.append(measure(run, args.also))
         write_json(args.out, {"script": "python benchmarks/encode_size.py " + " ".join(sys.argv[1:]),
                               "protocol": "each run's saved split: validation queries against the training images "
                                           "choose the size (mAP@all); test queries against the database, read "
-                                          "only at a changed size",
+                                          "only at a changed size; --also sizes are validated, never chosen",
                               "machine": machine(), "rows": rows})
     print(f"wrote {args.out}")
 
