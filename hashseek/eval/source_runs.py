@@ -35,6 +35,7 @@ from hashseek.models.hash_model import HashModel, load_model
 from hashseek.search.collection import Collection
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.train import TrainConfig, Trainer, TrainResult
+from hashseek.train.checkpoint import STATE_FILE
 from hashseek.train.evaluator import EncodingMemo, encode_ids
 from hashseek.train.recipes import Plan, plan_run
 
@@ -212,7 +213,7 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
         if saved.is_file() and Protocol.load(saved) != prepared.protocol:
             raise ConflictError(f"{out} was trained on another split ({saved}); resume with the same source and "
                                 f"seed, or pass --split {saved}")
-    elif (out / MODEL_FILE).is_file() or (out / "trainer_state.pt").is_file():
+    elif (out / MODEL_FILE).is_file() or (out / STATE_FILE).is_file():
         raise ConflictError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     prepared.protocol.save(saved)

@@ -16,7 +16,7 @@ bound: after each epoch the run is re-planned to the most epochs (up to ``epochs
 at the measured epoch and validation times (``schedule.replan``: the learning-rate schedule follows
 without a jump), an epoch that would end past it is not started, and one running when it passes
 stops between batches; the best validated weights are kept.
-Every completed epoch (warm-up epochs too) is checkpointed atomically, so a run killed at
+Every completed epoch (warm-up epochs too) is checkpointed atomically (``checkpoint.py``), so a run killed at
 any point resumes from its last epoch with ``resume=True``.
 """
 from __future__ import annotations
@@ -33,8 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hashseek.core.atomic import atomic_path, atomic_write_json
-from hashseek.core.errors import ConflictError, DamagedError, InvalidInputError
+from hashseek.core.errors import InvalidInputError
 from hashseek.data.augment import SeedAugment
 from hashseek.data.augmented import AugmentedDataset
 from hashseek.data.datasets import ImageDataset
@@ -44,6 +43,7 @@ from hashseek.models.features import extract_features
 from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
+from hashseek.train.checkpoint import load_checkpoint, save_checkpoint, trainable_state
 from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
 from hashseek.train.encode_size import choose_encode_size
 from hashseek.train.evaluator import MapEncoder, evaluate_split, map_encoder, training_encoder
@@ -51,9 +51,7 @@ from hashseek.train.schedule import Pace, Rate, Stage, plan_stages, replan, shar
 from hashseek.train.selection import Selection
 
 log = logging.getLogger(__name__)
-STATE_FILE = "trainer_state.pt"
 WARMUP_SHARE = 0.4    # the most of a deadline-bound fine-tuning run its head warm-up may take
-LOG_FILE = "loss_log.json"
 
 
 class Trainer:
@@ -77,7 +75,7 @@ class Trainer:
         train_ids, val_ids = list(train_ids), list(validation_ids or [])
         _check_split(dataset, train_ids, val_ids)
         out = Path(out_dir) if out_dir is not None else None
-        saved = _load_state(out, cfg) if resume and out is not None else None
+        saved = load_checkpoint(out, cfg) if resume and out is not None else None
         spent = saved["history"][-1]["seconds"] if saved and saved["history"] else 0.0
         if deadline is None and cfg.max_minutes is not None:
             deadline = started + 60 * cfg.max_minutes - spent
@@ -160,7 +158,7 @@ class Trainer:
                     result = evaluate_split(model, dataset, val_ids, train_ids, progress=False, encoder=encoder)
                     record.update(val_map=result.figures["map_all"], val_seconds=result.seconds)
                     val_pace(result.seconds)
-                    improved = selection.update(epoch + 1, record["val_map"], _trainable_state(model), epoch_seconds,
+                    improved = selection.update(epoch + 1, record["val_map"], trainable_state(model), epoch_seconds,
                                                 result.seconds)
                     for rate in scheduler.lr_lambdas if cfg.schedule == "plateau" else ():
                         rate.observe(improved, cfg.plateau_patience, cfg.plateau_factor)
@@ -171,7 +169,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(_postfix(record, selection))
                 if out is not None:
-                    self._checkpoint(out, model, history, epoch - 1, step, stage, optimizer, scheduler, selection)
+                    save_checkpoint(out, cfg, model, history, epoch - 1, step, stage, optimizer, scheduler, selection)
         except KeyboardInterrupt:
             log.warning("interrupted during epoch %d; %s", epoch + 1,
                         f"resume with resume=True (--resume) from {out}" if out else "no checkpoint (no out_dir)")
@@ -268,15 +266,6 @@ class Trainer:
         rates = [Rate(cfg.schedule, total), Rate(cfg.schedule, total, ramp)]
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, rates[:len(groups)])
 
-    def _checkpoint(self, out: Path, model, history, epoch, step, stage, optimizer, scheduler, selection) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        state = {"model": _trainable_state(model), "epoch": epoch + 1, "step": step, "history": history,
-                 "stage": stage.name, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "selection": selection.state_dict(), "rng": torch.get_rng_state(), "config": asdict(self.config)}
-        with atomic_path(out / STATE_FILE) as tmp:
-            torch.save(state, tmp)
-        atomic_write_json(out / LOG_FILE, history, indent=1)
-
     def _frozen_data(self, dataset, train_ids, val_ids, model, labels, device):
         """Cached conv maps of the training images (plus their seed-augmented copies if asked), and an
         encoder that scores validation against training maps with the head alone."""
@@ -364,12 +353,6 @@ class Trainer:
         return TrainResult(model, history, model.config["train_seconds"], info)
 
 
-def _trainable_state(model: HashModel) -> dict[str, torch.Tensor]:
-    """What a frozen run changes is the head; a fine-tuning run changes everything."""
-    frozen = model.config.get("mode") == "frozen"
-    return {k: v for k, v in model.state_dict().items() if not (frozen and k.startswith("backbone."))}
-
-
 def _postfix(record: dict, selection: Selection) -> dict:
     shown = {"loss": f"{record['loss']:.4f}"}
     if "val_map" in record:
@@ -388,22 +371,3 @@ def _check_split(dataset: ImageDataset, train_ids: list[str], val_ids: list[str]
     labels = dataset.labels(train_ids + val_ids)
     if (labels < 0).any():
         raise InvalidInputError(f"{int((labels < 0).sum())} training or validation images have no label")
-
-
-def _load_state(out: Path, config: TrainConfig) -> dict | None:
-    """The checkpoint to resume from; one written with other settings is refused (the run length,
-    device, validation interval and patience may change)."""
-    path = out / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:   # a checkpoint is written atomically, so this is damage, not a half write
-        raise DamagedError(f"{path} cannot be read ({err}); delete it to train from the start") from err
-    free = {"epochs", "device", "validate_every", "patience", "max_minutes"}
-    before, now = state.get("config", {}), asdict(config)
-    changed = sorted(k for k in now if k not in free and k in before and before[k] != now[k])
-    if changed:
-        raise ConflictError(f"{path} was written with other settings ({', '.join(changed)}): resume with the "
-                            "same settings, or train into another folder")
-    return state
