@@ -42,7 +42,9 @@ def measure(run: Path, also: list[float]) -> dict:
                                     encoder=encoder)
         finally:
             encoder.close()
-        return {**{k: record.figures[k] for k in FIGURES}, "seconds": time.perf_counter() - start}
+        return {**{k: record.figures[k] for k in FIGURES},
+                "tie_aware": {k: record.figures["tie_aware"][k] for k in FIGURES},
+                "seconds": time.perf_counter() - start}
 
     trained = model.input_size
     sizes = [trained, larger_size(trained)]
@@ -51,7 +53,8 @@ def measure(run: Path, also: list[float]) -> dict:
     for scale in also:   # other sizes, validated for comparison only (never chosen)
         size = 16 * round(trained * scale / 16)
         validation.setdefault(str(size), figures(size, protocol.validation, protocol.train))
-    test = {str(trained): {k: reported["test"][k] for k in FIGURES}}
+    test = {str(trained): {**{k: reported["test"][k] for k in FIGURES},
+                           "tie_aware": reported["test"].get("tie_aware")}}   # None: a report from before them
     if chosen != trained:
         test[str(chosen)] = figures(chosen, protocol.query, protocol.database, protocol.leave_one_out)
     row = {"run": str(run), "split": protocol.name, "seed": protocol.seed, "sizes": protocol.sizes(),
