@@ -7,6 +7,8 @@ Images that cannot be read are listed in the record with the reason, never dropp
 """
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from hashseek.models.runtime import weights_digest
 
 PRECISION_K = 20
 VOTE_K = 8
+SNAPSHOT_PREFIX = "hashseek-validate-"   # + the pid of the run that owns it
 
 
 @dataclass
@@ -248,6 +251,7 @@ class SnapshotEncoder:
         self.digest: str | None = None
         self.folder: tempfile.TemporaryDirectory | None = None
         self.run = None
+        sweep_snapshots()
 
     def __call__(self, ids: Sequence[str]) -> tuple[Encoded, list[tuple[str, str]]]:
         was_training = self.model.training
@@ -255,7 +259,7 @@ class SnapshotEncoder:
             digest = weights_digest(self.model)
             if digest != self.digest:
                 self.close()
-                self.folder = tempfile.TemporaryDirectory(prefix="hashseek-validate-")
+                self.folder = tempfile.TemporaryDirectory(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-")
                 self.run, self.digest = self.model.snapshot(Path(self.folder.name)), digest
             return _encode_batches(list(ids), self.dataset, self.model.preprocess, self.run, self.progress)
         finally:
@@ -267,6 +271,25 @@ class SnapshotEncoder:
             self.run, self.digest = None, None
             self.folder.cleanup()
             self.folder = None
+
+
+def sweep_snapshots() -> None:
+    """Remove the snapshot folders of runs that are gone: one killed (``kill -9``, a lost machine) cannot
+    remove its own, and each holds a model's ONNX graph (13-17 MB for Lite1)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SNAPSHOT_PREFIX}*-*"):
+        pid = folder.name[len(SNAPSHOT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):   # gone, or no process has such a number
+        return False
+    except PermissionError:                        # another user's process
+        return True
+    return True
 
 
 def training_encoder(model: HashModel, dataset: ImageDataset, device: torch.device, progress: bool = False) -> Encoder:

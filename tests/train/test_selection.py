@@ -173,3 +173,30 @@ def test_the_larger_encode_size_is_not_tried_past_the_deadline(cars_split):
     record = choose_encode_size(model, dataset, validation, train, torch.device("cpu"), 0.5, 1.0,
                                 deadline=time.perf_counter())
     assert record["encode_size"] == model.input_size == 96 and "past the deadline" in record["encode_size_note"]
+
+
+def test_snapshot_folders_of_killed_runs_are_swept_and_live_ones_kept(cars_split):
+    """A run killed with kill -9 cannot remove its validation snapshot (an ONNX graph of 13-17 MB); the next
+    run's encoder removes those whose process is gone, and never a live run's."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from hashseek.models.hash_model import HashModel
+    from hashseek.train.evaluator import SNAPSHOT_PREFIX, SnapshotEncoder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{int(gone.stdout)}-"))
+    live = Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-"))
+    (dead / "graph.onnx").write_bytes(b"\0" * 1024)
+    try:
+        model = HashModel.build("efficientnet_lite0", "gap", 16, loss="csq", mode="finetune", input_size=64)
+        encoder = SnapshotEncoder(model, cars_split[0])
+        assert not dead.exists() and live.is_dir()
+        encoder(cars_split[2][:2])
+        assert encoder.folder is not None and Path(encoder.folder.name).name.startswith(f"{SNAPSHOT_PREFIX}{os.getpid()}-")
+        encoder.close()
+    finally:
+        live.rmdir()
