@@ -82,8 +82,10 @@ def test_the_plan_counts_an_epoch_at_the_slowest_of_the_last_few():
 
 
 def test_a_bounded_run_ends_close_to_its_deadline_and_never_after_it(cars_split):
-    """Batches of 2 make an epoch tens of milliseconds: at a few milliseconds, scheduler jitter alone (CI's
-    first run of this test) made the planned last epoch miss its validation."""
+    """Batches of 2 make an epoch tens of milliseconds. The plan leaves room for the last epoch's validation
+    (``epochs_that_fit``, tested exactly above), but at this scale a scheduler hiccup in that epoch can still
+    push it past the deadline (two CI runs so far): then it stops between batches and its unvalidated
+    weights give way to the best validated ones, which is what this asserts rather than the lucky case."""
     dataset, train, validation, _ = cars_split
     config = TrainConfig(head="gap", loss="csq", bits=32, epochs=50_000, batch_size=2, patience=0)
     Trainer(replace(config, epochs=1), progress=False).fit(dataset, train, validation_ids=validation)  # maps cached
@@ -94,4 +96,8 @@ def test_a_bounded_run_ends_close_to_its_deadline_and_never_after_it(cars_split)
     assert ended <= deadline + 0.5, f"{ended - deadline:.2f} s past the deadline"
     assert deadline - ended < 1.0, f"{deadline - ended:.2f} s of the bound left unused"
     assert sel["stopped_for_time"] and sel["epochs_run"] == sel["epochs_planned"] < 50_000
-    assert "val_map" in result.history[-1] and not math.isnan(result.history[-1]["loss"])
+    last = result.history[-1]
+    assert "val_map" in last or last.get("cut_at_deadline"), last
+    assert sel["kept"] == "best validation epoch" and not math.isnan(last["loss"])
+    assert sel["best_epoch"] <= sel["epochs_run"] - (0 if "val_map" in last else 1)
+    assert not any(h.get("cut_at_deadline") for h in result.history[:-1])
