@@ -83,8 +83,8 @@ def cost_table(records: Iterable[dict], bits: int | None) -> str:
                      _ms(t.get("coarse_to_fine_ms_per_query")), _ms(t.get("linear_ms_per_query")),
                      "—" if drop is None else f"{drop:.2f}"])
     return markdown_table(["method", "mode", "bits", "parameters", "checkpoint on disk", "forward ms/img (batch 1)",
-                      "forward ms/img (batch 32)", "coarse-to-fine ms/query", "linear float ms/query",
-                      "time drop 1 - t_hashed/t_linear"], body)
+                          "forward ms/img (batch 32)", "coarse-to-fine ms/query", "linear float ms/query",
+                          "time drop 1 - t_hashed/t_linear"], body)
 
 
 def _ms(value: float | None) -> str:
@@ -108,7 +108,7 @@ def query_time_table(records: Iterable[dict], bits: int | None) -> str | None:
                      _ms(t.get("coarse_to_fine_ms_per_query")), _ms(t.get("forward_ms_batch1")),
                      r.get("created", "—")[:16].replace("T", " ")])
     return markdown_table(["method", "mode", "searched", "mAP@all", "linear cosine scan ms/query",
-                      "coarse-to-fine ms/query", "forward ms/img (batch 1)", "measured (UTC)"], body)
+                          "coarse-to-fine ms/query", "forward ms/img (batch 1)", "measured (UTC)"], body)
 
 
 def quoted_table(quoted: Iterable[dict]) -> str:
@@ -135,7 +135,7 @@ def protocol_table(records: Iterable[dict]) -> str:
                      str(s.get("validation", "—")), str(p["seed"]), p["backbone"],
                      " ".join(p["description"].split()) + unseen])
     return markdown_table(["protocol", "dataset", "queries", "database", "training", "validation", "seed", "backbone",
-                      "split"], body)
+                          "split"], body)
 
 
 def protocol_notes(records: Iterable[dict]) -> str:

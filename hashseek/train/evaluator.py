@@ -287,8 +287,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):   # gone, or no process has such a number
         return False
-    except PermissionError:                        # another user's process
-        return True
+    except PermissionError:                        # another user's process: alive
+        pass
     return True
 
 

@@ -196,7 +196,9 @@ def test_snapshot_folders_of_killed_runs_are_swept_and_live_ones_kept(cars_split
         encoder = SnapshotEncoder(model, cars_split[0])
         assert not dead.exists() and live.is_dir()
         encoder(cars_split[2][:2])
-        assert encoder.folder is not None and Path(encoder.folder.name).name.startswith(f"{SNAPSHOT_PREFIX}{os.getpid()}-")
+        assert encoder.folder is not None
+        own = Path(encoder.folder.name).name
+        assert own.startswith(f"{SNAPSHOT_PREFIX}{os.getpid()}-")
         encoder.close()
     finally:
         live.rmdir()
