@@ -151,6 +151,11 @@ def print_figures(run, out: Path) -> None:
                 print(f"{'':<10} tie-aware (expected over random order of equal distances): mAP@all "
                       f"{ties['map_all']:.4f}  P@20 {_f(ties['precision_at_20'])}  "
                       f"top-8 vote {_f(ties['vote_accuracy_top8'])}")
+            if "searched" in figures:
+                found = figures["searched"]
+                print(f"{'':<10} as searched (the collection's default: {found['candidates']} Hamming candidates "
+                      f"re-ranked): mAP@all {found['map_all']:.4f}  P@20 {_f(found['precision_at_20'])}  "
+                      f"top-8 vote {_f(found['vote_accuracy_top8'])}")
     if run.test["n_dropped"]:
         print(f"{run.test['n_dropped']} test image(s) could not be read (listed in {out}/eval.json)")
 

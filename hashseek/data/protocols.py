@@ -59,6 +59,21 @@ class Protocol:
         except (OSError, EOFError, json.JSONDecodeError, TypeError) as err:
             raise InvalidInputError(f"{path} is not a split saved by hashseek ({err})") from None
 
+    def drop_missing(self, dataset: ImageDataset) -> list[str]:
+        """Leave out of every part the ids no longer in ``dataset`` (files deleted or moved since the split
+        was drawn), recorded in ``excluded``; the ids dropped. Most of the split missing is an error: the
+        split was drawn from another source."""
+        parts = (self.query, self.database, self.train, self.validation)
+        missing = sorted({i for part in parts for i in part if i not in dataset})
+        if len(missing) * 2 > len({i for part in parts for i in part}):
+            self.check(dataset)   # says which ids and asks about the source
+        gone = set(missing)
+        for part in parts:
+            part[:] = [i for i in part if i not in gone]
+        self.excluded.update({i: "no longer in the source (deleted or moved since the split was drawn)"
+                              for i in missing})
+        return missing
+
     def check(self, dataset: ImageDataset) -> None:
         """Every id must exist in the dataset; the queries are in neither training nor validation, and
         in the database only under leave-one-out; validation images are not trained on."""

@@ -27,6 +27,7 @@ from hashseek.data.protocols import Protocol
 from hashseek.data.splits import split_lines
 from hashseek.eval.cost import disk_bytes, hasher_parameter_count, machine, parameter_count
 from hashseek.eval.report import write_report
+from hashseek.eval.searched import with_searched
 from hashseek.eval.runner import (MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, class_parts,
                                   retrieval_figures)
 from hashseek.models.hash_model import HashModel
@@ -46,18 +47,18 @@ def evaluate_protocol(model: HashModel | None, dataset: ImageDataset, protocol: 
     encoder = encoder or EncodingMemo(lambda ids: encode_ids(model, dataset, ids, progress=progress))
     validation = None
     if validate and protocol.validation and protocol.train:
-        validation = evaluate_split(model, dataset, protocol.validation, protocol.train, progress=progress,
-                                    encoder=encoder)
+        validation = with_searched(evaluate_split(model, dataset, protocol.validation, protocol.train,
+                                                  progress=progress, encoder=encoder))
     if not test:
         return validation, None
     if not protocol.leave_one_out:
-        return validation, evaluate_split(model, dataset, protocol.query, protocol.database, progress=progress,
-                                          encoder=encoder)
+        return validation, with_searched(evaluate_split(model, dataset, protocol.query, protocol.database,
+                                                        progress=progress, encoder=encoder))
     full = evaluate_split(model, dataset, protocol.database, protocol.database, leave_one_out=True, progress=progress,
                           encoder=encoder)
     if set(protocol.query) == set(protocol.database):
-        return validation, full
-    return validation, _queries_of(full, protocol.query)
+        return validation, with_searched(full)
+    return validation, with_searched(_queries_of(full, protocol.query))
 
 
 def _queries_of(full: EvalRecord, query_ids: list[str]) -> EvalRecord:
@@ -184,6 +185,8 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
             if key in test or (val and key in val)]
     rows += [f"| {label}, tie-aware | {_cell((val or {}).get('tie_aware'), key)} | "
              f"{_cell(test.get('tie_aware'), key)} |" for key, label in HEADLINE if key in test.get("tie_aware", {})]
+    rows += [f"| {label}, as searched | {_cell((val or {}).get('searched'), key)} | "
+             f"{_cell(test.get('searched'), key)} |" for key, label in HEADLINE if key in test.get("searched", {})]
     lines = ["## This run", "",
              f"Source `{payload['source']}`, recipe `{payload['recipe'] or 'none (settings given one by one)'}`, "
              f"trained in {payload['train_seconds']:.1f} s on {payload['trained_on'] or 'cpu'}.", "",
@@ -193,6 +196,9 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
         lines += ["Ties: the plain rows break equal Hamming distances by database order (as the literature's "
                   "evaluation code does); the tie-aware rows are each figure's expected value over a random order "
                   "of equal distances, which does not depend on how the database is stored.", ""]
+    if "searched" in test:
+        lines += [f"As searched: the figures a collection of this model gives with the search defaults "
+                  f"({test['searched']['ranking']}).", ""]
     if payload["selection"]:
         lines += ["Selection: " + describe_selection(payload["selection"]), ""]
     if payload["recipe_lines"]:

@@ -193,11 +193,17 @@ def load_run_split(run: str | Path, model: HashModel | None = None) -> Protocol:
 
 
 def reopen(protocol: Protocol) -> ImageDataset:
-    """The dataset a saved split was drawn from (a built-in name, a folder, an archive or a collection)."""
+    """The dataset a saved split was drawn from (a built-in name, a folder, an archive or a collection).
+    Images deleted or moved since then leave the split (``protocol.excluded`` says so) with a warning, so
+    a model is still evaluated on the rest of its split."""
     try:
         dataset = open_labelled(protocol.dataset)[0]
     except NotFoundError as err:
         raise NotFoundError(f"{err}; this split was drawn from {protocol.dataset}") from None
+    missing = protocol.drop_missing(dataset)
+    if missing:
+        log.warning("%d image(s) of the split are no longer in %s and are left out of the figures, e.g. %s",
+                    len(missing), protocol.dataset, missing[:3])
     protocol.check(dataset)
     return dataset
 

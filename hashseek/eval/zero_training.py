@@ -19,6 +19,7 @@ import numpy as np
 
 from hashseek.core.hasher import load_image_hasher
 from hashseek.data.datasets import ImageDataset
+from hashseek.eval.searched import with_searched
 from hashseek.models.features import extract_features
 from hashseek.models.hash_model import HashModel
 from hashseek.search.feature_hasher import FeatureHasher
@@ -70,7 +71,7 @@ def baseline_validation(dataset: ImageDataset, train_ids: Sequence[str], validat
     hasher = fit_baseline(dataset, train_ids, n_bits, seed, progress)
     encoder = hasher_encoder(hasher, dataset, progress)
     record = evaluate_split(None, dataset, validation_ids, train_ids, progress=progress, encoder=encoder)
-    return Baseline(hasher, encoder, record)
+    return Baseline(hasher, encoder, with_searched(record))
 
 
 def keep_baseline(run: str | Path, hasher: FeatureHasher) -> None:

@@ -43,12 +43,20 @@ class EpochOut(BaseModel):
     seconds: float | None = Field(description="since the run started")
 
 
+class SearchedFigures(BaseModel):
+    map_all: float | None
+    precision_at_20: float | None
+    vote_accuracy_top8: float | None
+
+
 class Figures(BaseModel):
     map_all: float | None
     precision_at_20: float | None
     vote_accuracy_top8: float | None
     queries: int | None
     database: int | None
+    searched: SearchedFigures | None = Field(None, description="the same queries as a collection of the model "
+                                                               "answers them with the search defaults")
 
 
 class ApplyOut(BaseModel):

@@ -43,6 +43,10 @@ def test_a_folder_trains_end_to_end_and_the_report_keeps_validation_and_test_apa
     summary = (run / "summary.md").read_text()
     assert "| figure | validation (selection) | test queries" in summary and "| BMW_1_Series" in summary
     assert "| mAP@all, tie-aware |" in summary
+    for part in ("validation", "test"):   # as a collection of this model searches, with the search defaults
+        searched = report[part]["searched"]
+        assert 0 < searched["map_all"] <= 1 and "re-ranked by cosine" in searched["ranking"]
+    assert "| mAP@all, as searched |" in summary and "As searched: " in summary
     assert list(run.glob("*.png")) and (run / "model.safetensors").is_file()
 
 
@@ -56,6 +60,24 @@ def test_eval_model_reads_the_saved_split(run, capsys):
     assert again["test"]["map_all"] == pytest.approx(trained["test"]["map_all"])
     assert "test       (8 queries / 40 database)" in out and "tie-aware (expected over random order" in out
     assert again["test"]["tie_aware"]["map_all"] == pytest.approx(trained["test"]["tie_aware"]["map_all"])
+    assert "as searched (the collection's default" in out
+    assert again["test"]["searched"]["map_all"] == pytest.approx(trained["test"]["searched"]["map_all"])
+
+
+def test_eval_model_leaves_out_photos_deleted_since_training(run, photos, capsys, caplog):
+    split = Protocol.load(run / "split.json.gz")
+    gone = photos / split.query[0]
+    kept = gone.read_bytes()
+    gone.unlink()
+    try:
+        capsys.readouterr()
+        assert main(["eval", "--model", str(run), "--out", str(run / "eval-deleted"), "-q"]) == 0
+    finally:
+        gone.write_bytes(kept)
+    report = json.loads((run / "eval-deleted" / "eval.json").read_text())
+    assert report["test"]["sizes"]["query"] == len(split.query) - 1
+    assert "no longer in the source" in report["split"]["unreadable"][split.query[0]]
+    assert "1 image(s) of the split are no longer in" in caplog.text
 
 
 def test_eval_on_another_folder_is_leave_one_out(run, other_photos, capsys):

@@ -309,6 +309,8 @@ def test_training_panel_trains_applies_and_restores(page: Page, url, client, art
     expect(page.get_by_test_id("run-epoch")).to_contain_text(re.compile(r"epoch 3 of 3 .* validation mAP \d\.\d{3} "
                                                                        r"\(best \d\.\d{3} at epoch \d\)"))
     expect(page.get_by_test_id("run-figures")).to_contain_text(re.compile(r"test mAP@all \d\.\d{3}"))
+    expect(page.get_by_test_id("run-figures")).to_contain_text(re.compile(r"as this collection searches: mAP@all "
+                                                                         r"\d\.\d{3}, top-8 vote \d\.\d{3}"))
     expect(page.get_by_test_id("run-log")).to_contain_text("test")
     assert len(page.locator("#run-chart polyline.loss").get_attribute("points").split()) == 3
     page.screenshot(path=artifacts / "training-finished.png", full_page=True)

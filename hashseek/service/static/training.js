@@ -91,7 +91,9 @@ function showRun(job) {
   if (job.test) {
     $("run-figures").textContent = `Kept model: validation mAP@all ${figure(job.validation && job.validation.map_all)}` +
       ` · test mAP@all ${figure(job.test.map_all)} · test top-8 vote ${figure(job.test.vote_accuracy_top8)}` +
-      ` (${job.test.queries} held-out test queries)`;
+      ` (${job.test.queries} held-out test queries)` +
+      (job.test.searched ? ` · as this collection searches: mAP@all ${figure(job.test.searched.map_all)},` +
+        ` top-8 vote ${figure(job.test.searched.vote_accuracy_top8)}` : "");
   }
   const inUse = info && info.hasher.type === "hash_model" && job.trained_at && info.hasher.trained_at === job.trained_at;
   const restorable = info && info.previous_hasher && job.trained_at && info.previous_hasher.trained_at === job.trained_at;
