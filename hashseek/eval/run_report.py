@@ -27,9 +27,9 @@ from hashseek.data.protocols import Protocol
 from hashseek.data.splits import split_lines
 from hashseek.eval.cost import disk_bytes, hasher_parameter_count, machine, parameter_count
 from hashseek.eval.report import write_report
-from hashseek.eval.searched import with_searched
 from hashseek.eval.runner import (MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, class_parts,
                                   retrieval_figures)
+from hashseek.eval.searched import with_searched
 from hashseek.models.hash_model import HashModel
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.train.evaluator import (EncodingMemo, EvalRecord, Encoder, encode_ids, evaluate_split, hashed_figures)

@@ -57,8 +57,8 @@ def searched_positions(query: Encoded, database: Encoded, exclude: np.ndarray | 
     candidates = defaults.candidate_count(_library_size(database, exclude), defaults.candidates)
     metric = defaults.rerank or defaults.tie_distance
     table = np.asarray(database.features, np.float16)
-    hamming = hamming_distances(query.codes, database.codes).astype(np.int64)
-    positions = np.full(hamming.shape, n_db, np.int64)
+    hamming = hamming_distances(query.codes, database.codes)          # int32, as the evaluator's
+    positions = np.full(hamming.shape, n_db, np.int32)
     ids = np.arange(n_db)
     for start in range(0, len(query.ids), _QUERY_CHUNK):
         rows = slice(start, start + _QUERY_CHUNK)
@@ -67,7 +67,7 @@ def searched_positions(query: Encoded, database: Encoded, exclude: np.ndarray | 
             keep = ids != self_row
             cut = candidate_cut(ham[keep], candidates) if defaults.rerank else None
             order = ids[keep][result_order(ham[keep], dist[keep], ids[keep], cut)]
-            positions[row, order] = np.arange(len(order))
+            positions[row, order] = np.arange(len(order), dtype=np.int32)
     return positions
 
 
