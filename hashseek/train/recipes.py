@@ -132,6 +132,7 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     unknown = sorted(set(given) - {f.name for f in fields(TrainConfig)})
     if unknown:
         raise InvalidInputError(f"unknown training settings {unknown}")
+    recipe_config = TrainConfig(**settings)   # what each given setting replaces
     for key, value in given.items():
         settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value
     config = TrainConfig(**settings)
@@ -140,7 +141,9 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
              f"{n_train} training images, {n_val} validation images, {n_classes} classes; "
              f"the epoch is selected on validation mAP@all"]
     if given:
-        lines.append("given: " + ", ".join(f"{k}={v}" for k, v in sorted(given.items())))
+        lines.append("given: " + ", ".join(f"{k}={v}" + (f" (recipe: {getattr(recipe_config, k)})"
+                                                         if getattr(recipe_config, k) != getattr(config, k) else "")
+                                           for k, v in sorted(given.items())))
     if max_minutes is not None and max_minutes <= 0:
         raise InvalidInputError(f"max_minutes must be positive, got {max_minutes}")
     if max_minutes is None and (config.mode == "frozen" or not estimate):   # a frozen run takes minutes

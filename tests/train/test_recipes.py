@@ -83,7 +83,8 @@ def test_given_settings_are_never_changed():
                                               "augment_kwargs": {"min_crop_fraction": 0.7}})
     assert (config.epochs, config.bits, config.lr) == (30, 48, 1e-3)
     assert config.augment_kwargs == {"min_crop_fraction": 0.7, "max_degrees": 10.0, "crop_shape": "image"}
-    assert any(line.startswith("given: ") for line in lines)
+    given = next(line for line in lines if line.startswith("given: "))
+    assert "epochs=30 (recipe: 20)" in given and "bits=48 (recipe: 64)" in given   # what each flag replaced
     with pytest.raises(InvalidInputError, match="unknown training settings"):
         resolve_recipe("fast", n_train=10, n_classes=2, overrides={"epoch": 3})
 
