@@ -13,7 +13,8 @@ from typing import Sequence
 from hashseek.core.errors import InvalidInputError
 from hashseek.eval.report_tables import markdown_table
 
-FIGURES = ("map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "n_query", "n_database")
+FIGURES = ("map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "classifier_accuracy", "n_query",
+           "n_database")
 SELECTION = ("metric", "queries", "database", "epochs_run", "best_epoch", "best_val_map", "warmup_val_map",
              "baseline_val_map", "kept", "stopped_for_time", "stopped_early", "run_seconds", "trained_size",
              "encode_size", "encode_size_val_map")
@@ -128,7 +129,8 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
                             _stat([r["train_seconds"] / 60] if r["train_seconds"] is not None else [], 1),
                             _stat(_values([r], "validation", "map_all")),
                             *(_stat(_values([r], "test", key)) for key in ("map_all", "precision_at_20",
-                                                                           "vote_accuracy_top8"))])
+                                                                           "vote_accuracy_top8",
+                                                                           "classifier_accuracy"))])
     return ["*Mean (sd) over the seeds listed; each seed draws its own split and initialisation (a built-in "
             "protocol's seed-0 split is the shipped one). Validation figures chose the epoch (or the zero-training "
             "baseline, where the trained model fell below it: its figures are then the baseline's); test figures "
@@ -142,7 +144,8 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
             "*Each run*", "",
             markdown_table(["method", "bits", "seed", "train / val / test (database)", "epochs (kept)",
                             "input px (encoded at)", "training min",
-                            "validation mAP@all", "test mAP@all", "test P@20", "test top-8 vote"], per_run), ""]
+                            "validation mAP@all", "test mAP@all", "test P@20", "test top-8 vote",
+                            "test own classifier top-1"], per_run), ""]
 
 
 def trained_sections(records: Sequence[dict], split_name: str) -> list[str]:
