@@ -60,9 +60,9 @@ def _stopped(selection) -> str | None:
 def _figures(figures) -> dict | None:
     if not isinstance(figures, dict):
         return None
-    searched = figures.get("searched")
+    searched, sizes = figures.get("searched"), figures.get("sizes") or {}
     return {**{key: _number(figures.get(key)) for key in FIGURES},
-            "queries": (figures.get("sizes") or {}).get("query"), "database": (figures.get("sizes") or {}).get("database"),
+            "queries": sizes.get("query"), "database": sizes.get("database"),
             "searched": {key: _number(searched.get(key)) for key in FIGURES} if isinstance(searched, dict) else None}
 
 
