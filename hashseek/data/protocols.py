@@ -64,8 +64,9 @@ class Protocol:
         was drawn), recorded in ``excluded``; the ids dropped. Most of the split missing is an error: the
         split was drawn from another source."""
         parts = (self.query, self.database, self.train, self.validation)
-        missing = sorted({i for part in parts for i in part if i not in dataset})
-        if len(missing) * 2 > len({i for part in parts for i in part}):
+        ids = {i for part in parts for i in part}
+        missing = sorted(i for i in ids if i not in dataset)
+        if len(missing) * 2 > len(ids):
             self.check(dataset)   # says which ids and asks about the source
         gone = set(missing)
         for part in parts:

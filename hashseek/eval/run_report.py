@@ -73,7 +73,7 @@ def _queries_of(full: EvalRecord, query_ids: list[str]) -> EvalRecord:
     figures = hashed_figures(query, db, exclude=rows)
     sizes = {"query": len(rows), "database": len(db.ids), "query_requested": len(query_ids),
              "database_requested": full.sizes["database_requested"]}
-    return EvalRecord(figures, sizes, full.dropped, full.seconds, True, query, db)
+    return EvalRecord(figures, sizes, full.dropped, full.seconds, True, query, db, rows)
 
 
 def report_record(model: HashModel | FeatureHasher, dataset: ImageDataset, protocol: Protocol, test: EvalRecord,
@@ -83,10 +83,8 @@ def report_record(model: HashModel | FeatureHasher, dataset: ImageDataset, proto
     n_classes = len(dataset.classes)
     distances = hamming_distances(q.codes, d.codes)
     if test.leave_one_out:   # each query's own entry last, as the evaluator ranks it; curves up to nd - 1
-        position = {i: n for n, i in enumerate(d.ids)}
-        own = np.array([position[i] for i in q.ids])
         distances = distances.astype(np.int32)
-        distances[np.arange(len(own)), own] = model.n_bits + 1
+        distances[np.arange(len(test.exclude)), test.exclude] = model.n_bits + 1
         ks = [k for k in PRECISION_KS if k < len(d.ids)]
         predicted, _ = vote_classify(distances, d.labels, VOTE_K, n_classes=n_classes)
         figures = {**test.figures,

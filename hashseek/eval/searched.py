@@ -23,11 +23,7 @@ _QUERY_CHUNK = 256   # queries whose float distances to the whole database are h
 
 def with_searched(record: EvalRecord) -> EvalRecord:
     """``record`` with its figures as the collection's default search ranks them (``figures["searched"]``)."""
-    exclude = None
-    if record.leave_one_out:
-        position = {i: n for n, i in enumerate(record.database.ids)}
-        exclude = np.array([position[i] for i in record.query.ids], dtype=np.int64)
-    record.figures["searched"] = searched_figures(record.query, record.database, exclude)
+    record.figures["searched"] = searched_figures(record.query, record.database, record.exclude)
     return record
 
 
@@ -35,7 +31,7 @@ def searched_figures(query: Encoded, database: Encoded, exclude: np.ndarray | No
                      defaults: SearchDefaults = SEARCH_DEFAULTS) -> dict:
     """mAP@all, mAP@R, P@20 and the top-8 vote of ``query`` searching ``database`` as
     ``hashseek.search.engine.rank`` does with ``defaults``, and how it ranked (``searched_positions``)."""
-    candidates = defaults.candidate_count(_library_size(database, exclude), defaults.candidates)
+    candidates = candidate_count(database, exclude, defaults)
     positions = searched_positions(query, database, exclude, defaults)
     figures = retrieval_report(positions, query.labels, database.labels, PRECISION_K, VOTE_K, exclude=exclude)
     metric = defaults.rerank or defaults.tie_distance
@@ -54,7 +50,7 @@ def searched_positions(query: Encoded, database: Encoded, exclude: np.ndarray | 
     ranked last here. Features are read as a collection stores them (float16)."""
     n_db = len(database.ids)
     own = np.full(len(query.ids), -1, np.int64) if exclude is None else np.asarray(exclude, np.int64)
-    candidates = defaults.candidate_count(_library_size(database, exclude), defaults.candidates)
+    candidates = candidate_count(database, exclude, defaults)
     metric = defaults.rerank or defaults.tie_distance
     table = np.asarray(database.features, np.float16)
     hamming = hamming_distances(query.codes, database.codes)          # int32, as the evaluator's
@@ -64,13 +60,18 @@ def searched_positions(query: Encoded, database: Encoded, exclude: np.ndarray | 
         rows = slice(start, start + _QUERY_CHUNK)
         distances = pairwise_distance(query.features[rows], table, metric)
         for row, (ham, dist, self_row) in enumerate(zip(hamming[rows], distances, own[rows]), start):
-            keep = ids != self_row
-            cut = candidate_cut(ham[keep], candidates) if defaults.rerank else None
-            order = ids[keep][result_order(ham[keep], dist[keep], ids[keep], cut)]
+            kept = ids
+            if self_row >= 0:   # the search leaves the query out before it counts candidates
+                kept = ids[ids != self_row]
+                ham, dist = ham[kept], dist[kept]
+            cut = candidate_cut(ham, candidates) if defaults.rerank else None
+            order = kept[result_order(ham, dist, kept, cut)]
             positions[row, order] = np.arange(len(order), dtype=np.int32)
     return positions
 
 
-def _library_size(database: Encoded, exclude: np.ndarray | None) -> int:
-    """The library a query searches: the database less the query itself under leave-one-out."""
-    return len(database.ids) - int(exclude is not None and (np.asarray(exclude) >= 0).any())
+def candidate_count(database: Encoded, exclude: np.ndarray | None, defaults: SearchDefaults) -> int:
+    """The candidates of each query's search: scaled to the library it searches, the database less the query
+    itself under leave-one-out."""
+    n_library = len(database.ids) - int(exclude is not None and (np.asarray(exclude) >= 0).any())
+    return defaults.candidate_count(n_library, defaults.candidates)

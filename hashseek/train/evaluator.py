@@ -80,6 +80,7 @@ class EvalRecord:
     leave_one_out: bool = False
     query: Encoded | None = field(default=None, repr=False, compare=False)
     database: Encoded | None = field(default=None, repr=False, compare=False)
+    exclude: np.ndarray | None = field(default=None, repr=False, compare=False)   # leave-one-out: each query's row
 
     def to_dict(self) -> dict:
         """What a report stores (the encodings stay out)."""
@@ -130,7 +131,7 @@ def evaluate_split(model: HashModel | None, dataset: ImageDataset, query_ids: Se
     figures = hashed_figures(query, database, exclude)
     sizes = {"query": len(query.ids), "database": len(database.ids),
              "query_requested": len(query_ids), "database_requested": len(database_ids)}
-    return EvalRecord(figures, sizes, dropped, time.perf_counter() - start, leave_one_out, query, database)
+    return EvalRecord(figures, sizes, dropped, time.perf_counter() - start, leave_one_out, query, database, exclude)
 
 
 class EncodingMemo:
