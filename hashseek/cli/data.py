@@ -84,7 +84,7 @@ def cmd_split(args) -> int:
     from hashseek.eval.source_runs import prepare
 
     prepared = prepare(args.source, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                       database=args.database, progress=not args.quiet)
+                       database=args.database, folders=args.folders, progress=not args.quiet)
     print("\n".join(prepared.lines(per_class=True)))
     print(f"written to {prepared.protocol.save(args.out)}; train on it with "
           f"`hashseek train {prepared.source} --split {args.out}`")

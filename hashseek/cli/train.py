@@ -100,7 +100,7 @@ def cmd_train(args) -> int:
     train_overrides(args)              # a malformed flag is said before the source is read
     prepared = prepare(args.source, dataset=args.dataset, protocol=args.protocol, split=args.split,
                        seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                       database=args.database, progress=progress)
+                       database=args.database, folders=args.folders, progress=progress)
     print("\n".join(prepared.lines(per_class=False)))
     if not args.no_eval:
         prepared.require_test()
@@ -177,6 +177,9 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database", choices=DATABASES,
                    help="database of the test figures: the training + validation images (split) or every image of "
                         f"the source, each query left out of its own ranking (all) (default {d.database})")
+    p.add_argument("--resplit", dest="folders", action="store_const", const=False,
+                   help="draw a random split of all the images even when the source has its own train/ val/ test/ "
+                        "folders (by default they give the split, and a missing part is drawn from train/)")
 
 
 def register(sub) -> None:

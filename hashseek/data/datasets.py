@@ -151,9 +151,12 @@ def _class_of(image_id: str) -> str | None:
     return os.path.basename(parent) if parent else None
 
 
-def folder_label_notes(ids: Iterable[str]) -> list[str]:
+def folder_label_notes(ids: Iterable[str], under_split_folders: bool = False) -> list[str]:
     """What the folder rule did that a user may not expect: a class folder nested inside another class folder
-    is a class of its own, and folders of the same name in different places are one class."""
+    is a class of its own, and folders of the same name in different places are one class (expected, and not
+    said, across a source's own ``train/`` and ``test/`` folders: ``under_split_folders``)."""
+    if under_split_folders:
+        ids = [i.partition("/")[2] for i in ids]
     folders = sorted({os.path.dirname(i) for i in ids} - {""})
     holding = set(folders)
     nested = [f for f in folders if any(a in holding for a in _ancestors(f))]

@@ -38,6 +38,7 @@ class Protocol:
     validation: list[str] = field(default_factory=list)   # held out of training; selection runs on these
     excluded: dict[str, str] = field(default_factory=dict)  # id -> why it is in no part (an unreadable file)
     leave_one_out: bool = False   # the queries are also in the database; each is left out of its own ranking
+    folders: dict[str, list[str]] = field(default_factory=dict)   # part -> the source's folders that gave it
 
     def sizes(self) -> dict[str, int]:
         return {"query": len(self.query), "database": len(self.database), "train": len(self.train),

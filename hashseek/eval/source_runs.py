@@ -27,7 +27,7 @@ from hashseek.data.datasets import ImageDataset, is_archive
 from hashseek.data.named import NAMED_DATASETS, load_dataset
 from hashseek.data.protocols import PROTOCOLS, Protocol, get_protocol, protocol_dataset
 from hashseek.data.sources import SourceCheck, check_source, is_builtin, is_collection, open_source
-from hashseek.data.splits import SplitSettings, split_lines, split_source
+from hashseek.data.splits import SplitSettings, split_folders, split_lines, split_source
 from hashseek.eval.run_report import evaluate_protocol, write_run_report
 from hashseek.eval.zero_training import (Baseline, baseline_validation, describe_baseline, hasher_encoder,
                                          keep_baseline, run_hasher)
@@ -104,16 +104,18 @@ def open_labelled(source: str | Path) -> tuple[ImageDataset, str, str]:
 
 def prepare(source: str | Path | None = None, *, dataset: str | None = None, protocol: str | None = None,
             split: str | Path | None = None, seed: int | None = None, val_fraction: float | None = None,
-            test_fraction: float | None = None, database: str | None = None, progress: bool = True) -> Prepared:
+            test_fraction: float | None = None, database: str | None = None, folders: bool | None = None,
+            progress: bool = True) -> Prepared:
     """Open the source and fix its split; contradictory choices are refused, never silently replaced.
 
     ``dataset``/``protocol`` name a built-in dataset and protocol (the shipped split for ``seed``);
-    ``split`` is a split saved by ``hashseek split``; the fractions and ``database`` draw a new split
-    of a user's source (``SplitSettings`` holds their defaults).
+    ``split`` is a split saved by ``hashseek split``; the fractions, ``database`` and ``folders`` (False:
+    ignore the source's own train/ val/ test/ folders) draw a new split of a user's source
+    (``SplitSettings`` holds their defaults).
     """
     seed = SplitSettings().seed if seed is None else seed
     split_given = {k: v for k, v in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction),
-                                     ("--database", database)) if v is not None}
+                                     ("--database", database), ("--resplit", folders)) if v is not None}
     builtin_name = _builtin_choice(source, dataset, protocol)
     if builtin_name is not None:
         name = protocol_dataset(builtin_name)
@@ -136,8 +138,22 @@ def prepare(source: str | Path | None = None, *, dataset: str | None = None, pro
             raise InvalidInputError(f"--split {split} is a split already drawn; drop {', '.join(split_given)} "
                                     "(or drop --split to draw a new one)")
         return Prepared(key, kind, ds, _saved_split(split, key, source, ds), check)
-    settings = SplitSettings(seed=seed, **{k.lstrip("-").replace("-", "_"): v for k, v in split_given.items()})
+    settings = SplitSettings(seed=seed, **{("folders" if k == "--resplit" else k.lstrip("-").replace("-", "_")): v
+                                          for k, v in split_given.items()})
+    _refuse_fractions_of_given_parts(settings, ds, split_given)
     return Prepared(key, kind, ds, split_source(ds, settings, excluded=check.excluded, source=key), check)
+
+
+def _refuse_fractions_of_given_parts(settings: SplitSettings, ds: ImageDataset, given: dict) -> None:
+    """A fraction for a part the source's own folders already give would be silently ignored: refuse it."""
+    folders = split_folders(ds) if settings.folders else {}
+    clash = [(flag, folders[part]) for flag, part in (("--val-fraction", "validation"), ("--test-fraction", "query"))
+             if flag in given and part in folders]
+    if clash:
+        said = "; ".join(f"{flag}: the source's {', '.join(f + '/' for f in fs)} folder gives that part"
+                         for flag, fs in clash)
+        raise InvalidInputError(f"{said}. Drop {' and '.join(flag for flag, _ in clash)}, or add --resplit to pool "
+                                "the images and draw a random split")
 
 
 def _saved_split(path: str | Path, key: str, source, dataset: ImageDataset) -> Protocol:
@@ -271,7 +287,8 @@ def train_on_source(source: str | Path, recipe: str = "fast", out: str | Path | 
                     **split_options) -> SourceRun:
     """The whole loop: split (or the built-in protocol), recipe, training with selection on
     validation, one evaluation on the test queries, and the report written into ``out``.
-    ``split_options``: ``val_fraction``, ``test_fraction``, ``database``, ``split``, ``dataset``, ``protocol``."""
+    ``split_options``: ``val_fraction``, ``test_fraction``, ``database``, ``folders``, ``split``, ``dataset``,
+    ``protocol``."""
     started = time.perf_counter()
     prepared = prepare(source, seed=seed, progress=progress, **split_options)
     prepared.require_test()
