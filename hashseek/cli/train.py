@@ -100,7 +100,8 @@ def cmd_train(args) -> int:
     train_overrides(args)              # a malformed flag is said before the source is read
     prepared = prepare(args.source, dataset=args.dataset, protocol=args.protocol, split=args.split,
                        seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                       database=args.database, folders=args.folders, progress=progress)
+                       database=args.database, folders=args.folders, resume=args.out if args.resume else None,
+                       progress=progress)
     print("\n".join(prepared.lines(per_class=False)))
     if not args.no_eval:
         prepared.require_test()

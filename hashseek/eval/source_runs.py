@@ -105,15 +105,16 @@ def open_labelled(source: str | Path) -> tuple[ImageDataset, str, str]:
 def prepare(source: str | Path | None = None, *, dataset: str | None = None, protocol: str | None = None,
             split: str | Path | None = None, seed: int | None = None, val_fraction: float | None = None,
             test_fraction: float | None = None, database: str | None = None, folders: bool | None = None,
-            progress: bool = True) -> Prepared:
+            resume: str | Path | None = None, progress: bool = True) -> Prepared:
     """Open the source and fix its split; contradictory choices are refused, never silently replaced.
 
     ``dataset``/``protocol`` name a built-in dataset and protocol (the shipped split for ``seed``);
     ``split`` is a split saved by ``hashseek split``; the fractions, ``database`` and ``folders`` (False:
     ignore the source's own train/ val/ test/ folders) draw a new split of a user's source
-    (``SplitSettings`` holds their defaults).
+    (``SplitSettings`` holds their defaults). ``resume``: the folder of a run being resumed; its saved
+    split is kept (photos added since are not in it; deleted ones leave it), unless another is asked for.
     """
-    seed = SplitSettings().seed if seed is None else seed
+    given_seed, seed = seed, SplitSettings().seed if seed is None else seed
     split_given = {k: v for k, v in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction),
                                      ("--database", database), ("--resplit", folders)) if v is not None}
     builtin_name = _builtin_choice(source, dataset, protocol)
@@ -133,6 +134,8 @@ def prepare(source: str | Path | None = None, *, dataset: str | None = None, pro
 
     ds, kind, key = open_labelled(source)
     check = check_source(ds, leave_out_unlabelled=kind == "collection", progress=progress)
+    if split is None and resume is not None and not split_given:
+        split = _split_to_resume(Path(resume) / SPLIT_FILE, given_seed)
     if split is not None:
         if split_given:
             raise InvalidInputError(f"--split {split} is a split already drawn; drop {', '.join(split_given)} "
@@ -142,6 +145,12 @@ def prepare(source: str | Path | None = None, *, dataset: str | None = None, pro
                                           for k, v in split_given.items()})
     _refuse_fractions_of_given_parts(settings, ds, split_given)
     return Prepared(key, kind, ds, split_source(ds, settings, excluded=check.excluded, source=key), check)
+
+
+def _split_to_resume(saved: Path, seed: int | None) -> Path | None:
+    """The resumed run's own split, unless there is none or another seed was asked for (then a split is drawn,
+    and ``train_prepared`` refuses it if it differs)."""
+    return saved if saved.is_file() and (seed is None or Protocol.load(saved).seed == seed) else None
 
 
 def _refuse_fractions_of_given_parts(settings: SplitSettings, ds: ImageDataset, given: dict) -> None:
@@ -162,7 +171,7 @@ def _saved_split(path: str | Path, key: str, source, dataset: ImageDataset) -> P
     if chosen.dataset != key:
         raise InvalidInputError(f"--split {path} was drawn from {chosen.dataset}, not from {key}; "
                                 f"draw one for this source with `hashseek split {source} --out FILE`")
-    chosen.check(dataset)
+    _leave_out_missing(chosen, dataset)
     return chosen
 
 
@@ -216,12 +225,17 @@ def reopen(protocol: Protocol) -> ImageDataset:
         dataset = open_labelled(protocol.dataset)[0]
     except NotFoundError as err:
         raise NotFoundError(f"{err}; this split was drawn from {protocol.dataset}") from None
+    _leave_out_missing(protocol, dataset)
+    return dataset
+
+
+def _leave_out_missing(protocol: Protocol, dataset: ImageDataset) -> None:
+    """Images deleted or moved since the split was drawn leave it, with a warning; then the split is checked."""
     missing = protocol.drop_missing(dataset)
     if missing:
-        log.warning("%d image(s) of the split are no longer in %s and are left out of the figures, e.g. %s",
+        log.warning("%d image(s) of the split are no longer in %s and are left out, e.g. %s",
                     len(missing), protocol.dataset, missing[:3])
     protocol.check(dataset)
-    return dataset
 
 
 def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, resume: bool = False,
@@ -232,7 +246,7 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
     out = Path(out)
     saved = out / SPLIT_FILE
     if resume:
-        if saved.is_file() and Protocol.load(saved) != prepared.protocol:
+        if saved.is_file() and _as_now(Protocol.load(saved), prepared.dataset) != prepared.protocol:
             raise ConflictError(f"{out} was trained on another split ({saved}); resume with the same source and "
                                 f"seed, or pass --split {saved}")
     elif (out / MODEL_FILE).is_file() or (out / STATE_FILE).is_file():
@@ -243,6 +257,12 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
     return trainer.fit(prepared.dataset, prepared.protocol.train, validation_ids=prepared.protocol.validation or None,
                        out_dir=out, resume=resume, deadline=deadline, dataset_name=prepared.dataset.name,
                        protocol=prepared.protocol.name, source=prepared.source, split=SPLIT_FILE, recipe=recipe)
+
+
+def _as_now(protocol: Protocol, dataset: ImageDataset) -> Protocol:
+    """A saved split without the images deleted since (what ``prepare`` made of it for a resumed run)."""
+    protocol.drop_missing(dataset)
+    return protocol
 
 
 def recipe_config(recipe: str, prepared: Prepared, *, max_minutes: float | None = None, overrides: dict | None = None,
@@ -290,7 +310,7 @@ def train_on_source(source: str | Path, recipe: str = "fast", out: str | Path | 
     ``split_options``: ``val_fraction``, ``test_fraction``, ``database``, ``folders``, ``split``, ``dataset``,
     ``protocol``."""
     started = time.perf_counter()
-    prepared = prepare(source, seed=seed, progress=progress, **split_options)
+    prepared = prepare(source, seed=seed, progress=progress, resume=out if resume else None, **split_options)
     prepared.require_test()
     plan = recipe_plan(recipe, prepared, max_minutes=max_minutes, started=started, augment=augment,
                        overrides={**({"seed": seed} if seed is not None else {}), **(overrides or {})})

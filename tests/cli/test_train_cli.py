@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -87,6 +88,26 @@ def test_eval_on_another_folder_is_leave_one_out(run, other_photos, capsys):
     assert report["validation"] is None and report["test"]["leave_one_out"]
     assert report["test"]["sizes"]["query"] == report["test"]["sizes"]["database"] == 24
     assert "leave-one-out" in capsys.readouterr().out
+
+
+def test_resume_keeps_its_own_split_after_photos_were_added_and_deleted(run, photos, tmp_path, caplog):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run, resumed)
+    split = Protocol.load(run / "split.json.gz")
+    gone, added = photos / split.train[0], photos / Path(split.train[1]).parent / "added since.jpg"
+    kept = gone.read_bytes()
+    added.write_bytes(kept)
+    gone.unlink()
+    try:
+        assert main(["train", str(photos), "--recipe", "fast", "--epochs", "3", "--seed", "1", "--resume", "--out",
+                     str(resumed), "-q"]) == 0
+    finally:
+        gone.write_bytes(kept)
+        added.unlink()
+    again = Protocol.load(resumed / "split.json.gz")
+    assert again.train == split.train[1:] and again.query == split.query and again.validation == split.validation
+    assert "no longer in the source" in again.excluded[split.train[0]]
+    assert "1 image(s) of the split are no longer in" in caplog.text
 
 
 def test_resume_refuses_another_split_and_a_rerun_needs_resume(run, photos, capsys):
