@@ -128,8 +128,7 @@ def cmd_train(args) -> int:
               + f"; kept {sel['kept']}")
     if not args.no_eval:
         run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress,
-                              started=started, max_minutes=args.max_minutes, baseline=baseline,
-                              reserve_seconds=plan.reserve_seconds if plan is not None else 0.0)
+                              started=started, max_minutes=args.max_minutes, baseline=baseline)
         if run.model is not result.model:
             print(f"kept: {run.selection['kept']}")
         print_figures(run, out)

@@ -28,7 +28,6 @@ from hashseek.data.named import NAMED_DATASETS, load_dataset
 from hashseek.data.protocols import PROTOCOLS, Protocol, get_protocol, protocol_dataset
 from hashseek.data.sources import SourceCheck, check_source, is_builtin, is_collection, open_source
 from hashseek.data.splits import SplitSettings, split_folders, split_lines, split_source
-from hashseek.eval.rerank_blend import blend_unavailable, choose_rerank_blend
 from hashseek.eval.run_report import evaluate_protocol, write_run_report
 from hashseek.eval.zero_training import (Baseline, baseline_validation, describe_baseline, hasher_encoder,
                                          keep_baseline, run_hasher)
@@ -37,7 +36,6 @@ from hashseek.search.collection import Collection
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.train import TrainConfig, Trainer, TrainResult
 from hashseek.train.checkpoint import STATE_FILE
-from hashseek.train.held_out import check_seconds
 from hashseek.train.evaluator import EncodingMemo, encode_ids
 from hashseek.train.recipes import Plan, plan_run
 
@@ -321,8 +319,7 @@ def train_on_source(source: str | Path, recipe: str = "fast", out: str | Path | 
     result = train_prepared(prepared, plan.config, out, resume=resume, recipe=recipe, progress=progress,
                             deadline=run_deadline(plan, started, max_minutes))
     return report_training(prepared, result, out, recipe=recipe, recipe_lines=plan.lines, progress=progress,
-                           started=started, max_minutes=max_minutes, baseline=baseline,
-                           reserve_seconds=plan.reserve_seconds)
+                           started=started, max_minutes=max_minutes, baseline=baseline)
 
 
 def zero_training_baseline(prepared: Prepared, config: TrainConfig, progress: bool = True) -> Baseline | None:
@@ -341,21 +338,16 @@ def default_out(prepared: Prepared, recipe: str, seed: int) -> Path:
 
 def report_training(prepared: Prepared, result: TrainResult, out: str | Path, *, recipe: str | None,
                     recipe_lines: list[str], progress: bool = True, started: float | None = None,
-                    max_minutes: float | None = None, baseline: Baseline | None = None,
-                    reserve_seconds: float = 0.0) -> SourceRun:
-    """The re-rank blend chosen (``rerank_blend.py``), validation figures of the kept weights against the
-    zero-training baseline's (the better one is kept, and the run says so), then the test queries once, for
-    the kept one only; eval.json, summary.md, plots. ``started``/``max_minutes``: the run's clock and bound,
-    recorded in the selection; ``reserve_seconds``: what the plan kept for the report (``Plan``);
+                    max_minutes: float | None = None, baseline: Baseline | None = None) -> SourceRun:
+    """Validation figures of the kept weights against the zero-training baseline's (the better one is
+    kept, and the run says so), then the test queries once, for the kept one only; eval.json, summary.md,
+    plots. ``started``/``max_minutes``: the run's clock and bound, recorded in the selection;
     ``baseline``: fitted already (``zero_training_baseline``), else fitted here."""
     out = Path(out)
     dataset, protocol, model = prepared.dataset, prepared.protocol, result.model
-    time_left = (None if max_minutes is None or started is None
-                 else started + 60 * max_minutes - time.perf_counter() - reserve_seconds)
-    selection = {**result.selection, **_rerank_blend(model, result, prepared, out, progress, time_left)}
     encoder = EncodingMemo(lambda ids: encode_ids(model, dataset, ids, progress=progress))  # each image once
     validation, _ = evaluate_protocol(model, dataset, protocol, progress=progress, test=False, encoder=encoder)
-    kept = model
+    kept, selection = model, dict(result.selection)
     if validation is not None:
         baseline = baseline or baseline_validation(dataset, protocol.train, protocol.validation, model.n_bits,
                                                    seed=int(model.config["train"]["seed"]), progress=progress)
@@ -380,28 +372,6 @@ def report_training(prepared: Prepared, result: TrainResult, out: str | Path, *,
     seconds = None if started is None else time.perf_counter() - started
     return SourceRun(out, kept, result, validation.to_dict() if validation else None, test.to_dict(), files, seconds,
                      selection)
-
-
-def _rerank_blend(model: HashModel, result: TrainResult, prepared: Prepared, out: Path, progress: bool,
-                  time_left: float | None) -> dict:
-    """Choose a frozen model's re-rank blend on class-disjoint validation (``rerank_blend.py``) and save it
-    with the model; the selection's entries saying what was chosen, or why nothing was. ``time_left``: the
-    seconds of ``--max-minutes`` left beyond the report's reserve; the check is skipped if it needs more."""
-    config = TrainConfig(**model.config["train"])
-    why_not = (blend_unavailable(config, prepared.protocol, prepared.dataset) if prepared.protocol.validation
-               else "no validation images")
-    needed = check_seconds(result.seconds, len(prepared.protocol.train))
-    if why_not is None and time_left is not None and needed > time_left:
-        why_not = f"its check needs about {needed:.0f} s, {max(0.0, time_left):.0f} s of --max-minutes are left"
-    if why_not:
-        return {"rerank_blend": f"0 (codes alone: {why_not})"}
-    choice = choose_rerank_blend(model, prepared.dataset, prepared.protocol, config,
-                                 result.selection.get("best_epoch"), progress=progress)
-    model.set_rerank_blend(choice.weight)
-    model.config["rerank_blend_choice"] = choice.to_dict()
-    model.save(out)
-    log.info("%s", choice.summary())
-    return {"rerank_blend": choice.summary()}
 
 
 def evaluate_run(run: str | Path, *, source: str | Path | None = None, protocol: Protocol | None = None,

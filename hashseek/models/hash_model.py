@@ -12,11 +12,7 @@ training learned; or ``embedding``, the head's float input. The head's embedding
 and ``latent`` heads is the pretrained backbone's pooled vector, which frozen training never
 changes: re-ranking a trained model's Hamming candidates by it undid the training (cars-bmw13,
 gap+csq 48 bits, validation mAP 0.54 -> 0.20). ``codes`` measured best on the validation splits
-of cars-bmw13 and caltech101 (benchmarks/search_defaults.py) and is the default. ``blend`` (weight
-``rerank_blend`` = w) joins both, each L2-normalised, so that cosine on it is (1 - w) x the codes'
-cosine + w x the embedding's: the pretrained embedding keeps what training did not teach, which
-finds classes added to a collection after training better (chosen on class-disjoint validation by
-``hashseek.eval.rerank_blend``).
+of cars-bmw13 and caltech101 (benchmarks/search_defaults.py) and is the default.
 """
 from __future__ import annotations
 
@@ -38,7 +34,7 @@ from hashseek.core.errors import InvalidInputError
 from hashseek.core.hasher import IMAGE_HASHER_LOADERS
 
 CHECKPOINT_FORMAT = "hashseek-model/1"
-RERANK_FEATURES = ("codes", "embedding", "blend")
+RERANK_FEATURES = ("codes", "embedding")
 DEFAULT_RERANK_FEATURE = "codes"
 
 
@@ -87,21 +83,8 @@ class HashModel(nn.Module):
         return self
 
     @property
-    def rerank_blend(self) -> float:
-        """The embedding's weight in the ``blend`` re-rank feature (0: codes alone)."""
-        return float(self.config.get("rerank_blend", 0.0)) if self.rerank_feature == "blend" else 0.0
-
-    def set_rerank_blend(self, weight: float) -> "HashModel":
-        """Re-rank by the blend with the embedding at ``weight`` (0 < weight < 1), or by the codes alone (0)."""
-        if not 0 <= weight < 1:
-            raise InvalidInputError(f"rerank_blend must be in [0, 1), got {weight}")
-        self.config["rerank_blend"] = float(weight)
-        return self.set_rerank_feature("blend" if weight else "codes")
-
-    @property
     def feature_dim(self) -> int:
-        dims = {"codes": self.n_bits, "embedding": self.head.embedding_dim}
-        return dims.get(self.rerank_feature, self.n_bits + self.head.embedding_dim)
+        return self.n_bits if self.rerank_feature == "codes" else self.head.embedding_dim
 
     @property
     def has_classifier(self) -> bool:
@@ -133,13 +116,7 @@ class HashModel(nn.Module):
 
     def rerank_output(self, out: HeadOutput) -> torch.Tensor:
         """The float feature a collection stores for re-ranking, from one forward pass."""
-        if self.rerank_feature == "codes":
-            return out.signed_codes()
-        if self.rerank_feature == "embedding":
-            return out.embedding
-        w = self.rerank_blend
-        return torch.cat([(1 - w) ** 0.5 * nn.functional.normalize(out.signed_codes(), dim=1),
-                          w ** 0.5 * nn.functional.normalize(out.embedding.flatten(1), dim=1)], dim=1)
+        return out.signed_codes() if self.rerank_feature == "codes" else out.embedding
 
     def encode_maps(self, maps: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Cached backbone maps -> (packed codes, float features), head only."""
@@ -179,8 +156,7 @@ class HashModel(nn.Module):
     def _export(self, directory: Path | None = None) -> InferenceRunner:
         self.eval()
         beta = f"-beta{self.head.beta:g}" if hasattr(self.head, "beta") else ""   # not among the weights
-        blend = f"{self.rerank_blend:g}" if self.rerank_feature == "blend" else ""
-        tag = (f"hashmodel-{self.config['head']}-{self.rerank_feature}{blend}{beta}"
+        tag = (f"hashmodel-{self.config['head']}-{self.rerank_feature}{beta}"
                f"{'-mirror' if self.mirror_average else ''}{'-logits' if self.has_classifier else ''}")
         names = ("codes", "feature", "logits") if self.has_classifier else ("codes", "feature")
         return InferenceRunner(_EncodeGraph(self), self.input_size, "onnx", tag=tag, output_names=names,
@@ -212,7 +188,6 @@ class HashModel(nn.Module):
         keys = ("backbone", "head", "loss", "bits", "mode", "dataset_name", "protocol", "trained_at")
         return {"type": "hash_model", **{k: self.config.get(k) for k in keys},
                 "rerank_feature": self.rerank_feature, "classifier": self.has_classifier,
-                **({"rerank_blend": self.rerank_blend} if self.rerank_feature == "blend" else {}),
                 "input_size": self.input_size, "weights_digest": weights_digest(self)}
 
     def train(self, mode: bool = True):

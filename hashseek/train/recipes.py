@@ -59,8 +59,7 @@ SIZES = (320, 288, 280, 256, 240, 224, 192, 160, 128)
 
 
 @RECIPES.register("fast", description="hash head on frozen EfficientNet-Lite0 maps at 352 px, 1 augmented "
-                                      "copy (gap+csq, 64 bits), the re-rank feature's share of the pretrained "
-                                      "embedding chosen on held-out classes; minutes on a CPU", mode="frozen")
+                                      "copy (gap+csq, 64 bits); minutes on a CPU", mode="frozen")
 def fast() -> dict:
     return dict(backbone="efficientnet_lite0", head="gap", loss="csq", bits=64, mode="frozen", epochs=300,
                 batch_size=64, lr=1e-3, augment_copies=1, input_size=352)

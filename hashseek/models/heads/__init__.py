@@ -6,9 +6,7 @@ from hashseek.core.registry import Registry
 
 # has_classifier: the method trains the head's classifier too, so it is built whenever classes are known.
 # map_init: the head sets weights from the training maps (``init_from_maps``) before the first epoch.
-# pooled_embedding: the head's embedding is the backbone's pooled vector (frozen: the pretrained one).
-HEADS: Registry[HashHead] = Registry("head", defaults={"has_classifier": False, "map_init": False,
-                                                       "pooled_embedding": False})
+HEADS: Registry[HashHead] = Registry("head", defaults={"has_classifier": False, "map_init": False})
 
 # Each family registers itself on import.
 from hashseek.models.heads import bilinear, fc, gap, latent, netvlad, spp_pmt  # noqa: E402,F401

@@ -9,7 +9,7 @@ from hashseek.models.heads import HEADS
 from hashseek.models.heads.base import HeadParts, TanhHead, code_classifier, global_average
 
 
-@HEADS.register("gap", pooled_embedding=True)
+@HEADS.register("gap")
 class GAPHead(TanhHead):
     """Max pool 2x2/2 (the kept pool5) -> global average pooling -> hash layer -> tanh(beta z).
 

@@ -8,7 +8,7 @@ from hashseek.models.heads import HEADS
 from hashseek.models.heads.base import HeadParts, SigmoidHead, code_classifier, global_average
 
 
-@HEADS.register("latent", has_classifier=True, pooled_embedding=True)
+@HEADS.register("latent", has_classifier=True)
 class LatentHead(SigmoidHead):
     """GAP -> sigmoid latent layer of ``n_bits`` units -> classifier, trained by plain cross-entropy.
 
