@@ -203,8 +203,7 @@ def split_lines(protocol: Protocol, dataset: ImageDataset, per_class: bool = Tru
     if unvalidated:
         lines.append(f"{len(unvalidated)} class(es) too small for a validation image: {', '.join(unvalidated)}")
     if protocol.folders:
-        lines.append(protocol.description.rsplit(" Database:", 1)[0]
-                     + " (--resplit draws a random split of all the images instead)")
+        lines.append(f"{protocol.description} (--resplit draws a random split of all the images instead)")
     lines += folder_label_notes(protocol.database + protocol.query, under_split_folders=bool(protocol.folders))
     note = not_read_note(dataset.ignored)   # e.g. a video, or an iPhone's .heic without pillow-heif
     if note:

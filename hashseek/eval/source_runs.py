@@ -27,7 +27,7 @@ from hashseek.data.datasets import ImageDataset, is_archive
 from hashseek.data.named import NAMED_DATASETS, load_dataset
 from hashseek.data.protocols import PROTOCOLS, Protocol, get_protocol, protocol_dataset
 from hashseek.data.sources import SourceCheck, check_source, is_builtin, is_collection, open_source
-from hashseek.data.splits import SplitSettings, split_folders, split_lines, split_source
+from hashseek.data.splits import SplitSettings, split_lines, split_source
 from hashseek.eval.run_report import evaluate_protocol, write_run_report
 from hashseek.eval.zero_training import (Baseline, baseline_validation, describe_baseline, hasher_encoder,
                                          keep_baseline, run_hasher)
@@ -143,8 +143,9 @@ def prepare(source: str | Path | None = None, *, dataset: str | None = None, pro
         return Prepared(key, kind, ds, _saved_split(split, key, source, ds), check)
     settings = SplitSettings(seed=seed, **{("folders" if k == "--resplit" else k.lstrip("-").replace("-", "_")): v
                                           for k, v in split_given.items()})
-    _refuse_fractions_of_given_parts(settings, ds, split_given)
-    return Prepared(key, kind, ds, split_source(ds, settings, excluded=check.excluded, source=key), check)
+    drawn = split_source(ds, settings, excluded=check.excluded, source=key)
+    _refuse_fractions_of_given_parts(drawn.folders, split_given)
+    return Prepared(key, kind, ds, drawn, check)
 
 
 def _split_to_resume(saved: Path, seed: int | None) -> Path | None:
@@ -153,9 +154,8 @@ def _split_to_resume(saved: Path, seed: int | None) -> Path | None:
     return saved if saved.is_file() and (seed is None or Protocol.load(saved).seed == seed) else None
 
 
-def _refuse_fractions_of_given_parts(settings: SplitSettings, ds: ImageDataset, given: dict) -> None:
-    """A fraction for a part the source's own folders already give would be silently ignored: refuse it."""
-    folders = split_folders(ds) if settings.folders else {}
+def _refuse_fractions_of_given_parts(folders: dict[str, list[str]], given: dict) -> None:
+    """A fraction for a part the source's own folders gave (``Protocol.folders``) was ignored: refuse it."""
     clash = [(flag, folders[part]) for flag, part in (("--val-fraction", "validation"), ("--test-fraction", "query"))
              if flag in given and part in folders]
     if clash:
@@ -246,7 +246,10 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
     out = Path(out)
     saved = out / SPLIT_FILE
     if resume:
-        if saved.is_file() and _as_now(Protocol.load(saved), prepared.dataset) != prepared.protocol:
+        trained_on = Protocol.load(saved) if saved.is_file() else None
+        if trained_on is not None:
+            trained_on.drop_missing(prepared.dataset)   # as ``prepare`` keeps a resumed run's split
+        if trained_on is not None and trained_on != prepared.protocol:
             raise ConflictError(f"{out} was trained on another split ({saved}); resume with the same source and "
                                 f"seed, or pass --split {saved}")
     elif (out / MODEL_FILE).is_file() or (out / STATE_FILE).is_file():
@@ -257,12 +260,6 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
     return trainer.fit(prepared.dataset, prepared.protocol.train, validation_ids=prepared.protocol.validation or None,
                        out_dir=out, resume=resume, deadline=deadline, dataset_name=prepared.dataset.name,
                        protocol=prepared.protocol.name, source=prepared.source, split=SPLIT_FILE, recipe=recipe)
-
-
-def _as_now(protocol: Protocol, dataset: ImageDataset) -> Protocol:
-    """A saved split without the images deleted since (what ``prepare`` made of it for a resumed run)."""
-    protocol.drop_missing(dataset)
-    return protocol
 
 
 def recipe_config(recipe: str, prepared: Prepared, *, max_minutes: float | None = None, overrides: dict | None = None,
