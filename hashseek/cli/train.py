@@ -12,7 +12,7 @@ DEFAULT_RECIPE = "fast"
 NO_RECIPE = "none"
 # flag dest -> TrainConfig field (the same name unless listed in AUGMENT_FLAGS)
 CONFIG_FLAGS = ("backbone", "head", "loss", "bits", "mode", "epochs", "batch_size", "optimizer", "lr",
-                "augment_copies", "input_size", "warmup_epochs", "backbone_lr_scale", "mirror_average", "schedule",
+                "augment_copies", "input_size", "warmup_epochs", "backbone_lr_scale", "frozen_stages", "mirror_average", "schedule",
                 "weight_decay", "device", "backbone_weights", "random_init", "patience", "validate_every", "seed",
                 "plateau_factor", "plateau_patience")
 STAGE_FLAGS = ("stage_lr", "stage_weight_decay")   # STAGE=NUMBER pairs -> TrainConfig's per-stage dicts
@@ -252,6 +252,8 @@ def register(sub) -> None:
                    help="fine-tuning: first train the head alone on frozen maps for this many epochs")
     p.add_argument("--backbone-lr-scale", type=float,
                    help="fine-tuning: the backbone's learning rate is --lr times this")
+    p.add_argument("--frozen-stages", type=int,
+                   help="fine-tuning: the backbone's first N stages keep their pretrained weights (faster steps)")
     p.add_argument("--device", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     p.add_argument("--out", type=Path, help="run folder: model, split.json.gz, eval.json, summary.md, plots "
                                             "(default runs/<split>-<recipe>-seed<seed>)")

@@ -31,6 +31,8 @@ class TrainConfig:
     lr: float = 1e-3
     backbone_lr_scale: float = 0.1       # fine-tuning: the pretrained trunk learns slower
     backbone_lr_ramp_epochs: float = 1.0  # fine-tuning: the trunk's rate rises linearly from 0 over these epochs
+    frozen_stages: int = 0               # fine-tuning: the trunk's first N stages keep their pretrained weights
+                                         # and need no backward pass (Backbone.stages)
     weight_decay: float = 1e-5
     schedule: str = "cosine"             # cosine | step | constant | plateau (reduce-on-plateau of validation mAP)
     plateau_factor: float = 0.1          # plateau: the rate x this after more than plateau_patience validations
@@ -67,6 +69,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch_size >= 2"),
+            (self.frozen_stages >= 0, f"frozen_stages must be >= 0, got {self.frozen_stages}"),
             (self.validate_every >= 0 and (self.patience is None or self.patience >= 0),
              "validate_every and patience must be >= 0"),
             (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be positive"),

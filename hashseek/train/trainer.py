@@ -184,11 +184,13 @@ class Trainer:
     def _build(self, dataset: ImageDataset, provenance: dict) -> HashModel:
         cfg = self.config
         needs_classes = LOSSES.metadata(cfg.loss)["needs_logits"] or HEADS.metadata(cfg.head)["has_classifier"]
-        return HashModel.build(
+        model = HashModel.build(
             cfg.backbone, cfg.head, cfg.bits, len(dataset.classes) if needs_classes else None,
             pretrained=not cfg.random_init, weights=cfg.backbone_weights, head_kwargs=cfg.head_kwargs,
             loss=cfg.loss, mode=cfg.mode, classes=dataset.classes, input_size=cfg.input_size,
             mirror_average=cfg.mirror_average, train=asdict(cfg), **provenance)
+        model.backbone.tuned_parameters(cfg.frozen_stages)   # a trunk without that many stages fails before training
+        return model
 
     def _warm_up(self, dataset, train_ids, val_ids, out: Path | None, resume: bool, provenance, started: float,
                  deadline: float | None) -> TrainResult:
@@ -245,7 +247,7 @@ class Trainer:
         lr, decay = cfg.stage_lr.get(stage.name, cfg.lr), cfg.stage_weight_decay.get(stage.name, cfg.weight_decay)
         groups = [{"params": stage.head_params, "lr": lr, "weight_decay": decay}]
         if cfg.mode == "finetune" and stage.train_backbone:
-            groups.append({"params": list(model.backbone.parameters()), "lr": lr * cfg.backbone_lr_scale,
+            groups.append({"params": model.backbone.tuned_parameters(cfg.frozen_stages), "lr": lr * cfg.backbone_lr_scale,
                            "weight_decay": decay})
         for p in model.parameters():
             p.requires_grad_(False)

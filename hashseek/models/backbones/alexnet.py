@@ -70,6 +70,11 @@ class ClassicBackbone(Backbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features[:-1](x)
 
+    def stages(self) -> list[nn.Module]:
+        """The conv layers cut after each max-pool, then fc6/fc7."""
+        cuts = [i + 1 for i, layer in enumerate(self.features) if isinstance(layer, nn.MaxPool2d)]
+        return [self.features[a:b] for a, b in zip([0, *cuts], cuts)] + [self.classifier]
+
     def pool(self, feature_map: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.avgpool(self.features[-1](feature_map)), 1)
         return self.classifier[: self.fc7_end](x)

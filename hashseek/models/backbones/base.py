@@ -45,9 +45,37 @@ class Backbone(nn.Module):
         self.train(was_training)
         return tuple(shape)
 
+    def stages(self) -> list[nn.Module]:
+        """The trunk's layers from the input on, in groups of one width or resolution; fine-tuning can keep
+        the first few at their pretrained weights (``TrainConfig.frozen_stages``)."""
+        raise InvalidInputError(f"backbone {self.name!r} does not list its stages, so none can be frozen")
+
+    def tuned_parameters(self, frozen_stages: int = 0) -> list[nn.Parameter]:
+        """What fine-tuning moves: every parameter but those of the first ``frozen_stages`` stages. Nothing
+        before the first tuned layer needs a gradient, so its backward pass is skipped too."""
+        if not frozen_stages:
+            return list(self.parameters())
+        stages = self.stages()
+        if not 0 < frozen_stages < len(stages):
+            raise InvalidInputError(f"frozen_stages must be in 0..{len(stages) - 1}: {self.name} has {len(stages)} "
+                                    f"stages, got {frozen_stages}")
+        frozen = {id(p) for stage in stages[:frozen_stages] for p in stage.parameters()}
+        return [p for p in self.parameters() if id(p) not in frozen]
+
     def preprocessing(self) -> dict:
         """Everything needed to turn a decoded RGB image into this backbone's input."""
         return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std)}
+
+
+def runs_of(blocks: list[nn.Module], key) -> list[nn.ModuleList]:
+    """Consecutive ``blocks`` with the same ``key(block)`` (their output width), one group per run."""
+    groups: list[list[nn.Module]] = []
+    for block in blocks:
+        if groups and key(groups[-1][-1]) == key(block):
+            groups[-1].append(block)
+        else:
+            groups.append([block])
+    return [nn.ModuleList(group) for group in groups]
 
 
 def load_state_dict_file(module: nn.Module, path: str | Path, strict: bool = True, strip: tuple[str, ...] = (),

@@ -13,10 +13,11 @@ import importlib
 from pathlib import Path
 
 import torch
+from torch import nn
 from efficientnet_lite_pytorch import EfficientNet
 
 from hashseek.models.backbones import BACKBONES
-from hashseek.models.backbones.base import Backbone, load_state_dict_file
+from hashseek.models.backbones.base import Backbone, load_state_dict_file, runs_of
 
 # name -> (model package, class in it, input size)
 _VARIANTS = {
@@ -54,6 +55,14 @@ class EfficientNetLite(Backbone):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x)
+
+    def stages(self) -> list[nn.Module]:
+        """Seven: the MBConv blocks grouped by width (16, 24, 40, 80, 112, 192, 320 channels for Lite0/1),
+        the stem with the first, the 1x1 head conv with the last."""
+        net = self.net
+        groups = runs_of(list(net._blocks), lambda block: block._block_args.output_filters)
+        return [nn.ModuleList([net._conv_stem, net._bn0, groups[0]]), *groups[1:-1],
+                nn.ModuleList([groups[-1], net._conv_head, net._bn1])]
 
     def load_imagenet(self, path: Path) -> None:
         state = torch.load(str(path), map_location="cpu", weights_only=True)

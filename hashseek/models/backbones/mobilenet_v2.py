@@ -11,9 +11,10 @@ import importlib.util
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from hashseek.models.backbones import BACKBONES
-from hashseek.models.backbones.base import Backbone, load_state_dict_file
+from hashseek.models.backbones.base import Backbone, load_state_dict_file, runs_of
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,6 +45,14 @@ class MobileNetV2(Backbone):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.features(x)
+
+    def stages(self) -> list[nn.Module]:
+        """The feature layers grouped by output width (the stem, 16, 24, 32, 64, 96, 160, 320, 1280 channels)."""
+        return runs_of(list(self.net.features), _output_width)
+
+
+def _output_width(layer: nn.Module) -> int:
+    return [m for m in layer.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
 
 
 @BACKBONES.register("mobilenet_v2")
