@@ -89,8 +89,9 @@ def cmd_train(args) -> int:
 
     from hashseek.core.errors import InvalidInputError
     from hashseek.eval.run_report import describe_selection
-    from hashseek.eval.source_runs import (default_out, prepare, recipe_plan, report_training, run_deadline,
-                                           train_prepared, zero_training_baseline)
+    from hashseek.eval.source_runs import (SPLIT_FILE, default_out, prepare, recipe_plan, report_training,
+                                           run_deadline, train_prepared, zero_training_baseline)
+    from hashseek.train import TrainConfig
 
     started = time.perf_counter()      # --max-minutes bounds the whole command, from here to the report
     recipe = args.recipe or DEFAULT_RECIPE
@@ -98,10 +99,17 @@ def cmd_train(args) -> int:
         raise InvalidInputError("--max-minutes sizes a recipe's run: give --recipe fast or best, or drop it")
     progress = not args.quiet
     train_overrides(args)              # a malformed flag is said before the source is read
-    prepared = prepare(args.source, dataset=args.dataset, protocol=args.protocol, split=args.split,
-                       seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                       database=args.database, folders=args.folders, resume=args.out if args.resume else None,
-                       progress=progress)
+
+    def prepare_split(resume: Path | None):
+        return prepare(args.source, dataset=args.dataset, protocol=args.protocol, split=args.split, seed=args.seed,
+                       val_fraction=args.val_fraction, test_fraction=args.test_fraction, database=args.database,
+                       folders=args.folders, resume=resume, progress=progress)
+
+    prepared = prepare_split(args.out if args.resume else None)
+    if args.resume and args.out is None:   # the default run folder resumes on its own saved split too
+        args.out = default_out(prepared, recipe, TrainConfig().seed if args.seed is None else args.seed)
+        if (args.out / SPLIT_FILE).is_file():
+            prepared = prepare_split(args.out)
     print("\n".join(prepared.lines(per_class=False)))
     if not args.no_eval:
         prepared.require_test()

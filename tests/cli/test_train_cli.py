@@ -110,6 +110,21 @@ def test_resume_keeps_its_own_split_after_photos_were_added_and_deleted(run, pho
     assert "1 image(s) of the split are no longer in" in caplog.text
 
 
+def test_resume_without_out_continues_the_default_run_folder_on_its_own_split(photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", str(photos), "--recipe", "fast", "--epochs", "2", "--seed", "3", "--no-eval", "-q"]
+    assert main(argv) == 0
+    [folder] = (tmp_path / "runs").iterdir()
+    split = Protocol.load(folder / "split.json.gz")
+    added = photos / Path(split.train[0]).parent / "added since.jpg"
+    added.write_bytes((photos / split.train[0]).read_bytes())   # a redrawn split would differ
+    try:
+        assert main([*argv, "--resume"]) == 0
+    finally:
+        added.unlink()
+    assert Protocol.load(folder / "split.json.gz").train == split.train and list((tmp_path / "runs").iterdir()) == [folder]
+
+
 def test_resume_refuses_another_split_and_a_rerun_needs_resume(run, photos, capsys):
     assert main(["train", str(photos), "--recipe", "fast", "--epochs", "3", "--out", str(run), "-q"]) == 2
     assert "already holds a run; pass --resume" in capsys.readouterr().err
