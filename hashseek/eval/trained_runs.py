@@ -43,6 +43,7 @@ def trained_record(report: dict, where: str = "") -> dict:
             "split": {"name": split["name"], "seed": split["seed"], "sizes": split["sizes"]},
             "method": f"{settings['head']}+{settings['loss']}", "backbone": settings["backbone"],
             "bits": settings["bits"], "mode": settings["mode"], "input_size": settings.get("input_size"),
+            "frozen_stages": settings.get("frozen_stages", 0),
             "kept": "baseline" if baseline else "trained",
             "max_minutes": report["selection"].get("max_minutes") or settings.get("max_minutes"),
             "trained_on": report.get("trained_on", "cpu"), "train_seconds": report.get("train_seconds"),
@@ -52,9 +53,10 @@ def trained_record(report: dict, where: str = "") -> dict:
 
 
 def record_name(record: dict) -> str:
-    """A file name that tells runs apart: split, method, bits, seed."""
-    return (f"{record['split']['name']}-{record['method'].replace('+', '_')}-{record['bits']}b-"
-            f"seed{record['split']['seed']}.json")
+    """A file name that tells runs apart: split, method, backbone, bits, the trunk's kept stages, seed."""
+    frozen = record.get("frozen_stages") or 0
+    return (f"{record['split']['name']}-{record['method'].replace('+', '_')}-{record['backbone']}-{record['bits']}b"
+            + (f"-frozen{frozen}" if frozen else "") + f"-seed{record['split']['seed']}.json")
 
 
 def _group(record: dict) -> tuple:
@@ -63,15 +65,16 @@ def _group(record: dict) -> tuple:
     limit = record["max_minutes"]
     chosen = (record["recipe"], round(limit)) if record["recipe"] and limit else (record["recipe"] or "",
                                                                                    record["input_size"] or 0)
-    return (record["split"]["name"], record["method"], record["backbone"], record["bits"], record["mode"],
-            record["trained_on"], *chosen)
+    return (record["split"]["name"], record["method"], record["backbone"], record.get("frozen_stages") or 0,
+            record["bits"], record["mode"], record["trained_on"], *chosen)
 
 
 def _mode(runs: Sequence[dict]) -> str:
     r = runs[0]
     sizes = "/".join(str(size) for size in sorted({x["input_size"] for x in runs} - {None}))
-    limit = r["max_minutes"]
-    return (f"{r['mode']}, {r['backbone']} at {sizes + ' px' if sizes else 'its own size'}, {r['trained_on']}"
+    limit, frozen = r["max_minutes"], r.get("frozen_stages") or 0
+    return (f"{r['mode']}, {r['backbone']} at {sizes + ' px' if sizes else 'its own size'}"
+            + (f" (first {frozen} stages kept)" if frozen else "") + f", {r['trained_on']}"
             + (f", recipe {r['recipe']}" if r["recipe"] else "") + (f", --max-minutes {round(limit)}" if limit else ""))
 
 

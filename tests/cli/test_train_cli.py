@@ -13,6 +13,7 @@ from hashseek.cli import main
 from hashseek.core.errors import InvalidInputError
 from hashseek.data.protocols import Protocol
 from hashseek.eval.report import write_results_page
+from hashseek.eval.trained_runs import record_name, trained_tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import run_all  # noqa: E402
@@ -250,8 +251,8 @@ def test_a_train_run_reaches_the_results_page_as_mean_and_sd_over_its_seeds(run,
     (tmp_path / "other" / "eval.json").write_text(json.dumps(other))
     folder = tmp_path / "results" / "trained"
     records = run_all.trained_runs([run, tmp_path / "other"], folder)
-    assert sorted(p.name for p in folder.iterdir()) == [f"{report['split']['name']}-gap_csq-64b-seed{s}.json"
-                                                        for s in (1, 7)]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{report['split']['name']}-gap_csq-efficientnet_lite0-64b-seed{s}.json" for s in (1, 7)]
     assert all("history" not in r for r in records)
     page = write_results_page([], [], tmp_path / "results.md", "x", run_all.machine(), [], [64], trained=records)
     text = page.read_text()
@@ -264,6 +265,11 @@ def test_a_train_run_reaches_the_results_page_as_mean_and_sd_over_its_seeds(run,
     per_run = [line for line in text.splitlines() if line.startswith("| gap+csq | 64 |")]
     assert [line.split(" | ")[2] for line in per_run] == ["1", "7"]
     assert f"| {maps[1]:.3f} |" in per_run[1]
+    kept = {**records[0], "frozen_stages": 3}   # a fine-tuning setting of its own: its own file and row
+    assert record_name(kept) == f"{report['split']['name']}-gap_csq-efficientnet_lite0-64b-frozen3-seed1.json"
+    rows = "\n".join(trained_tables([records[0], kept])).splitlines()
+    assert sum(line.startswith("| gap+csq | frozen") for line in rows) == 2
+    assert sum("(first 3 stages kept)" in line for line in rows) == 1
 
 
 def test_a_report_without_test_figures_is_refused_by_name(run, tmp_path):
