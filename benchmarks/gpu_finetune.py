@@ -53,6 +53,9 @@ def main() -> int:
     p.add_argument("--backbone", default="efficientnet_lite0",
                    help="efficientnet_lite2 gained on cars-bmw13 (docs/bench/finetune_gpu.json); about 2.5x the cost")
     p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--frozen-stages", type=int, default=0,
+                   help="the trunk's first N stages kept pretrained (the best recipe keeps 3 for CPU speed; the GPU "
+                        "set tunes the whole trunk, as it was sized)")
     p.add_argument("--total-minutes", type=float, default=10.0, help="the whole set's wall-time target")
     p.add_argument("--parallel", type=int, default=6, help="runs at a time on the one GPU")
     p.add_argument("--train-minutes", type=float, help="each run's training bound (default: sized from the above)")
@@ -89,6 +92,7 @@ def main() -> int:
             out = args.out / f"b{bits}-seed{seed}"
             spec = dict(source=str(source), bits=bits, seed=seed, out=str(out), device=device, smoke=args.smoke,
                         backbone=args.backbone, input_size=args.input_size, train_minutes=train_minutes,
+                        frozen_stages=args.frozen_stages,
                         eval=args.eval)
             out.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
@@ -147,7 +151,8 @@ def run_one(spec: dict) -> int:
     smoke = spec["smoke"]
     prepared = prepare(spec["source"], seed=spec["seed"], progress=False)
     overrides = dict(bits=spec["bits"], seed=spec["seed"], backbone=spec["backbone"], device=spec["device"],
-                     input_size=spec["input_size"], max_minutes=spec["train_minutes"])
+                     input_size=spec["input_size"], max_minutes=spec["train_minutes"],
+                     frozen_stages=spec["frozen_stages"])
     if smoke:
         overrides.update(epochs=1, warmup_epochs=1, batch_size=4, input_size=64, patience=0)
     plan = recipe_plan("best", prepared, overrides=overrides, started=started)

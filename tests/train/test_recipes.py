@@ -25,24 +25,25 @@ def test_recipes_are_registered_with_their_mode():
 
 def test_best_is_the_measured_fine_tuning_recipe():
     config, lines = resolve_recipe("best", n_train=260, n_classes=13)
-    assert (config.backbone, config.head, config.loss, config.bits) == ("efficientnet_lite1", "gap", "csq", 64)
-    assert (config.mode, config.input_size, config.warmup_epochs, config.backbone_lr_scale) == ("finetune", 280, 100, 0.3)
+    assert (config.backbone, config.head, config.loss, config.bits) == ("efficientnet_lite2", "gap", "csq", 64)
+    assert (config.mode, config.input_size, config.warmup_epochs, config.backbone_lr_scale) == ("finetune", 336, 100, 0.3)
+    assert config.frozen_stages == 3
     assert config.mirror_average and config.augment_kwargs["crop_shape"] == "image"
     assert "recipe best" in lines[0] and any("selected on validation" in line for line in lines)
 
 
 def test_max_minutes_shrinks_the_estimated_epochs_then_the_input_and_keeps_the_recipe_epochs_as_the_ceiling():
     roomy = plan_run("best", n_train=260, n_classes=13, max_minutes=600, speed=SPEED)
-    assert (roomy.config.epochs, roomy.estimated_epochs, roomy.config.input_size) == (20, 20, 280)
+    assert (roomy.config.epochs, roomy.estimated_epochs, roomy.config.input_size) == (30, 30, 336)
     tight = plan_run("best", n_train=260, n_classes=13, max_minutes=20, speed=SPEED)
-    assert tight.config.epochs == 20 and tight.estimated_epochs < 20 and tight.config.input_size == 280
+    assert tight.config.epochs == 30 and tight.estimated_epochs < 30 and tight.config.input_size == 336
     assert estimate_seconds(replace(tight.config, epochs=tight.estimated_epochs), 260, 65, SPEED) <= 20 * 60
-    assert any(f"about {tight.estimated_epochs} of 20 fit" in line for line in tight.lines)
-    assert "(fits)" in tight.lines[-1] and "up to 20" in tight.lines[-2]
+    assert any(f"about {tight.estimated_epochs} of 30 fit" in line for line in tight.lines)
+    assert "(fits)" in tight.lines[-1] and "up to 30" in tight.lines[-2]
     assert tight.config.max_minutes == 20 and roomy.config.max_minutes == 600
     smaller = plan_run("best", n_train=260, n_classes=13, max_minutes=8, speed=SPEED)
-    assert smaller.config.input_size < 280 and smaller.estimated_epochs >= 8 and smaller.config.epochs == 20
-    assert any("input_size: 280 -> " in line for line in smaller.lines)
+    assert smaller.config.input_size < 336 and smaller.estimated_epochs >= 8 and smaller.config.epochs == 30
+    assert any("input_size: 336 -> " in line for line in smaller.lines)
 
 
 def test_unbounded_fine_tuning_says_how_long_it_will_take_before_it_starts():
@@ -52,9 +53,9 @@ def test_unbounded_fine_tuning_says_how_long_it_will_take_before_it_starts():
     seconds = (baseline_seconds(2000, 400, SPEED) + estimate_seconds(plan.config, 2000, 400, SPEED)
                + RESERVE_MARGIN * final_seconds(plan.config, 2000, 400, 500, 2400, SPEED))
     hours = f"{seconds / 3600:.1f}-{PROBE_SHORTFALL * seconds / 3600:.1f} h"   # the probe runs fast of real epochs
-    assert seconds > 90 * 60 and f"estimated {hours} on this CPU for 20 epochs at 280 px" in plan.lines[-1]
+    assert seconds > 90 * 60 and f"estimated {hours} on this CPU for 30 epochs at 336 px" in plan.lines[-1]
     assert "--max-minutes N bounds the run" in plan.lines[-1]
-    assert plan.config.epochs == 20 and plan.config.max_minutes is None   # nothing is shrunk: only said
+    assert plan.config.epochs == 30 and plan.config.max_minutes is None   # nothing is shrunk: only said
     assert not any("estimated" in line for line in plan_run("best", n_train=2000, n_classes=20, speed=SPEED).lines)
     fast = plan_run("fast", n_train=2000, n_classes=20, estimate=True)   # frozen: minutes, so no probe at all
     assert not any("measured" in line or "estimated" in line for line in fast.lines)
@@ -62,8 +63,8 @@ def test_unbounded_fine_tuning_says_how_long_it_will_take_before_it_starts():
 
 def test_the_final_evaluation_is_reserved_at_the_onnx_speed_of_the_input_size():
     config = plan_run("best", n_train=260, n_classes=13, speed=SPEED).config
-    # 260 + 65 + 100 images, each twice (mirror-averaged) through ONNX at 280 px, timed at 224 px: 25 ms x (280/224)^2
-    per_image = 2 * 25.0 * (280 / 224) ** 2 + 12.0
+    # 260 + 65 + 100 images, each twice (mirror-averaged) through ONNX at 336 px, timed at 224 px: 25 ms x (336/224)^2
+    per_image = 2 * 25.0 * (336 / 224) ** 2 + 12.0
     assert final_seconds(config, 260, 65, 100, 325, SPEED) == pytest.approx(15 + 425 * per_image / 1000 + 10)
 
 
@@ -79,12 +80,12 @@ def test_fast_drops_augmented_copies_then_the_input_size():
 
 def test_given_settings_are_never_changed():
     config, lines = resolve_recipe("best", n_train=260, n_classes=13, max_minutes=5, speed=SPEED,
-                                   overrides={"epochs": 30, "bits": 48, "lr": None,
+                                   overrides={"epochs": 40, "bits": 48, "lr": None,
                                               "augment_kwargs": {"min_crop_fraction": 0.7}})
-    assert (config.epochs, config.bits, config.lr) == (30, 48, 1e-3)
+    assert (config.epochs, config.bits, config.lr) == (40, 48, 1e-3)
     assert config.augment_kwargs == {"min_crop_fraction": 0.7, "max_degrees": 10.0, "crop_shape": "image"}
     given = next(line for line in lines if line.startswith("given: "))
-    assert "epochs=30 (recipe: 20)" in given and "bits=48 (recipe: 64)" in given   # what each flag replaced
+    assert "epochs=40 (recipe: 30)" in given and "bits=48 (recipe: 64)" in given   # what each flag replaced
     with pytest.raises(InvalidInputError, match="unknown training settings"):
         resolve_recipe("fast", n_train=10, n_classes=2, overrides={"epoch": 3})
 
