@@ -12,9 +12,9 @@ DEFAULT_RECIPE = "fast"
 NO_RECIPE = "none"
 # flag dest -> TrainConfig field (the same name unless listed in AUGMENT_FLAGS)
 CONFIG_FLAGS = ("backbone", "head", "loss", "bits", "mode", "epochs", "batch_size", "optimizer", "lr",
-                "augment_copies", "input_size", "warmup_epochs", "backbone_lr_scale", "frozen_stages", "mirror_average", "schedule",
-                "weight_decay", "device", "backbone_weights", "random_init", "patience", "validate_every", "seed",
-                "plateau_factor", "plateau_patience")
+                "augment_copies", "input_size", "warmup_epochs", "backbone_lr_scale", "frozen_stages",
+                "mirror_average", "schedule", "weight_decay", "device", "backbone_weights", "random_init", "patience",
+                "validate_every", "seed", "plateau_factor", "plateau_patience")
 STAGE_FLAGS = ("stage_lr", "stage_weight_decay")   # STAGE=NUMBER pairs -> TrainConfig's per-stage dicts
 AUGMENT_FLAGS = {"min_crop": "min_crop_fraction", "max_degrees": "max_degrees", "crop_shape": "crop_shape"}
 

@@ -19,7 +19,8 @@ warm-up epochs of the head on frozen maps, trunk learning rate 0.3 x the head's,
 photo's aspect ratio (>= 0.8 of a side, ±10°, mirror), and mirror-averaged encoding. Chosen on the
 validation images of the cars archive's user split, 3 seeds at ``max_minutes=30``: mAP@all 0.878
 (sd 0.054) against 0.839 (0.026) for the former EfficientNet-Lite1 at 280 px with the whole trunk
-tuned (measured on a slower CPU, 13-16 epochs against 15-21; docs/measurements.md).
+tuned (measured on a slower CPU, 13-16 epochs against 15-21; run again on the same CPU, seed 0: 0.871
+against 0.933; docs/measurements.md).
 
 Every run selects its epoch on validation images. ``max_minutes`` bounds a whole run: the
 machine's speed is measured with a few timed steps, and the recipe's epochs (``best``: then its
