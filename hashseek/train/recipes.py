@@ -348,9 +348,9 @@ def measure_speed(config: TrainConfig, batch: int | None = None, repeats: int = 
     if config.mode != "finetune":   # maps at another input size cost in proportion to their pixels (_map_ms)
         return Speed(str(device), native_size, native, native, 0.0, head_ms, native_size)
     backbone.to(device).eval()
-    tuned = {id(p) for p in backbone.tuned_parameters(config.frozen_stages)}
-    for p in backbone.parameters():
-        p.requires_grad_(id(p) in tuned)
+    backbone.requires_grad_(False)   # the step is timed as the run takes it: kept stages need no backward
+    for p in backbone.tuned_parameters(config.frozen_stages):
+        p.requires_grad_(True)
 
     def forward(x):
         with torch.no_grad():

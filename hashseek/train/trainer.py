@@ -247,8 +247,8 @@ class Trainer:
         lr, decay = cfg.stage_lr.get(stage.name, cfg.lr), cfg.stage_weight_decay.get(stage.name, cfg.weight_decay)
         groups = [{"params": stage.head_params, "lr": lr, "weight_decay": decay}]
         if cfg.mode == "finetune" and stage.train_backbone:
-            groups.append({"params": model.backbone.tuned_parameters(cfg.frozen_stages), "lr": lr * cfg.backbone_lr_scale,
-                           "weight_decay": decay})
+            groups.append({"params": model.backbone.tuned_parameters(cfg.frozen_stages),
+                           "lr": lr * cfg.backbone_lr_scale, "weight_decay": decay})
         for p in model.parameters():
             p.requires_grad_(False)
         for g in groups:
