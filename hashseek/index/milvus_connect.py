@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import re
+import time
 import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
@@ -37,8 +38,23 @@ def is_lite(uri: str) -> bool:
     return uri.endswith(".db")
 
 
+LITE_CONNECT_TRIES = 3   # milvus-lite starts its embedded server at the first connect to a file, and on a busy
+                         # machine its socket came up after pymilvus's first try (twice in three CI runs)
+
+
 def connect(uri: str, token: str | None) -> "RemoteClient":
     pymilvus = import_pymilvus()
+    for attempt in range(1, LITE_CONNECT_TRIES):
+        try:
+            return _client(pymilvus, uri, token)
+        except pymilvus.exceptions.MilvusException as err:
+            if not is_lite(uri) or "fail connecting" not in str(err).lower():
+                raise
+            time.sleep(attempt)
+    return _client(pymilvus, uri, token)
+
+
+def _client(pymilvus: Any, uri: str, token: str | None) -> "RemoteClient":
     try:
         with warnings.catch_warnings(), remote_errors(uri):
             warnings.filterwarnings("ignore", message=_PKG_RESOURCES_WARNING)
