@@ -13,8 +13,8 @@ NO_RECIPE = "none"
 # flag dest -> TrainConfig field (the same name unless listed in AUGMENT_FLAGS)
 CONFIG_FLAGS = ("backbone", "head", "loss", "bits", "mode", "epochs", "batch_size", "optimizer", "lr",
                 "augment_copies", "input_size", "warmup_epochs", "backbone_lr_scale", "frozen_stages",
-                "mirror_average", "schedule", "weight_decay", "device", "backbone_weights", "random_init", "patience",
-                "validate_every", "seed", "plateau_factor", "plateau_patience")
+                "precision", "mirror_average", "schedule", "weight_decay", "device", "backbone_weights", "random_init",
+                "patience", "validate_every", "seed", "plateau_factor", "plateau_patience")
 STAGE_FLAGS = ("stage_lr", "stage_weight_decay")   # STAGE=NUMBER pairs -> TrainConfig's per-stage dicts
 AUGMENT_FLAGS = {"min_crop": "min_crop_fraction", "max_degrees": "max_degrees", "crop_shape": "crop_shape"}
 
@@ -194,7 +194,7 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     from hashseek.losses import list_losses
     from hashseek.models.heads import list_heads
-    from hashseek.train.config import OPTIMIZERS, SCHEDULES, STAGE_NAMES
+    from hashseek.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, STAGE_NAMES
     from hashseek.train.recipes import list_recipes
 
     p = sub.add_parser("train", help="train a hashing model on labelled images: split, recipe, selection on "
@@ -262,6 +262,9 @@ def register(sub) -> None:
                    help="fine-tuning: the backbone's learning rate is --lr times this")
     p.add_argument("--frozen-stages", type=int,
                    help="fine-tuning: the backbone's first N stages keep their pretrained weights (faster steps)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="fine-tuning: the trunk's steps in bfloat16 autocast (auto: where the CPU or GPU has "
+                        "bfloat16 arithmetic; about 2x faster on a CPU with AVX-512 BF16)")
     p.add_argument("--device", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     p.add_argument("--out", type=Path, help="run folder: model, split.json.gz, eval.json, summary.md, plots "
                                             "(default runs/<split>-<recipe>-seed<seed>)")

@@ -15,6 +15,8 @@ from hashseek.models.heads import HEADS
 MODES = ("frozen", "finetune")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("cosine", "step", "constant", "plateau")
+PRECISIONS = ("auto", "float32", "bfloat16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")   # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic
 STAGE_NAMES = ("all", "1-classifier", "2-bilinear", "3-hash")   # train/schedule.py plan_stages' stages
 
 
@@ -33,6 +35,8 @@ class TrainConfig:
     backbone_lr_ramp_epochs: float = 1.0  # fine-tuning: the trunk's rate rises linearly from 0 over these epochs
     frozen_stages: int = 0               # fine-tuning: the trunk's first N stages keep their pretrained weights
                                          # and need no backward pass (Backbone.stages)
+    precision: str = "float32"           # fine-tuning: the trunk's training steps in bfloat16 autocast (head, loss
+                                         # and weights stay float32); auto = bfloat16 where the hardware has it
     weight_decay: float = 1e-5
     schedule: str = "cosine"             # cosine | step | constant | plateau (reduce-on-plateau of validation mAP)
     plateau_factor: float = 0.1          # plateau: the rate x this after more than plateau_patience validations
@@ -66,6 +70,7 @@ class TrainConfig:
             (self.device == "auto" or self.device.startswith(("cpu", "cuda")),
              f"device must be auto, cpu or cuda[:N], got {self.device!r}"),
             (8 <= self.bits <= 1024, f"bits must be in 8..1024, got {self.bits}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch_size >= 2"),
@@ -118,6 +123,26 @@ def training_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError(f"device {name!r} asked for, but torch sees no CUDA device")
     return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype a fine-tuning step's trunk runs in under autocast, None for float32.
+
+    ``auto`` takes bfloat16 only where it is fast: a CUDA device that supports it, or a CPU with
+    bfloat16 instructions (AVX-512 BF16, AMX). Elsewhere bfloat16 is emulated and slower than float32."""
+    if precision == "float32" or (precision == "auto" and not _fast_bfloat16(device)):
+        return None
+    return torch.bfloat16
+
+
+def _fast_bfloat16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+    except OSError:   # not Linux: no way to tell, keep float32
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 _FACTORY_ARGUMENTS = {"self", "in_channels", "n_bits", "n_classes"}   # what create_head / create_loss pass

@@ -46,7 +46,7 @@ from hashseek.core.registry import Registry
 from hashseek.models.backbones import create_backbone
 from hashseek.models.features import BackboneEncoder
 from hashseek.models.heads import create_head
-from hashseek.train.config import TrainConfig, training_device
+from hashseek.train.config import TrainConfig, autocast_dtype, training_device
 from hashseek.train.encode_size import larger_size
 from hashseek.train.selection import validation_interval
 
@@ -93,6 +93,7 @@ class Speed:
     train_ms: float         # forward + backward + update of the whole model (fine-tuning)
     head_ms: float          # forward + backward of the head alone on a cached map
     native_size: int | None = None   # the backbone's own input side (native_forward_ms's); None = size
+    precision: str = "float32"       # what the training steps ran in (TrainConfig.precision, resolved)
 
     def at(self, size: int) -> "Speed":
         """Network costs grow with the number of pixels."""
@@ -155,9 +156,10 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     if max_minutes is None and (config.mode == "frozen" or not estimate):   # a frozen run takes minutes
         return Plan(config, lines)
     speed = speed or measure_speed(config)
+    step = f"training step {speed.train_ms:.1f} ms/image at {speed.size} px in {speed.precision}, " \
+        if speed.train_ms else ""
     lines.append(f"measured on {speed.device}: backbone forward {speed.native_forward_ms:.1f} ms/image at its own "
-                 f"size, " + (f"training step {speed.train_ms:.1f} ms/image at {speed.size} px, " if speed.train_ms
-                              else "") + f"head step {speed.head_ms:.2f} ms/image")
+                 f"size, {step}head step {speed.head_ms:.2f} ms/image")
     baseline = baseline_seconds(n_train, n_val, speed) if n_val else 0.0
     if max_minutes is None:   # fine-tuning unbounded can take hours on a CPU: say so before it starts
         total = baseline + estimate_seconds(config, n_train, n_val, speed) + RESERVE_MARGIN * final_seconds(
@@ -356,11 +358,16 @@ def measure_speed(config: TrainConfig, batch: int | None = None, repeats: int = 
         with torch.no_grad():
             backbone.forward_features(x.to(device))
 
+    dtype = autocast_dtype(config.precision, device)
+
     def train(x):
         backbone.zero_grad(set_to_none=True)
-        head(backbone.forward_features(x.to(device))).codes.sum().backward()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            maps = backbone.forward_features(x.to(device))
+        head(maps.float()).codes.sum().backward()
 
-    return Speed(str(device), size, timed(forward, size), native, timed(train, size), head_ms, native_size)
+    return Speed(str(device), size, timed(forward, size), native, timed(train, size), head_ms, native_size,
+                 "bfloat16" if dtype else "float32")
 
 
 def list_recipes() -> list[str]:

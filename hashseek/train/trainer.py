@@ -44,7 +44,7 @@ from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
 from hashseek.train.checkpoint import load_checkpoint, save_checkpoint, trainable_state
-from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
+from hashseek.train.config import TrainConfig, TrainResult, autocast_dtype, device_name, training_device
 from hashseek.train.encode_size import choose_encode_size
 from hashseek.train.evaluator import MapEncoder, evaluate_split, map_encoder, training_encoder
 from hashseek.train.schedule import Pace, Rate, Stage, plan_stages, replan, share
@@ -221,14 +221,14 @@ class Trainer:
         model.head.train()
         # Batch-norm statistics stay those of ImageNet: CPU batches are too small to re-estimate them.
         model.backbone.eval()
-        losses = []
+        losses, dtype = [], autocast_dtype(cfg.precision, device)
         steps = tqdm(batches.indexed(epoch), total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}",
                      disable=not self.progress or cfg.mode == "frozen")
         for inputs, y, index in steps:
             inputs, y = inputs.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if isinstance(model.head, TanhHead):
                 model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
-            out = model.head(inputs) if cfg.mode == "frozen" else model(inputs)
+            out = model.head(inputs if cfg.mode == "frozen" else trunk_forward(model, inputs, dtype))
             # memory-bank losses (DPSH, DSH, HashNet) score the batch against every training item seen
             loss = loss_fn(out, y, index=index.to(device)) if loss_fn.needs_index else loss_fn(out, y)
             optimizer.zero_grad(set_to_none=True)
@@ -348,11 +348,21 @@ class Trainer:
         model.eval().to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
         model.config.update(history=history, train_seconds=history[-1]["seconds"] if history else 0.0,
                             trained_on=device_name(device), selection=info, train=asdict(cfg),
+                            trained_precision="bfloat16" if cfg.mode == "finetune" and autocast_dtype(
+                                cfg.precision, device) else "float32",
                             dropped_training_images=[list(d) for d in dropped or []],
                             trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if out is not None:
             model.save(out)
         return TrainResult(model, history, model.config["train_seconds"], info)
+
+
+def trunk_forward(model: HashModel, images: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """The trunk's feature maps, under autocast when ``dtype`` is given; float32 out, so the head and the
+    loss never see bfloat16."""
+    with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
+        maps = model.backbone.forward_features(images)
+    return maps.float()
 
 
 def _postfix(record: dict, selection: Selection) -> dict:
