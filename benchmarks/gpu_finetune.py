@@ -56,6 +56,9 @@ def main() -> int:
     p.add_argument("--frozen-stages", type=int, default=0,
                    help="the trunk's first N stages kept pretrained (the best recipe keeps 3 for CPU speed; the GPU "
                         "set tunes the whole trunk, as it was sized)")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="float32",
+                   help="the trunk's steps in bfloat16 autocast (auto: where the GPU supports it); the set was "
+                        "sized in float32, and bfloat16 has been measured on a CPU only (docs/measurements.md)")
     p.add_argument("--total-minutes", type=float, default=10.0, help="the whole set's wall-time target")
     p.add_argument("--parallel", type=int, default=6, help="runs at a time on the one GPU")
     p.add_argument("--train-minutes", type=float, help="each run's training bound (default: sized from the above)")
@@ -92,8 +95,7 @@ def main() -> int:
             out = args.out / f"b{bits}-seed{seed}"
             spec = dict(source=str(source), bits=bits, seed=seed, out=str(out), device=device, smoke=args.smoke,
                         backbone=args.backbone, input_size=args.input_size, train_minutes=train_minutes,
-                        frozen_stages=args.frozen_stages,
-                        eval=args.eval)
+                        frozen_stages=args.frozen_stages, precision=args.precision, eval=args.eval)
             out.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
             log = open(out / "run.log", "w")   # noqa: SIM115  (closed when the run ends)
@@ -152,7 +154,7 @@ def run_one(spec: dict) -> int:
     prepared = prepare(spec["source"], seed=spec["seed"], progress=False)
     overrides = dict(bits=spec["bits"], seed=spec["seed"], backbone=spec["backbone"], device=spec["device"],
                      input_size=spec["input_size"], max_minutes=spec["train_minutes"],
-                     frozen_stages=spec["frozen_stages"])
+                     frozen_stages=spec["frozen_stages"], precision=spec["precision"])
     if smoke:
         overrides.update(epochs=1, warmup_epochs=1, batch_size=4, input_size=64, patience=0)
     plan = recipe_plan("best", prepared, overrides=overrides, started=started)

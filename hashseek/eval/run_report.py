@@ -159,6 +159,7 @@ def write_run_report(out: str | Path, model: HashModel | FeatureHasher, dataset:
                   "unreadable": protocol.excluded},
         "model": model.describe(), "settings": settings if settings is not None else _config(model).get("train") or {},
         "train_seconds": train_seconds, "trained_on": trained_on or _config(model).get("trained_on"),
+        "trained_precision": _config(model).get("trained_precision", "float32"),
         "selection": selection, "history": history,
         "validation": validation.to_dict() if validation else None, "test": test.to_dict(),
         "machine": machine(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -187,7 +188,8 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
              f"{_cell(test.get('searched'), key)} |" for key, label in HEADLINE if key in test.get("searched", {})]
     lines = ["## This run", "",
              f"Source `{payload['source']}`, recipe `{payload['recipe'] or 'none (settings given one by one)'}`, "
-             f"trained in {payload['train_seconds']:.1f} s on {payload['trained_on'] or 'cpu'}.", "",
+             f"trained in {payload['train_seconds']:.1f} s on {payload['trained_on'] or 'cpu'}"
+             f"{' (trunk steps in bfloat16)' if payload['trained_precision'] == 'bfloat16' else ''}.", "",
              "| figure | validation (selection) | test queries (read once, after training) |", "|---|---|---|", *rows,
              f"| queries / database | {_sizes(val)} | {_sizes(test)} |", ""]
     if "tie_aware" in test:

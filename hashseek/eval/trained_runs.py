@@ -46,17 +46,24 @@ def trained_record(report: dict, where: str = "") -> dict:
             "frozen_stages": settings.get("frozen_stages", 0),
             "kept": "baseline" if baseline else "trained",
             "max_minutes": report["selection"].get("max_minutes") or settings.get("max_minutes"),
-            "trained_on": report.get("trained_on", "cpu"), "train_seconds": report.get("train_seconds"),
+            "trained_on": report.get("trained_on", "cpu"), "precision": report.get("trained_precision", "float32"),
+            "train_seconds": report.get("train_seconds"),
             "created": report.get("created"), "machine": report.get("machine"), "settings": settings,
             "selection": {k: report["selection"][k] for k in SELECTION if k in report["selection"]},
             "validation": _figures(report["validation"] or {}), "test": _figures(report["test"])}
 
 
 def record_name(record: dict) -> str:
-    """A file name that tells runs apart: split, method, backbone, bits, the trunk's kept stages, seed."""
+    """A file name that tells runs apart: split, method, backbone, bits, the trunk's kept stages, bfloat16
+    steps, seed."""
     frozen = record.get("frozen_stages") or 0
     return (f"{record['split']['name']}-{record['method'].replace('+', '_')}-{record['backbone']}-{record['bits']}b"
-            + (f"-frozen{frozen}" if frozen else "") + f"-seed{record['split']['seed']}.json")
+            + (f"-frozen{frozen}" if frozen else "") + ("-bf16" if _precision(record) == "bfloat16" else "")
+            + f"-seed{record['split']['seed']}.json")
+
+
+def _precision(record: dict) -> str:
+    return record.get("precision") or "float32"     # records written before bfloat16 training existed
 
 
 def _group(record: dict) -> tuple:
@@ -66,7 +73,7 @@ def _group(record: dict) -> tuple:
     chosen = (record["recipe"], round(limit)) if record["recipe"] and limit else (record["recipe"] or "",
                                                                                    record["input_size"] or 0)
     return (record["split"]["name"], record["method"], record["backbone"], record.get("frozen_stages") or 0,
-            record["bits"], record["mode"], record["trained_on"], *chosen)
+            record["bits"], record["mode"], record["trained_on"], _precision(record), *chosen)
 
 
 def _mode(runs: Sequence[dict]) -> str:
@@ -75,6 +82,7 @@ def _mode(runs: Sequence[dict]) -> str:
     limit, frozen = r["max_minutes"], r.get("frozen_stages") or 0
     return (f"{r['mode']}, {r['backbone']} at {sizes + ' px' if sizes else 'its own size'}"
             + (f" (first {frozen} stages kept)" if frozen else "") + f", {r['trained_on']}"
+            + (" in bfloat16" if _precision(r) == "bfloat16" else "")
             + (f", recipe {r['recipe']}" if r["recipe"] else "") + (f", --max-minutes {round(limit)}" if limit else ""))
 
 

@@ -125,21 +125,22 @@ def training_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> torch.dtype | None:
     """The dtype a fine-tuning step's trunk runs in under autocast, None for float32.
 
     ``auto`` takes bfloat16 only where it is fast: a CUDA device that supports it, or a CPU with
     bfloat16 instructions (AVX-512 BF16, AMX). Elsewhere bfloat16 is emulated and slower than float32."""
-    if precision == "float32" or (precision == "auto" and not _fast_bfloat16(device)):
+    if precision == "float32" or (precision == "auto" and not _fast_bfloat16(device, cpuinfo)):
         return None
     return torch.bfloat16
 
 
-def _fast_bfloat16(device: torch.device) -> bool:
+def _fast_bfloat16(device: torch.device, cpuinfo: str) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     try:
-        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+        with open(cpuinfo) as lines:
+            flags = next((line for line in lines if line.startswith("flags")), "").split()
     except OSError:   # not Linux: no way to tell, keep float32
         return False
     return any(flag in flags for flag in BF16_CPU_FLAGS)

@@ -27,7 +27,7 @@ def test_best_is_the_measured_fine_tuning_recipe():
     config, lines = resolve_recipe("best", n_train=260, n_classes=13)
     assert (config.backbone, config.head, config.loss, config.bits) == ("efficientnet_lite2", "gap", "csq", 64)
     assert (config.mode, config.input_size, config.warmup_epochs, config.backbone_lr_scale) == ("finetune", 336, 100, 0.3)
-    assert config.frozen_stages == 3
+    assert config.frozen_stages == 3 and config.precision == "auto"
     assert config.mirror_average and config.augment_kwargs["crop_shape"] == "image"
     assert "recipe best" in lines[0] and any("selected on validation" in line for line in lines)
 
