@@ -194,7 +194,8 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     from hashseek.losses import list_losses
     from hashseek.models.heads import list_heads
-    from hashseek.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, STAGE_NAMES
+    from hashseek.train.config import OPTIMIZERS, SCHEDULES, STAGE_NAMES
+    from hashseek.train.precision import PRECISIONS
     from hashseek.train.recipes import list_recipes
 
     p = sub.add_parser("train", help="train a hashing model on labelled images: split, recipe, selection on "

@@ -11,12 +11,11 @@ from hashseek.core.errors import InvalidInputError
 from hashseek.losses import LOSSES
 from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS
+from hashseek.train.precision import PRECISIONS
 
 MODES = ("frozen", "finetune")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("cosine", "step", "constant", "plateau")
-PRECISIONS = ("auto", "float32", "bfloat16")
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")   # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic
 STAGE_NAMES = ("all", "1-classifier", "2-bilinear", "3-hash")   # train/schedule.py plan_stages' stages
 
 
@@ -123,27 +122,6 @@ def training_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError(f"device {name!r} asked for, but torch sees no CUDA device")
     return device
-
-
-def autocast_dtype(precision: str, device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> torch.dtype | None:
-    """The dtype a fine-tuning step's trunk runs in under autocast, None for float32.
-
-    ``auto`` takes bfloat16 only where it is fast: a CUDA device that supports it, or a CPU with
-    bfloat16 instructions (AVX-512 BF16, AMX). Elsewhere bfloat16 is emulated and slower than float32."""
-    if precision == "float32" or (precision == "auto" and not _fast_bfloat16(device, cpuinfo)):
-        return None
-    return torch.bfloat16
-
-
-def _fast_bfloat16(device: torch.device, cpuinfo: str) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        with open(cpuinfo) as lines:
-            flags = next((line for line in lines if line.startswith("flags")), "").split()
-    except OSError:   # not Linux: no way to tell, keep float32
-        return False
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 _FACTORY_ARGUMENTS = {"self", "in_channels", "n_bits", "n_classes"}   # what create_head / create_loss pass

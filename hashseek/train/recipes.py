@@ -22,7 +22,7 @@ validation images of the cars archive's user split, 3 seeds at ``max_minutes=30`
 tuned (measured on a slower CPU, 13-16 epochs against 15-21; run again on the same CPU, seed 0: 0.871
 against 0.933; docs/measurements.md). ``precision="auto"``: the trunk's steps in bfloat16 autocast on a
 CPU with AVX-512 BF16 or AMX (or a GPU with bfloat16), 1.9x faster steps there; on the same 3 splits and
-machine, 28-30 epochs in the 30 minutes instead of 15-21, validation 0.887 (0.047) against 0.878 (0.054).
+machine, 28-30 epochs in the 30 minutes instead of 15-21, validation 0.887 (0.046) against 0.878 (0.054).
 
 Every run selects its epoch on validation images. ``max_minutes`` bounds a whole run: the
 machine's speed is measured with a few timed steps, and the recipe's epochs (``best``: then its
@@ -48,8 +48,9 @@ from hashseek.core.registry import Registry
 from hashseek.models.backbones import create_backbone
 from hashseek.models.features import BackboneEncoder
 from hashseek.models.heads import create_head
-from hashseek.train.config import TrainConfig, autocast_dtype, training_device
+from hashseek.train.config import TrainConfig, training_device
 from hashseek.train.encode_size import larger_size
+from hashseek.train.precision import autocast_dtype, trunk_forward
 from hashseek.train.selection import validation_interval
 
 RECIPES: Registry[dict] = Registry("recipe", defaults={"description": "", "mode": "frozen"})
@@ -364,9 +365,7 @@ def measure_speed(config: TrainConfig, batch: int | None = None, repeats: int = 
 
     def train(x):
         backbone.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            maps = backbone.forward_features(x.to(device))
-        head(maps.float()).codes.sum().backward()
+        head(trunk_forward(backbone, x.to(device), dtype)).codes.sum().backward()
 
     return Speed(str(device), size, timed(forward, size), native, timed(train, size), head_ms, native_size,
                  "bfloat16" if dtype else "float32")

@@ -44,9 +44,10 @@ from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
 from hashseek.train.checkpoint import load_checkpoint, save_checkpoint, trainable_state
-from hashseek.train.config import TrainConfig, TrainResult, autocast_dtype, device_name, training_device
+from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
 from hashseek.train.encode_size import choose_encode_size
 from hashseek.train.evaluator import MapEncoder, evaluate_split, map_encoder, training_encoder
+from hashseek.train.precision import autocast_dtype, trunk_forward
 from hashseek.train.schedule import Pace, Rate, Stage, plan_stages, replan, share
 from hashseek.train.selection import Selection
 
@@ -228,7 +229,7 @@ class Trainer:
             inputs, y = inputs.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if isinstance(model.head, TanhHead):
                 model.head.beta = hashnet_beta_schedule(step) if cfg.continuation else 1.0
-            out = model.head(inputs if cfg.mode == "frozen" else trunk_forward(model, inputs, dtype))
+            out = model.head(inputs if cfg.mode == "frozen" else trunk_forward(model.backbone, inputs, dtype))
             # memory-bank losses (DPSH, DSH, HashNet) score the batch against every training item seen
             loss = loss_fn(out, y, index=index.to(device)) if loss_fn.needs_index else loss_fn(out, y)
             optimizer.zero_grad(set_to_none=True)
@@ -355,14 +356,6 @@ class Trainer:
         if out is not None:
             model.save(out)
         return TrainResult(model, history, model.config["train_seconds"], info)
-
-
-def trunk_forward(model: HashModel, images: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """The trunk's feature maps, under autocast when ``dtype`` is given; float32 out, so the head and the
-    loss never see bfloat16."""
-    with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
-        maps = model.backbone.forward_features(images)
-    return maps.float()
 
 
 def _postfix(record: dict, selection: Selection) -> dict:

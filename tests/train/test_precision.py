@@ -9,8 +9,7 @@ import torch
 from hashseek.core.errors import InvalidInputError
 from hashseek.models.hash_model import HashModel, load_model
 from hashseek.train import TrainConfig, Trainer
-from hashseek.train.config import autocast_dtype
-from hashseek.train.trainer import trunk_forward
+from hashseek.train.precision import autocast_dtype, trunk_forward
 
 CPU = torch.device("cpu")
 
@@ -40,7 +39,7 @@ def test_the_trunk_runs_in_bfloat16_and_hands_float32_maps_to_the_head():
     model = HashModel.build("efficientnet_lite0", "gap", 32, None, loss="csq").eval()
     images = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
-        exact, reduced = trunk_forward(model, images, None), trunk_forward(model, images, torch.bfloat16)
+        exact, reduced = trunk_forward(model.backbone, images, None), trunk_forward(model.backbone, images, torch.bfloat16)
     assert exact.dtype == reduced.dtype == torch.float32
     assert not torch.equal(exact, reduced)                         # the trunk did run in bfloat16
     assert torch.allclose(exact, reduced, atol=0.1 * float(exact.abs().max()))
