@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.data.datasets import ImageDataset, is_archive
+from hashseek.data.loader import decode_ms
 from hashseek.data.named import NAMED_DATASETS, load_dataset
 from hashseek.data.protocols import PROTOCOLS, Protocol, get_protocol, protocol_dataset
 from hashseek.data.sources import SourceCheck, check_source, is_builtin, is_collection, open_source
@@ -285,7 +286,8 @@ def recipe_plan(recipe: str, prepared: Prepared, *, max_minutes: float | None = 
     return plan_run(recipe, n_train=len(protocol.train), n_classes=_n_classes(prepared),
                     n_validation=len(protocol.validation), n_query=len(protocol.query) if evaluate else 0,
                     n_database=len(protocol.database) if evaluate else 0, max_minutes=left, overrides=given,
-                    estimate=True)
+                    estimate=True, decode_probe=lambda size: decode_ms(protocol.train, prepared.dataset.read_bytes,
+                                                                        size))
 
 
 def run_deadline(plan: Plan, started: float, max_minutes: float | None) -> float | None:

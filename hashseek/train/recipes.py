@@ -40,6 +40,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, fields, replace
+from typing import Callable
 
 import torch
 
@@ -55,7 +56,7 @@ from hashseek.train.selection import validation_interval
 
 RECIPES: Registry[dict] = Registry("recipe", defaults={"description": "", "mode": "frozen"})
 
-DECODE_MS = 12.0        # decoding and resizing one photo on one core, beside the network
+DECODE_MS = 12.0        # decoding and resizing one photo on one core, beside the network, when not measured
 EXPORT_SECONDS = 15.0   # exporting a fine-tuned model to ONNX Runtime (each CPU validation, the final evaluation)
 REPORT_SECONDS = 10.0   # saving the model, writing eval.json, summary.md and the plots (under load)
 ITQ_FIT_SECONDS = 5.0   # the baseline's ITQ fit (an eigendecomposition of the 1280-d covariance)
@@ -97,6 +98,7 @@ class Speed:
     head_ms: float          # forward + backward of the head alone on a cached map
     native_size: int | None = None   # the backbone's own input side (native_forward_ms's); None = size
     precision: str = "float32"       # what the training steps ran in (TrainConfig.precision, resolved)
+    decode_ms: float = DECODE_MS     # reading, decoding and resizing one of the source's images, one core
 
     def at(self, size: int) -> "Speed":
         """Network costs grow with the number of pixels."""
@@ -127,7 +129,8 @@ def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: floa
 
 def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,
              overrides: dict | None = None, n_validation: int | None = None, n_query: int = 0,
-             n_database: int = 0, speed: Speed | None = None, estimate: bool = False) -> Plan:
+             n_database: int = 0, speed: Speed | None = None, estimate: bool = False,
+             decode_probe: Callable[[int], float | None] | None = None) -> Plan:
     """The recipe's TrainConfig for this source, the lines saying what was chosen and why, and the
     seconds reserved after training.
 
@@ -135,7 +138,9 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     ``augment_kwargs`` entries merge into the recipe's). ``n_validation`` defaults to a quarter of
     ``n_train``; ``n_query``/``n_database``: the test evaluation after training (0: none). ``speed``
     skips the measurement (tests, or a machine measured before). ``estimate``: an unbounded fine-tuning
-    run is measured too, and a line says how long it will take (a run about to start).
+    run is measured too, and a line says how long it will take (a run about to start). ``decode_probe``:
+    the milliseconds to read and decode one of the source's images at an input side (``data.loader.decode_ms``
+    on its training images), called when the speed is measured; without it ``DECODE_MS`` is assumed.
     """
     settings = RECIPES.create(name)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -159,10 +164,14 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     if max_minutes is None and (config.mode == "frozen" or not estimate):   # a frozen run takes minutes
         return Plan(config, lines)
     speed = speed or measure_speed(config)
+    decoding = decode_probe(config.input_size or speed.size) if decode_probe else None
+    if decoding is not None:
+        speed = replace(speed, decode_ms=decoding)
     step = f"training step {speed.train_ms:.1f} ms/image at {speed.size} px in {speed.precision}, " \
         if speed.train_ms else ""
+    decoded = f", reading and decoding {decoding:.1f} ms/image of this source" if decoding is not None else ""
     lines.append(f"measured on {speed.device}: backbone forward {speed.native_forward_ms:.1f} ms/image at its own "
-                 f"size, {step}head step {speed.head_ms:.2f} ms/image")
+                 f"size, {step}head step {speed.head_ms:.2f} ms/image{decoded}")
     baseline = baseline_seconds(n_train, n_val, speed) if n_val else 0.0
     if max_minutes is None:   # fine-tuning unbounded can take hours on a CPU: say so before it starts
         total = baseline + estimate_seconds(config, n_train, n_val, speed) + RESERVE_MARGIN * final_seconds(
@@ -203,7 +212,7 @@ def _duration(seconds: float) -> str:
 
 def baseline_seconds(n_train: int, n_val: int, speed: Speed) -> float:
     """The zero-training baseline: pooled features of the training and validation images, and ITQ's fit."""
-    return (n_train + n_val) * (speed.native_forward_ms + DECODE_MS) / 1000 + ITQ_FIT_SECONDS
+    return (n_train + n_val) * (speed.native_forward_ms + speed.decode_ms) / 1000 + ITQ_FIT_SECONDS
 
 
 def final_seconds(config: TrainConfig, n_train: int, n_val: int, n_query: int, n_database: int,
@@ -214,18 +223,18 @@ def final_seconds(config: TrainConfig, n_train: int, n_val: int, n_query: int, n
     if not (n_query or n_database):
         return REPORT_SECONDS
     if config.mode == "frozen" and not config.mirror_average:
-        final = n_query * (_map_ms(config, speed) + DECODE_MS)
+        final = n_query * (_map_ms(config, speed) + speed.decode_ms)
     else:   # the saved model encodes through ONNX Runtime, timed at the backbone's own size
         encoded = n_train + n_val + n_query + max(0, n_database - n_train - n_val)
         final = 1000 * EXPORT_SECONDS + encoded * ((2 if config.mirror_average else 1) * _onnx_ms(config, speed)
-                                                   + DECODE_MS)
+                                                   + speed.decode_ms)
     return final / 1000 + REPORT_SECONDS
 
 
 def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed) -> float:
     """Wall time of a run from the measured per-image costs (validation included)."""
     copies = config.augment_copies if config.mode == "frozen" else 0
-    maps = (n_train * (1 + copies) + n_val) * (_map_ms(config, speed) + DECODE_MS)
+    maps = (n_train * (1 + copies) + n_val) * (_map_ms(config, speed) + speed.decode_ms)
     head_epoch = n_train * (1 + copies) * speed.head_ms
     head_validation = (n_train + n_val) * speed.head_ms / 3
     frozen = maps + _with_validation(config.warmup_epochs if config.mode == "finetune" else config.epochs,
@@ -237,8 +246,9 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed
     # on the CPU each validation exports the weights and encodes through ONNX Runtime (SnapshotEncoder)
     on_cpu = speed.device == "cpu"
     forward_ms = _onnx_ms(config, speed) if on_cpu else at.forward_ms
-    validation = (n_train + n_val) * (passes * forward_ms + DECODE_MS) + (1000 * EXPORT_SECONDS if on_cpu else 0)
-    tuning = n_train * DECODE_MS + _with_validation(config.epochs, n_train * at.train_ms, validation, "finetune")
+    validation = ((n_train + n_val) * (passes * forward_ms + speed.decode_ms)
+                  + (1000 * EXPORT_SECONDS if on_cpu else 0))
+    tuning = n_train * speed.decode_ms + _with_validation(config.epochs, n_train * at.train_ms, validation, "finetune")
     if n_val:   # the kept weights validated once more at a larger encode size (``encode_size.py``)
         size = config.input_size or speed.size
         tuning += validation * (larger_size(size) / size) ** 2
@@ -246,7 +256,7 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed
         return tuning / 1000
     # the warm-up model validated as it would encode (mirror-averaged, at the backbone's own size)
     native_ms = speed.native_forward_ms if on_cpu else speed.at(speed.native_size or speed.size).forward_ms
-    check = ((n_train + n_val) * (2 * native_ms + DECODE_MS) + (1000 * EXPORT_SECONDS if on_cpu else 0)
+    check = ((n_train + n_val) * (2 * native_ms + speed.decode_ms) + (1000 * EXPORT_SECONDS if on_cpu else 0)
              if config.mirror_average and n_val else 0.0)
     return (frozen + check + tuning) / 1000
 

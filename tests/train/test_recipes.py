@@ -68,6 +68,29 @@ def test_the_final_evaluation_is_reserved_at_the_onnx_speed_of_the_input_size():
     assert final_seconds(config, 260, 65, 100, 325, SPEED) == pytest.approx(15 + 425 * per_image / 1000 + 10)
 
 
+def test_the_sources_own_decoding_cost_replaces_the_assumed_one():
+    asked = []
+
+    def probe(size: int) -> float:
+        asked.append(size)
+        return 1.0      # 32 x 32 thumbnails: about a millisecond, not a photo's 12
+
+    assumed = plan_run("best", n_train=4500, n_classes=10, max_minutes=90, n_validation=500, n_query=1000,
+                       n_database=54000, speed=SPEED)
+    measured = plan_run("best", n_train=4500, n_classes=10, max_minutes=90, n_validation=500, n_query=1000,
+                        n_database=54000, speed=SPEED, decode_probe=probe)
+    assert asked == [336]     # at the run's input side
+    assert any("reading and decoding 1.0 ms/image of this source" in line for line in measured.lines)
+    assert not any("reading and decoding" in line for line in assumed.lines)
+    # 55,000 images encoded after training: 11 ms less each, with the reserve's margin
+    assert assumed.reserve_seconds - measured.reserve_seconds == pytest.approx(RESERVE_MARGIN * 55000 * 11 / 1000)
+    assert measured.estimated_epochs > assumed.estimated_epochs
+    unmeasured = plan_run("best", n_train=4500, n_classes=10, max_minutes=90, speed=SPEED,
+                          decode_probe=lambda size: None)     # nothing decoded: the assumed cost stays
+    assert unmeasured.reserve_seconds == plan_run("best", n_train=4500, n_classes=10, max_minutes=90,
+                                                  speed=SPEED).reserve_seconds
+
+
 def test_fast_drops_augmented_copies_then_the_input_size():
     config, _ = resolve_recipe("fast", n_train=260, n_classes=13, max_minutes=60, speed=SPEED)
     assert (config.augment_copies, config.input_size, config.epochs) == (1, 352, 300)
