@@ -92,4 +92,3 @@ def decode_ms(ids: Sequence[str], read: Callable[[str], object], input_size: int
         seconds.append(time.perf_counter() - start)
     timed = seconds[1:] or seconds
     return 1000 * sum(timed) / len(timed) if timed else None
-
