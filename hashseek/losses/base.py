@@ -33,6 +33,11 @@ class HashLoss(nn.Module):
         """The loss on a batch whose labels have been checked."""
         raise NotImplementedError
 
+    def class_centres(self) -> torch.Tensor | None:
+        """(n_classes, n_bits) ±1 codes each class is trained towards, for losses that fix them (CSQ):
+        the trained model classifies by them (``HashModel.attach_centres``). None for the others."""
+        return None
+
 
 def similarity(labels: torch.Tensor) -> torch.Tensor:
     """(N, N) float {0, 1}: 1 where two items share a label (equal ids, or overlapping multi-hot)."""

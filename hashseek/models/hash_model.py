@@ -28,6 +28,7 @@ from hashseek.data.loader import Preprocess
 from hashseek.core.bits import pack_bits
 from hashseek.models.backbones import Backbone, create_backbone
 from hashseek.models.heads import HashHead, HeadOutput, create_head
+from hashseek.models.heads.centres import CentreClassifier, hash_centres
 from hashseek.models.runtime import InferenceRunner, weights_digest
 from hashseek.core.atomic import atomic_path, atomic_write_json
 from hashseek.core.errors import InvalidInputError
@@ -36,6 +37,7 @@ from hashseek.core.hasher import IMAGE_HASHER_LOADERS
 CHECKPOINT_FORMAT = "hashseek-model/1"
 RERANK_FEATURES = ("codes", "embedding")
 DEFAULT_RERANK_FEATURE = "codes"
+CENTRES_KEY = "head.centre_classifier.centres"
 
 
 class HashModel(nn.Module):
@@ -88,7 +90,15 @@ class HashModel(nn.Module):
 
     @property
     def has_classifier(self) -> bool:
-        return getattr(self.head, "classifier", None) is not None
+        return getattr(self.head, "classifier", None) is not None or self.head.centre_classifier is not None
+
+    def attach_centres(self, centres: torch.Tensor) -> "HashModel":
+        """Make the hash centres the codes were trained towards the classifier of a head that has none
+        (``heads.centres``); saved with the weights."""
+        if getattr(self.head, "classifier", None) is None:
+            self.head.centre_classifier = CentreClassifier(centres, self.head.code_range)
+            self._runner = None   # the exported graph gains the logits
+        return self
 
     @property
     def classes(self) -> list[str]:
@@ -259,6 +269,12 @@ def load_model(directory: str | Path) -> HashModel:
                                if k not in ("backbone", "head", "bits", "n_classes", "pretrained", "head_kwargs",
                                             "weights_file", "head_beta")})
     state = load_file(str(directory / "model.safetensors"))
+    if CENTRES_KEY in state:
+        model.attach_centres(state[CENTRES_KEY])
+    elif config.get("loss") == "csq" and model.classes:   # saved before the centres were kept with the weights
+        loss_seed = (config.get("train") or {}).get("loss_kwargs", {}).get("seed", 0)
+        model.attach_centres(hash_centres(len(model.classes), model.n_bits, loss_seed))
+        state.update({k: v for k, v in model.state_dict().items() if k == CENTRES_KEY})   # none with a classifier
     model.load_state_dict(state, strict=not frozen)
     if config.get("head_beta") is not None:
         model.head.beta = float(config["head_beta"])

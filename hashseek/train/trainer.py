@@ -85,6 +85,9 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         model = self._build(dataset, provenance)
+        loss_fn = create_loss(cfg.loss, cfg.bits, len(dataset.classes), **cfg.loss_kwargs)
+        if loss_fn.class_centres() is not None:   # a head without a classifier classifies by them
+            model.attach_centres(loss_fn.class_centres())
         if warm is not None:
             model.head.load_state_dict(warm.model.head.state_dict())
         device = training_device(cfg.device)
@@ -98,7 +101,7 @@ class Trainer:
         steps_per_epoch = math.ceil(batches.n_items / cfg.batch_size)
         stages = plan_stages(model, cfg.epochs)
         model.to(device)   # after the frozen maps were extracted: that runs on the CPU's ONNX graph
-        loss_fn = create_loss(cfg.loss, cfg.bits, len(dataset.classes), **cfg.loss_kwargs).to(device)
+        loss_fn.to(device)
         selection = Selection(cfg.validate_every or 1, cfg.effective_patience,
                               adaptive=None if cfg.validate_every else cfg.mode)
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hashseek.losses import create_loss, hashnet_beta_schedule, list_losses
-from hashseek.losses.csq import hash_centres
+from hashseek.models.heads.centres import hash_centres
 from hashseek.models.heads import HeadOutput, create_head
 
 LOSSES = ["ce", "cnnh", "csq", "dpsh", "dsh", "hashnet", "multitask", "triplet"]

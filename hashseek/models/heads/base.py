@@ -44,7 +44,8 @@ class HashHead(nn.Module):
     Subclasses build their layers, set ``embedding_dim`` and implement ``head_forward``
     on a validated 4-d map; ``activate`` turns hash-layer pre-activations into codes.
     A map of (N, C, 1, 1) (cached pooled features) is always accepted, and so is an
-    (N, C) vector, read as such a map.
+    (N, C) vector, read as such a map. A head without a classifier of its own may be given
+    ``centre_classifier`` (``heads.centres``): it then scores its codes against its hash centres.
     """
 
     code_range: ClassVar[CodeRange]
@@ -60,6 +61,7 @@ class HashHead(nn.Module):
         self.n_bits = n_bits
         self.n_classes = n_classes
         self.embedding_dim = 0
+        self.centre_classifier: nn.Module | None = None
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -77,6 +79,8 @@ class HashHead(nn.Module):
                 f"got {tuple(feature_map.shape)}"
             )
         codes, logits, embedding = self.head_forward(feature_map)
+        if logits is None and self.centre_classifier is not None:
+            logits = self.centre_classifier(codes)
         return HeadOutput(codes, logits, embedding, self.code_range, self.code_threshold)
 
 
