@@ -160,6 +160,11 @@ def print_figures(run, out: Path) -> None:
                 print(f"{'':<10} tie-aware (expected over random order of equal distances): mAP@all "
                       f"{ties['map_all']:.4f}  P@20 {_f(ties['precision_at_20'])}  "
                       f"top-8 vote {_f(ties['vote_accuracy_top8'])}")
+            if "held_out" in figures:
+                held = figures["held_out"]
+                print(f"{'':<10} held out (the {held['n_query']} validation images searching each other, no "
+                      f"training image): mAP@all {held['map_all']:.4f} (tie-aware {held['tie_aware']['map_all']:.4f})"
+                      f"  top-8 vote {_f(held['vote_accuracy_top8'])}")
             if "searched" in figures:
                 found = figures["searched"]
                 print(f"{'':<10} as searched (the collection's default: {found['candidates']} Hamming candidates "

@@ -32,7 +32,8 @@ from hashseek.eval.runner import (MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K
 from hashseek.eval.searched import with_searched
 from hashseek.models.hash_model import HashModel
 from hashseek.search.feature_hasher import FeatureHasher
-from hashseek.train.evaluator import (EncodingMemo, EvalRecord, Encoder, encode_ids, evaluate_split, hashed_figures)
+from hashseek.train.evaluator import (EncodingMemo, EvalRecord, Encoder, encode_ids, evaluate_split, hashed_figures,
+                                      with_held_out)
 
 EVAL_FILE = "eval.json"
 HEADLINE = (("map_all", "mAP@all"), ("map_at_r", "mAP@R"), ("precision_at_20", "P@20"),
@@ -47,8 +48,8 @@ def evaluate_protocol(model: HashModel | None, dataset: ImageDataset, protocol: 
     encoder = encoder or EncodingMemo(lambda ids: encode_ids(model, dataset, ids, progress=progress))
     validation = None
     if validate and protocol.validation and protocol.train:
-        validation = with_searched(evaluate_split(model, dataset, protocol.validation, protocol.train,
-                                                  progress=progress, encoder=encoder))
+        validation = with_held_out(with_searched(evaluate_split(model, dataset, protocol.validation, protocol.train,
+                                                                progress=progress, encoder=encoder)))
     if not test:
         return validation, None
     if not protocol.leave_one_out:
@@ -186,6 +187,9 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
              f"{_cell(test.get('tie_aware'), key)} |" for key, label in HEADLINE if key in test.get("tie_aware", {})]
     rows += [f"| {label}, as searched | {_cell((val or {}).get('searched'), key)} | "
              f"{_cell(test.get('searched'), key)} |" for key, label in HEADLINE if key in test.get("searched", {})]
+    held_out = (val or {}).get("held_out")
+    rows += [f"| {label}, validation images searching each other (held out) | {_cell(held_out, key)} | — |"
+             for key, label in HEADLINE if key in (held_out or {})]
     lines = ["## This run", "",
              f"Source `{payload['source']}`, recipe `{payload['recipe'] or 'none (settings given one by one)'}`, "
              f"trained in {payload['train_seconds']:.1f} s on {payload['trained_on'] or 'cpu'}"
@@ -196,6 +200,10 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
         lines += ["Ties: the plain rows break equal Hamming distances by database order (as the literature's "
                   "evaluation code does); the tie-aware rows are each figure's expected value over a random order "
                   "of equal distances, which does not depend on how the database is stored.", ""]
+    if held_out:
+        lines += ["Held out: the validation images as both queries and database (leave-one-out), so neither side "
+                  "was trained on, as in a library of new photos; the validation rows above search the training "
+                  "images, whose codes training fitted, and read higher.", ""]
     if "searched" in test:
         lines += [f"As searched: the figures a collection of this model gives with the search defaults "
                   f"({test['searched']['ranking']}).", ""]

@@ -27,6 +27,8 @@ def _figures(part: dict) -> dict:
         out["tie_aware"] = {k: v for k, v in part["tie_aware"].items() if k != "tie_rule"}
     if "searched" in part:
         out["searched"] = {k: v for k, v in part["searched"].items() if k != "ranking"}
+    if "held_out" in part:
+        out["held_out"] = part["held_out"]
     return out
 
 

@@ -23,7 +23,7 @@ from hashseek.eval.searched import with_searched
 from hashseek.models.features import extract_features
 from hashseek.models.hash_model import HashModel
 from hashseek.search.feature_hasher import FeatureHasher
-from hashseek.train.evaluator import Encoded, EncodingMemo, EvalRecord, evaluate_split
+from hashseek.train.evaluator import Encoded, EncodingMemo, EvalRecord, evaluate_split, with_held_out
 
 BASELINE_BACKBONE = "efficientnet_lite0"   # Collection.create's default: what a collection gets without a model
 BASELINE_METHOD = "itq"
@@ -71,7 +71,7 @@ def baseline_validation(dataset: ImageDataset, train_ids: Sequence[str], validat
     hasher = fit_baseline(dataset, train_ids, n_bits, seed, progress)
     encoder = hasher_encoder(hasher, dataset, progress)
     record = evaluate_split(None, dataset, validation_ids, train_ids, progress=progress, encoder=encoder)
-    return Baseline(hasher, encoder, with_searched(record))
+    return Baseline(hasher, encoder, with_held_out(with_searched(record)))
 
 
 def keep_baseline(run: str | Path, hasher: FeatureHasher) -> None:

@@ -63,6 +63,27 @@ def hashed_figures(query: Encoded, database: Encoded, exclude: np.ndarray | None
             **classifier_figures(query)}
 
 
+def held_out_figures(query: Encoded) -> dict | None:
+    """The queries searching each other (leave-one-out): for validation images, a database training never fitted
+    either, as in a library of new photos. The validation figure proper searches the training images, whose
+    codes training fitted, and overstates such a library: CIFAR-10 fine-tuned (seed 0) read 0.896 there, 0.767
+    here, 0.786 on the test's 54,000-image database. None below 2 queries."""
+    n = len(query.ids)
+    if n < 2:
+        return None
+    figures = hashed_figures(query, query, exclude=np.arange(n))
+    return {"map_all": figures["map_all"], "vote_accuracy_top8": figures["vote_accuracy_top8"],
+            "tie_aware": {k: figures["tie_aware"][k] for k in ("map_all", "vote_accuracy_top8")}, "n_query": n}
+
+
+def with_held_out(validation: EvalRecord) -> EvalRecord:
+    """A validation record with its queries searching each other as well (``figures["held_out"]``)."""
+    held_out = held_out_figures(validation.query)
+    if held_out:
+        validation.figures["held_out"] = held_out
+    return validation
+
+
 def classifier_figures(query: Encoded) -> dict:
     """Top-1 accuracy of the model's own classifier on the queries, beside which the code vote is read
     ("How should we evaluate supervised hashing?", arXiv 1609.06753); empty without a classifier."""

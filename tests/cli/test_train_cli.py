@@ -49,6 +49,9 @@ def test_a_folder_trains_end_to_end_and_the_report_keeps_validation_and_test_apa
         searched = report[part]["searched"]
         assert 0 < searched["map_all"] <= 1 and "re-ranked by cosine" in searched["ranking"]
     assert "| mAP@all, as searched |" in summary and "As searched: " in summary
+    held = report["validation"]["held_out"]   # the validation images searching each other: no training image
+    assert held["n_query"] == 8 and 0 < held["map_all"] <= 1 and "held_out" not in report["test"]
+    assert "| mAP@all, validation images searching each other (held out) |" in summary and "Held out: " in summary
     assert list(run.glob("*.png")) and (run / "model.safetensors").is_file()
 
 
@@ -63,6 +66,8 @@ def test_eval_model_reads_the_saved_split(run, capsys):
     assert "test       (8 queries / 40 database)" in out and "tie-aware (expected over random order" in out
     assert again["test"]["tie_aware"]["map_all"] == pytest.approx(trained["test"]["tie_aware"]["map_all"])
     assert "as searched (the collection's default" in out
+    assert "held out (the 8 validation images searching each other" in out
+    assert again["validation"]["held_out"]["map_all"] == pytest.approx(trained["validation"]["held_out"]["map_all"])
     assert again["test"]["searched"]["map_all"] == pytest.approx(trained["test"]["searched"]["map_all"])
 
 
