@@ -16,6 +16,7 @@ bounds the whole call: opening the source, training (a hard deadline), the basel
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from hashseek.data.named import NAMED_DATASETS, load_dataset
 from hashseek.data.protocols import PROTOCOLS, Protocol, get_protocol, protocol_dataset
 from hashseek.data.sources import SourceCheck, check_source, is_builtin, is_collection, open_source
 from hashseek.data.splits import SplitSettings, split_lines, split_source
-from hashseek.eval.run_report import evaluate_protocol, write_run_report
+from hashseek.eval.run_report import EVAL_FILE, evaluate_protocol, write_run_report
 from hashseek.eval.zero_training import (Baseline, baseline_validation, describe_baseline, hasher_encoder,
                                          keep_baseline, run_hasher)
 from hashseek.models.hash_model import HashModel, load_model
@@ -373,6 +374,19 @@ def report_training(prepared: Prepared, result: TrainResult, out: str | Path, *,
                      selection)
 
 
+def training_selection(run: Path) -> dict:
+    """What the training run's own report says of its selection (the baseline it was held against, its clock),
+    which the model's config does not keep; {} without that report."""
+    report = run / EVAL_FILE
+    try:
+        return json.loads(report.read_text()).get("selection") or {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError) as err:
+        log.warning("%s cannot be read (%s): this report leaves out what it said of the selection", report, err)
+        return {}
+
+
 def evaluate_run(run: str | Path, *, source: str | Path | None = None, protocol: Protocol | None = None,
                  out: str | Path | None = None, mirror_average: bool = False, progress: bool = True) -> SourceRun:
     """``hashseek eval --model RUN``: the model on the split saved with it (or ``protocol``), or with
@@ -401,6 +415,7 @@ def evaluate_run(run: str | Path, *, source: str | Path | None = None, protocol:
     selection = dict(model.config.get("selection") or {})
     if baseline:
         selection["kept"] = f"{describe_baseline(kept)}: the trained model was below it on validation"
+    selection.update(training_selection(run))
     files = write_run_report(out, kept, dataset, protocol, test, validation, source=protocol.dataset,
                              recipe=model.config.get("recipe"), recipe_lines=[], selection=selection,
                              train_seconds=float(model.config.get("train_seconds", 0.0)),

@@ -62,6 +62,7 @@ def test_eval_model_reads_the_saved_split(run, capsys):
     trained = json.loads((run / "eval.json").read_text())
     again = json.loads((run / "eval" / "eval.json").read_text())
     assert again["split"] == trained["split"]
+    assert again["selection"] == trained["selection"]   # the baseline it was held against, its clock: kept
     assert again["test"]["map_all"] == pytest.approx(trained["test"]["map_all"])
     assert "test       (8 queries / 40 database)" in out and "tie-aware (expected over random order" in out
     assert again["test"]["tie_aware"]["map_all"] == pytest.approx(trained["test"]["tie_aware"]["map_all"])
@@ -69,6 +70,16 @@ def test_eval_model_reads_the_saved_split(run, capsys):
     assert "held out (the 8 validation images searching each other" in out
     assert again["validation"]["held_out"]["map_all"] == pytest.approx(trained["validation"]["held_out"]["map_all"])
     assert again["test"]["searched"]["map_all"] == pytest.approx(trained["test"]["searched"]["map_all"])
+
+
+def test_eval_model_with_a_damaged_training_report_says_so_and_still_reports(run, tmp_path, caplog):
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "eval.json").write_text("{half written")
+    assert main(["eval", "--model", str(copy), "-q"]) == 0
+    assert "eval.json cannot be read" in caplog.text
+    again = json.loads((copy / "eval" / "eval.json").read_text())
+    assert again["test"]["map_all"] > 0 and "baseline_val_map" not in again["selection"]
 
 
 def test_eval_model_leaves_out_photos_deleted_since_training(run, photos, capsys, caplog):
