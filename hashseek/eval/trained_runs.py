@@ -12,6 +12,7 @@ from typing import Sequence
 
 from hashseek.core.errors import InvalidInputError
 from hashseek.eval.report_tables import markdown_table
+from hashseek.train.trainer import KEPT_WARMUP
 
 FIGURES = ("map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "classifier_accuracy", "n_query",
            "n_database")
@@ -53,6 +54,15 @@ def trained_record(report: dict, where: str = "") -> dict:
             "created": report.get("created"), "machine": report.get("machine"), "settings": settings,
             "selection": {k: report["selection"][k] for k in SELECTION if k in report["selection"]},
             "validation": _figures(report["validation"] or {}), "test": _figures(report["test"])}
+
+
+def _kept(record: dict) -> str:
+    """Which model the run kept: the zero-training baseline, the frozen-map warm-up, or its best epoch."""
+    if record["kept"] == "baseline":
+        return "the baseline"
+    if record["selection"].get("kept") == KEPT_WARMUP:
+        return "the warm-up on frozen maps"
+    return str(record["selection"].get("best_epoch", "?"))
 
 
 def record_name(record: dict) -> str:
@@ -136,8 +146,7 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
             per_run.append([r["method"], str(r["bits"]), str(r["split"]["seed"]),
                             f"{sizes.get('train', '?')} / {sizes.get('validation', '?')} / "
                             f"{sizes.get('query', '?')} ({sizes.get('database', '?')})",
-                            f"{sel.get('epochs_run', '?')} (kept "
-                            f"{'the baseline' if r['kept'] == 'baseline' else sel.get('best_epoch', '?')})",
+                            f"{sel.get('epochs_run', '?')} (kept {_kept(r)})",
                             _sizes(r),
                             _stat([r["train_seconds"] / 60] if r["train_seconds"] is not None else [], 1),
                             _stat(_values([r], "validation", "map_all")),

@@ -53,6 +53,7 @@ from hashseek.train.selection import Selection
 
 log = logging.getLogger(__name__)
 WARMUP_SHARE = 0.4    # the most of a deadline-bound fine-tuning run its head warm-up may take
+KEPT_WARMUP = "warm-up (fine-tuning ended below it on validation)"   # the selection's "kept" then
 
 
 class Trainer:
@@ -342,7 +343,7 @@ class Trainer:
             if selection.best_map < warm_map:
                 log.warning("fine-tuning's best validation mAP %.4f is below its warm-up's %.4f: "
                             "keeping the warm-up model (head on frozen maps)", selection.best_map, warm_map)
-                info.update(kept="warm-up (fine-tuning ended below it on validation)",
+                info.update(kept=KEPT_WARMUP,
                             finetune_best_val_map=selection.best_map, best_val_map=warm_map,
                             best_epoch=warm.selection.get("best_epoch"))
                 model = warm.model.set_mirror_average(cfg.mirror_average)

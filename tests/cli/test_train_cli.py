@@ -14,6 +14,7 @@ from hashseek.core.errors import InvalidInputError
 from hashseek.data.protocols import Protocol
 from hashseek.eval.report import write_results_page
 from hashseek.eval.trained_runs import record_name, trained_tables
+from hashseek.train.trainer import KEPT_WARMUP
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import run_all  # noqa: E402
@@ -291,6 +292,10 @@ def test_a_train_run_reaches_the_results_page_as_mean_and_sd_over_its_seeds(run,
     rows = "\n".join(trained_tables([kept, reduced])).splitlines()
     assert sum(line.startswith("| gap+csq | frozen") for line in rows) == 2
     assert sum(", cpu in bfloat16" in line for line in rows) == 1
+    warm = {**reduced, "kept": "trained",
+            "selection": {**reduced["selection"], "kept": KEPT_WARMUP, "best_epoch": 100}}
+    rows = "\n".join(trained_tables([warm])).splitlines()   # fine-tuning ended below its warm-up: the page says so
+    assert sum("(kept the warm-up on frozen maps)" in line for line in rows) == 1
 
 
 def test_a_report_without_test_figures_is_refused_by_name(run, tmp_path):
