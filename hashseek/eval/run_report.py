@@ -30,6 +30,7 @@ from hashseek.eval.report import write_report
 from hashseek.eval.runner import (MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, class_parts,
                                   retrieval_figures)
 from hashseek.eval.searched import with_searched
+from hashseek.eval.trained_runs import kept_weights
 from hashseek.models.hash_model import HashModel
 from hashseek.search.feature_hasher import FeatureHasher
 from hashseek.train.evaluator import (EncodingMemo, EvalRecord, Encoder, encode_ids, evaluate_split, hashed_figures,
@@ -138,8 +139,8 @@ def mode_label(model: HashModel | FeatureHasher, selection: dict) -> str:
         return "zero training (kept: the trained model was below it on validation)"
     train = model.config.get("train") or {}
     label = f"{model.config.get('mode', 'frozen')}, {train.get('epochs', '?')} ep"
-    epoch = selection.get("best_epoch") or selection.get("epoch")
-    return f"{label}, kept epoch {epoch} (validation)" if epoch else label
+    kept = kept_weights(selection)
+    return f"{label}, kept {kept} (validation)" if kept else label
 
 
 def write_run_report(out: str | Path, model: HashModel | FeatureHasher, dataset: ImageDataset, protocol: Protocol,

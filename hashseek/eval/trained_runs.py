@@ -56,13 +56,12 @@ def trained_record(report: dict, where: str = "") -> dict:
             "validation": _figures(report["validation"] or {}), "test": _figures(report["test"])}
 
 
-def _kept(record: dict) -> str:
-    """Which model the run kept: the zero-training baseline, the frozen-map warm-up, or its best epoch."""
-    if record["kept"] == "baseline":
-        return "the baseline"
-    if record["selection"].get("kept") == KEPT_WARMUP:
+def kept_weights(selection: dict) -> str | None:
+    """Which weights selection kept: the frozen-map warm-up (fine-tuning validated below it) or an epoch."""
+    if selection.get("kept") == KEPT_WARMUP:
         return "the warm-up on frozen maps"
-    return str(record["selection"].get("best_epoch", "?"))
+    epoch = selection.get("best_epoch") or selection.get("epoch")
+    return f"epoch {epoch}" if epoch else None
 
 
 def record_name(record: dict) -> str:
@@ -146,7 +145,8 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
             per_run.append([r["method"], str(r["bits"]), str(r["split"]["seed"]),
                             f"{sizes.get('train', '?')} / {sizes.get('validation', '?')} / "
                             f"{sizes.get('query', '?')} ({sizes.get('database', '?')})",
-                            f"{sel.get('epochs_run', '?')} (kept {_kept(r)})",
+                            f"{sel.get('epochs_run', '?')} (kept "
+                            f"{'the baseline' if r['kept'] == 'baseline' else kept_weights(sel) or '?'})",
                             _sizes(r),
                             _stat([r["train_seconds"] / 60] if r["train_seconds"] is not None else [], 1),
                             _stat(_values([r], "validation", "map_all")),

@@ -87,8 +87,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = self._build(dataset, provenance)
         loss_fn = create_loss(cfg.loss, cfg.bits, len(dataset.classes), **cfg.loss_kwargs)
-        if loss_fn.class_centres() is not None:   # a head without a classifier classifies by them
-            model.attach_centres(loss_fn.class_centres())
+        centres = loss_fn.class_centres()
+        if centres is not None:   # a head without a classifier classifies by them
+            model.attach_centres(centres)
         if warm is not None:
             model.head.load_state_dict(warm.model.head.state_dict())
         device = training_device(cfg.device)
