@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from hashseek.core.paths import data_root
-from milvus_server import milvus_server  # noqa: F401  (session fixture: a real Milvus server process)
+from milvus_server import milvus_server, milvus_server_process  # noqa: F401  (a real Milvus server process)
 
 IMAGES = Path(__file__).resolve().parent / "images"
 NAMED_ARCHIVES = ("caltech101.tar", "cars-bmw13.tar.gz", "cifar10-jpg.tar.gz")

@@ -2,10 +2,11 @@
 
 The package ships the server binary (lzma-compressed, no download). It is unpacked once into
 ``$HASHSEEK_MILVUS_BIN`` (default ``~/.cache/hashseek/milvus-server-<version>``; scripts/setup-tests.sh
-does it at set-up time) and shared by every server this launcher starts. The package's ``MilvusServer.start`` its own ``MilvusServer.start`` re-binds the ports without SO_REUSEADDR, so
-a restart right after a ``kill -9`` fails on sockets in TIME_WAIT. This launcher writes the config
-once (free ports, every log and data path under ``base``) and runs the binary itself, so tests can
-``kill()`` it with SIGKILL and ``start()`` it again on the same ports and data.
+does it at set-up time) and shared by every server this launcher starts. The package's own
+``MilvusServer.start`` re-binds the ports without SO_REUSEADDR, so a restart right after a ``kill -9``
+fails on sockets in TIME_WAIT. This launcher writes the config once (free ports, every log and data path
+under ``base``) and runs the binary itself, so tests can ``kill()`` it with SIGKILL and ``start()`` it
+again on the same ports and data, and the ``milvus_server`` fixture can restart one that went down.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,32 @@ class MilvusServerProcess:
         self.stop()
         raise RuntimeError(f"the Milvus server did not become healthy in {timeout:.0f} s; see {self.log}")
 
+    def healthy(self) -> bool:
+        """Running and answering its health check."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2) as resp:
+                return b"OK" in resp.read()
+        except OSError:
+            return False
+
+    def ensure_running(self) -> None:
+        """Start the server again if it went down between tests. Under heavy load its etcd keep-alive can
+        miss the short session ttl set above, and the server then shuts itself down: the next test gets a
+        fresh start on the same ports and data, with a warning naming what happened, not a failure that
+        belongs to no test."""
+        if self.healthy():
+            return
+        was = "not running" if self.proc is None else \
+            (f"exited with {self.proc.returncode}" if self.proc.poll() is not None else "not answering /healthz")
+        warnings.warn(f"the Milvus test server was {was} between tests; restarting it (see {self.log})",
+                      stacklevel=2)
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+        self.proc = None
+        self.start()
+
     def kill(self) -> None:
         """SIGKILL, as a crash or an OOM kill: no flush, no goodbye to clients."""
         if self.proc is not None:
@@ -106,7 +134,7 @@ class MilvusServerProcess:
 
 
 @pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory):
+def milvus_server_process(tmp_path_factory):
     """One Milvus standalone server for the session's server tests, on loopback, data under tmp.
     A server that cannot start skips those tests on a developer machine and fails them under CI=true."""
     try:
@@ -120,3 +148,10 @@ def milvus_server(tmp_path_factory):
         pytest.skip(message)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def milvus_server(milvus_server_process):
+    """The session's server, checked alive (and restarted if it went down) before each test that uses it."""
+    milvus_server_process.ensure_running()
+    return milvus_server_process

@@ -233,6 +233,15 @@ def clustered(rng, n, centres, flip_p=0.08):
     return pack_bits(bits.astype(np.uint8))
 
 
+def test_server_that_went_down_is_restarted_before_the_next_test(milvus_server):
+    """The fixture's liveness check: a server that died between tests comes back, with a warning."""
+    milvus_server.kill()
+    assert not milvus_server.healthy()
+    with pytest.warns(UserWarning, match="was not running between tests; restarting it"):
+        milvus_server.ensure_running()
+    assert milvus_server.healthy()
+
+
 def test_server_bin_flat_same_as_faiss(milvus_server):
     """16-bit codes over 10 informative bits: big tie groups, so the tie rule is tested too."""
     rng = np.random.default_rng(16)
