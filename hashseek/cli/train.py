@@ -124,9 +124,10 @@ def cmd_train(args) -> int:
     print("\n".join(f"  {line}" for line in lines))
     out = args.out or default_out(prepared, recipe, config.seed)
     baseline = None if args.no_eval else zero_training_baseline(prepared, config, progress=progress)
-    deadline = run_deadline(plan, started, args.max_minutes) if plan is not None else None
-    result = train_prepared(prepared, config, out, resume=args.resume, recipe=recipe, progress=progress,
-                            deadline=deadline)
+    deadlines = {} if plan is None else dict(
+        deadline=run_deadline(plan, started, args.max_minutes),
+        warmup_deadline=run_deadline(plan, started, args.max_minutes, warmup_kept=True))
+    result = train_prepared(prepared, config, out, resume=args.resume, recipe=recipe, progress=progress, **deadlines)
     print(f"trained in {result.seconds:.1f} s; model in {out}"
           + (f"; selection: {describe_selection(result.selection)}" if result.selection else ""))
     sel = result.selection

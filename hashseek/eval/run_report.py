@@ -204,7 +204,7 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
     if held_out:
         lines += ["Held out: the validation images as both queries and database (leave-one-out), so neither side "
                   "was trained on, as in a library of new photos; the validation rows above search the training "
-                  "images, whose codes training fitted, and read higher.", ""]
+                  "images, whose codes training fitted, and usually read higher.", ""]
     if "searched" in test:
         lines += [f"As searched: the figures a collection of this model gives with the search defaults "
                   f"({test['searched']['ranking']}).", ""]

@@ -241,10 +241,12 @@ def _leave_out_missing(protocol: Protocol, dataset: ImageDataset) -> None:
 
 
 def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, resume: bool = False,
-                   recipe: str | None = None, progress: bool = True, deadline: float | None = None) -> TrainResult:
+                   recipe: str | None = None, progress: bool = True, deadline: float | None = None,
+                   warmup_deadline: float | None = None) -> TrainResult:
     """Train on the split's training images, selecting on its validation images; the test queries are
     never passed to the trainer. The split is written beside the model before training starts.
-    ``deadline``: the ``time.perf_counter()`` training must end by (``run_deadline``)."""
+    ``deadline``: the ``time.perf_counter()`` training must end by (``run_deadline``); ``warmup_deadline``
+    the one while the head warm-up leads (``run_deadline(warmup_kept=True)``)."""
     out = Path(out)
     saved = out / SPLIT_FILE
     if resume:
@@ -260,7 +262,8 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
     prepared.protocol.save(saved)
     trainer = Trainer(config, progress=progress)
     return trainer.fit(prepared.dataset, prepared.protocol.train, validation_ids=prepared.protocol.validation or None,
-                       out_dir=out, resume=resume, deadline=deadline, dataset_name=prepared.dataset.name,
+                       out_dir=out, resume=resume, deadline=deadline, warmup_deadline=warmup_deadline,
+                       dataset_name=prepared.dataset.name,
                        protocol=prepared.protocol.name, source=prepared.source, split=SPLIT_FILE, recipe=recipe)
 
 
@@ -291,10 +294,12 @@ def recipe_plan(recipe: str, prepared: Prepared, *, max_minutes: float | None = 
                                                                         size))
 
 
-def run_deadline(plan: Plan, started: float, max_minutes: float | None) -> float | None:
+def run_deadline(plan: Plan, started: float, max_minutes: float | None, *, warmup_kept: bool = False) -> float | None:
     """When training must end so the whole run fits ``max_minutes`` from ``started``: the plan's reserve
-    (baseline and final evaluation) comes off the end."""
-    return None if max_minutes is None else started + 60 * max_minutes - plan.reserve_seconds
+    (baseline and final evaluation) comes off the end; ``warmup_kept``: the reserve if the warm-up is kept."""
+    if max_minutes is None:
+        return None
+    return started + 60 * max_minutes - (plan.warmup_reserve_seconds if warmup_kept else plan.reserve_seconds)
 
 
 def _n_classes(prepared: Prepared) -> int:
@@ -317,7 +322,8 @@ def train_on_source(source: str | Path, recipe: str = "fast", out: str | Path | 
     out = Path(out) if out is not None else default_out(prepared, recipe, plan.config.seed)
     baseline = zero_training_baseline(prepared, plan.config, progress=progress)   # before the deadline is set
     result = train_prepared(prepared, plan.config, out, resume=resume, recipe=recipe, progress=progress,
-                            deadline=run_deadline(plan, started, max_minutes))
+                            deadline=run_deadline(plan, started, max_minutes),
+                            warmup_deadline=run_deadline(plan, started, max_minutes, warmup_kept=True))
     return report_training(prepared, result, out, recipe=recipe, recipe_lines=plan.lines, progress=progress,
                            started=started, max_minutes=max_minutes, baseline=baseline)
 

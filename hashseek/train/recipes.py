@@ -115,6 +115,7 @@ class Plan:
     lines: list[str]
     reserve_seconds: float = 0.0
     estimated_epochs: int | None = None    # bounded: how many of ``config.epochs`` fit at the measured speed
+    warmup_reserve_seconds: float = 0.0    # the reserve if the head warm-up is kept (it encodes at the backbone's own size)
 
 
 def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,
@@ -189,9 +190,13 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     if "max_minutes" not in given:
         fitted = replace(fitted, max_minutes=max_minutes)
     kept = reserve(fitted)
+    warm_kept = max(kept, reserve(replace(fitted, input_size=None))) \
+        if fitted.mode == "finetune" and fitted.warmup_epochs and n_val else kept
     after = "the final evaluation and the report" if n_query or n_database else "the report (no test evaluation)"
+    while_warm = f" ({warm_kept:.0f} s while the head warm-up leads on validation: kept, it encodes at the " \
+                 "backbone's own size)" if warm_kept > kept + 1 else ""
     changes.append(f"about {baseline:.0f} s for the zero-training baseline (before training) and {kept:.0f} s kept "
-                   f"for {after}; training holds the rest as a hard deadline (after each "
+                   f"for {after}{while_warm}; training holds the rest as a hard deadline (after each "
                    f"epoch, as many epochs as fit at their measured times, up to {config.epochs}; stopped between "
                    f"batches; the best validated epoch is kept)")
     estimate = estimate_seconds(fitted, n_train, n_val, speed) + baseline + kept
@@ -201,7 +206,7 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
                  f"{fitted.epochs} epochs" + (f", {fitted.augment_copies} augmented copies" if fitted.mode == "frozen"
                                               else f" at {fitted.input_size or 'native'} px after "
                                                    f"{fitted.warmup_epochs} warm-up epochs"))
-    return Plan(replace(fitted, epochs=config.epochs), lines, kept, fitted.epochs)
+    return Plan(replace(fitted, epochs=config.epochs), lines, kept, fitted.epochs, warm_kept)
 
 
 def _duration(seconds: float) -> str:

@@ -64,13 +64,15 @@ class Trainer:
     # -- public ------------------------------------------------------------------------
     def fit(self, dataset: ImageDataset, train_ids: Sequence[str], *, validation_ids: Sequence[str] | None = None,
             out_dir: str | Path | None = None, resume: bool = False, deadline: float | None = None,
-            **provenance) -> TrainResult:
+            warmup_deadline: float | None = None, **provenance) -> TrainResult:
         """Train on ``train_ids``, select on ``validation_ids`` (queries) against ``train_ids`` (database).
 
         With ``out_dir`` a checkpoint is written after every epoch and the chosen model is saved
         there; ``resume=True`` continues from that checkpoint. ``deadline``: a ``time.perf_counter()``
         value training must end by (default: ``max_minutes`` after this call, less the time a resumed
-        run already spent); map extraction and validation count against it.
+        run already spent); map extraction and validation count against it. ``warmup_deadline``: the earlier
+        one that applies while the head warm-up still leads on validation: kept, that model encodes at the
+        backbone's own size, which leaves more to do after training than the fine-tuned one would.
         """
         cfg = self.config
         started = time.perf_counter()
@@ -122,13 +124,15 @@ class Trainer:
         epoch_pace, val_pace = Pace(), Pace()
         # a deadline may cut an epoch short once there is a validated model to fall back on
         can_cut = lambda: warm is not None or selection.best_state is not None or not val_ids  # noqa: E731
+        warmup_leads = lambda: warm is not None and bool(val_ids) and selection.best_map < _warm_map(warm)  # noqa: E731
+        limit = lambda: warmup_deadline if warmup_deadline is not None and warmup_leads() else deadline  # noqa: E731
         # a head on cached maps runs tiny ops: one thread, since a second one spin-waits (an epoch on cars-bmw13
         # took 11 s with two threads and 0.7 s with one beside other jobs on the 2-core machine)
         threads = torch.get_num_threads()
         torch.set_num_threads(1 if cfg.mode == "frozen" else threads)
         try:
             while epoch < last and not (selection.stopped_early or selection.stopped_for_time):
-                if deadline is not None and can_cut() and time.perf_counter() > deadline:   # nor started past it
+                if limit() is not None and can_cut() and time.perf_counter() > limit():   # nor started past it
                     selection.stopped_for_time = True
                     break
                 stage = stages[epoch]
@@ -144,7 +148,7 @@ class Trainer:
                     if stage.classification_only else loss_fn
                 epoch_start = time.perf_counter()
                 loss, step, cut = self._epoch(model, batches, epoch, stage_loss, optimizer, scheduler, device, step,
-                                              steps_per_epoch, deadline if can_cut() else None)
+                                              steps_per_epoch, limit() if can_cut() else None)
                 record = {"epoch": epoch + 1, "stage": stage.name, "loss": loss,
                           "lr": optimizer.param_groups[0]["lr"]}
                 epoch_seconds = time.perf_counter() - epoch_start
@@ -155,8 +159,8 @@ class Trainer:
                                               deadline - time.perf_counter(), scheduler, steps_per_epoch)
                     selection.stopped_for_time = last == epoch + 1 < cfg.epochs
                 due = bool(val_ids) and stage is stages[-1] and selection.due(epoch + 1, last)
-                cut = cut or (due and deadline is not None and can_cut()    # nor a validation ending past it
-                              and time.perf_counter() + selection.last_val_seconds > deadline)
+                cut = cut or (due and limit() is not None and can_cut()    # nor a validation ending past it
+                              and time.perf_counter() + selection.last_val_seconds > limit())
                 if cut:    # stopped at the deadline: these weights are not validated, the best validated stay
                     record["cut_at_deadline"] = True
                     selection.stopped_for_time = True
@@ -339,7 +343,7 @@ class Trainer:
         else:
             info.update(kept="last epoch (no validation images)")
         if warm is not None and val_ids:
-            warm_map = warm.selection.get("best_val_map_as_encoded", warm.selection.get("best_val_map", -1.0))
+            warm_map = _warm_map(warm)
             info["warmup_val_map"] = warm_map
             if selection.best_map < warm_map:
                 log.warning("fine-tuning's best validation mAP %.4f is below its warm-up's %.4f: "
@@ -361,6 +365,11 @@ class Trainer:
         if out is not None:
             model.save(out)
         return TrainResult(model, history, model.config["train_seconds"], info)
+
+
+def _warm_map(warm: TrainResult) -> float:
+    """The warm-up model's validation figure as it would encode (mirror-averaged where the run encodes so)."""
+    return warm.selection.get("best_val_map_as_encoded", warm.selection.get("best_val_map", -1.0))
 
 
 def _postfix(record: dict, selection: Selection) -> dict:

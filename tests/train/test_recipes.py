@@ -68,6 +68,24 @@ def test_the_final_evaluation_is_reserved_at_the_onnx_speed_of_the_input_size():
     assert final_seconds(config, 260, 65, 100, 325, SPEED) == pytest.approx(15 + 425 * per_image / 1000 + 10)
 
 
+def test_while_the_warm_up_leads_its_encoding_at_the_backbones_own_size_is_reserved():
+    """Kept, the head warm-up encodes at the backbone's own size: a run fitted to a smaller input reserves that
+    as well (the trainer stops at the earlier deadline while the warm-up leads on validation)."""
+    sizes = dict(n_train=2454, n_classes=101, n_validation=505, n_query=1010, n_database=7667, speed=SPEED)
+    small = plan_run("best", max_minutes=17, overrides={"input_size": 128}, **sizes)
+    assert small.config.input_size == 128
+    figures = (2454, 505, 1010, 7667, SPEED)
+    assert small.reserve_seconds == pytest.approx(RESERVE_MARGIN * final_seconds(small.config, *figures))
+    native = replace(small.config, input_size=None)     # 224 px, this speed's own size
+    assert small.warmup_reserve_seconds == pytest.approx(RESERVE_MARGIN * final_seconds(native, *figures))
+    assert small.warmup_reserve_seconds > small.reserve_seconds
+    assert any(f"({small.warmup_reserve_seconds:.0f} s while the head warm-up leads on validation" in line
+               for line in small.lines)
+    large = plan_run("best", max_minutes=600, **sizes)    # 336 px: the warm-up would encode faster
+    assert large.config.input_size == 336 and large.warmup_reserve_seconds == large.reserve_seconds
+    assert not any("while the head warm-up leads" in line for line in large.lines)
+
+
 def test_the_sources_own_decoding_cost_replaces_the_assumed_one():
     asked = []
 

@@ -123,6 +123,22 @@ def test_a_deadline_passed_in_the_warm_up_starts_no_fine_tuning_epoch_and_keeps_
     assert [h["stage"] for h in result.history] == ["warmup-all"] and "val_map" in result.history[-1]
 
 
+def test_the_earlier_deadline_applies_while_the_warm_up_leads(cars_split):
+    """Kept, the warm-up encodes at the backbone's own size, so the run passes a second, earlier deadline
+    that binds until fine-tuning beats the warm-up on validation: already past, no fine-tuning epoch starts."""
+    import time
+
+    dataset, train, validation, _ = cars_split
+    config = TrainConfig(head="gap", loss="csq", bits=32, mode="finetune", epochs=3, batch_size=8, input_size=64,
+                         warmup_epochs=2)
+    now = time.perf_counter()
+    result = Trainer(config, progress=False).fit(dataset, train, validation_ids=validation, deadline=now + 600,
+                                                 warmup_deadline=now)
+    sel = result.selection
+    assert sel["stopped_for_time"] and sel["kept"].startswith("warm-up") and sel["epochs_run"] == 0
+    assert time.perf_counter() < now + 300
+
+
 def test_a_frozen_run_at_a_larger_input_reads_its_maps_at_that_size(cars_split, tmp_path):
     from hashseek.models.hash_model import load_model
 
