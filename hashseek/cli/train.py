@@ -90,7 +90,7 @@ def cmd_train(args) -> int:
     from hashseek.core.errors import InvalidInputError
     from hashseek.eval.run_report import describe_selection
     from hashseek.eval.source_runs import (SPLIT_FILE, default_out, prepare, recipe_plan, report_training,
-                                           run_deadline, train_prepared, zero_training_baseline)
+                                           run_deadlines, train_prepared, zero_training_baseline)
     from hashseek.train import TrainConfig
 
     started = time.perf_counter()      # --max-minutes bounds the whole command, from here to the report
@@ -124,9 +124,7 @@ def cmd_train(args) -> int:
     print("\n".join(f"  {line}" for line in lines))
     out = args.out or default_out(prepared, recipe, config.seed)
     baseline = None if args.no_eval else zero_training_baseline(prepared, config, progress=progress)
-    deadlines = {} if plan is None else dict(
-        deadline=run_deadline(plan, started, args.max_minutes),
-        warmup_deadline=run_deadline(plan, started, args.max_minutes, warmup_kept=True))
+    deadlines = {} if plan is None else run_deadlines(plan, started, args.max_minutes)
     result = train_prepared(prepared, config, out, resume=args.resume, recipe=recipe, progress=progress, **deadlines)
     print(f"trained in {result.seconds:.1f} s; model in {out}"
           + (f"; selection: {describe_selection(result.selection)}" if result.selection else ""))

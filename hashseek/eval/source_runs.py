@@ -245,8 +245,8 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
                    warmup_deadline: float | None = None) -> TrainResult:
     """Train on the split's training images, selecting on its validation images; the test queries are
     never passed to the trainer. The split is written beside the model before training starts.
-    ``deadline``: the ``time.perf_counter()`` training must end by (``run_deadline``); ``warmup_deadline``
-    the one while the head warm-up leads (``run_deadline(warmup_kept=True)``)."""
+    ``deadline`` and ``warmup_deadline``: the ``time.perf_counter()`` training must end by, and the earlier one
+    while the head warm-up leads (``run_deadlines``)."""
     out = Path(out)
     saved = out / SPLIT_FILE
     if resume:
@@ -294,12 +294,14 @@ def recipe_plan(recipe: str, prepared: Prepared, *, max_minutes: float | None = 
                                                                         size))
 
 
-def run_deadline(plan: Plan, started: float, max_minutes: float | None, *, warmup_kept: bool = False) -> float | None:
-    """When training must end so the whole run fits ``max_minutes`` from ``started``: the plan's reserve
-    (baseline and final evaluation) comes off the end; ``warmup_kept``: the reserve if the warm-up is kept."""
+def run_deadlines(plan: Plan, started: float, max_minutes: float | None) -> dict[str, float | None]:
+    """When training must end so the whole run fits ``max_minutes`` from ``started`` (``train_prepared``'s
+    ``deadline``: the plan's reserve for the final evaluation and the report comes off the end), and when while
+    the head warm-up leads (``warmup_deadline``: the reserve for encoding with it at the backbone's own size)."""
     if max_minutes is None:
-        return None
-    return started + 60 * max_minutes - (plan.warmup_reserve_seconds if warmup_kept else plan.reserve_seconds)
+        return {"deadline": None, "warmup_deadline": None}
+    end = started + 60 * max_minutes
+    return {"deadline": end - plan.reserve_seconds, "warmup_deadline": end - plan.warmup_reserve_seconds}
 
 
 def _n_classes(prepared: Prepared) -> int:
@@ -322,8 +324,7 @@ def train_on_source(source: str | Path, recipe: str = "fast", out: str | Path | 
     out = Path(out) if out is not None else default_out(prepared, recipe, plan.config.seed)
     baseline = zero_training_baseline(prepared, plan.config, progress=progress)   # before the deadline is set
     result = train_prepared(prepared, plan.config, out, resume=resume, recipe=recipe, progress=progress,
-                            deadline=run_deadline(plan, started, max_minutes),
-                            warmup_deadline=run_deadline(plan, started, max_minutes, warmup_kept=True))
+                            **run_deadlines(plan, started, max_minutes))
     return report_training(prepared, result, out, recipe=recipe, recipe_lines=plan.lines, progress=progress,
                            started=started, max_minutes=max_minutes, baseline=baseline)
 

@@ -115,7 +115,7 @@ class Plan:
     lines: list[str]
     reserve_seconds: float = 0.0
     estimated_epochs: int | None = None    # bounded: how many of ``config.epochs`` fit at the measured speed
-    warmup_reserve_seconds: float = 0.0    # the reserve if the head warm-up is kept (it encodes at the backbone's own size)
+    warmup_reserve_seconds: float = 0.0    # the reserve if the head warm-up is kept (it encodes at the backbone's size)
 
 
 def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,

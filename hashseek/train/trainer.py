@@ -126,13 +126,14 @@ class Trainer:
         can_cut = lambda: warm is not None or selection.best_state is not None or not val_ids  # noqa: E731
         warmup_leads = lambda: warm is not None and bool(val_ids) and selection.best_map < _warm_map(warm)  # noqa: E731
         limit = lambda: warmup_deadline if warmup_deadline is not None and warmup_leads() else deadline  # noqa: E731
+        past = lambda ahead=0.0: limit() is not None and time.perf_counter() + ahead > limit()  # noqa: E731
         # a head on cached maps runs tiny ops: one thread, since a second one spin-waits (an epoch on cars-bmw13
         # took 11 s with two threads and 0.7 s with one beside other jobs on the 2-core machine)
         threads = torch.get_num_threads()
         torch.set_num_threads(1 if cfg.mode == "frozen" else threads)
         try:
             while epoch < last and not (selection.stopped_early or selection.stopped_for_time):
-                if limit() is not None and can_cut() and time.perf_counter() > limit():   # nor started past it
+                if can_cut() and past():   # nor started past it
                     selection.stopped_for_time = True
                     break
                 stage = stages[epoch]
@@ -159,8 +160,7 @@ class Trainer:
                                               deadline - time.perf_counter(), scheduler, steps_per_epoch)
                     selection.stopped_for_time = last == epoch + 1 < cfg.epochs
                 due = bool(val_ids) and stage is stages[-1] and selection.due(epoch + 1, last)
-                cut = cut or (due and limit() is not None and can_cut()    # nor a validation ending past it
-                              and time.perf_counter() + selection.last_val_seconds > limit())
+                cut = cut or (due and can_cut() and past(selection.last_val_seconds))   # nor a validation past it
                 if cut:    # stopped at the deadline: these weights are not validated, the best validated stay
                     record["cut_at_deadline"] = True
                     selection.stopped_for_time = True
