@@ -80,12 +80,8 @@ class MilvusServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the Milvus server exited with {self.proc.returncode} while starting; "
                                    f"see {self.log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2) as resp:
-                    if b"OK" in resp.read():
-                        return
-            except OSError:
-                pass
+            if self.healthy():
+                return
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"the Milvus server did not become healthy in {timeout:.0f} s; see {self.log}")
