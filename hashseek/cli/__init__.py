@@ -6,10 +6,10 @@ import logging
 import os
 import sys
 
-from hashseek.cli import collection, data, duplicates, evaluate, refit, serve, sync, train
+from hashseek.cli import calibrate, collection, data, duplicates, evaluate, refit, serve, sync, train
 from hashseek.core.errors import HashseekError
 
-COMMAND_GROUPS = [data, train, collection, refit, sync, duplicates, evaluate, serve]
+COMMAND_GROUPS = [data, train, calibrate, collection, refit, sync, duplicates, evaluate, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

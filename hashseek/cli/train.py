@@ -154,6 +154,10 @@ def print_figures(run, out: Path) -> None:
                   f"P@20 {_f(figures['precision_at_20'])}  top-8 vote {_f(figures['vote_accuracy_top8'])}"
                   + (f"  own classifier {figures['classifier_accuracy']:.4f}" if "classifier_accuracy" in figures
                      else ""))
+            if "classifier_calibration" in figures:
+                calibration = figures["classifier_calibration"]
+                print(f"{'':<10} own classifier's probabilities: mean confidence {calibration['confidence']:.4f}, "
+                      f"expected calibration error {calibration['ece']:.4f}")
             if "tie_aware" in figures:
                 ties = figures["tie_aware"]
                 print(f"{'':<10} tie-aware (expected over random order of equal distances): mAP@all "

@@ -39,6 +39,8 @@ from hashseek.train.evaluator import (EncodingMemo, EvalRecord, Encoder, encode_
 EVAL_FILE = "eval.json"
 HEADLINE = (("map_all", "mAP@all"), ("map_at_r", "mAP@R"), ("precision_at_20", "P@20"),
             ("vote_accuracy_top8", "top-8 vote accuracy"), ("classifier_accuracy", "own classifier's top-1 accuracy"))
+CALIBRATION = (("confidence", "own classifier's mean confidence (its top class's probability)"),
+               ("ece", "own classifier's expected calibration error"))
 
 
 def evaluate_protocol(model: HashModel | None, dataset: ImageDataset, protocol: Protocol, *, progress: bool = True,
@@ -188,6 +190,9 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
              f"{_cell(test.get('tie_aware'), key)} |" for key, label in HEADLINE if key in test.get("tie_aware", {})]
     rows += [f"| {label}, as searched | {_cell((val or {}).get('searched'), key)} | "
              f"{_cell(test.get('searched'), key)} |" for key, label in HEADLINE if key in test.get("searched", {})]
+    calibration = test.get("classifier_calibration", {})
+    rows += [f"| {label} | {_cell((val or {}).get('classifier_calibration'), key)} | {_cell(calibration, key)} |"
+             for key, label in CALIBRATION if key in calibration]
     held_out = (val or {}).get("held_out")
     rows += [f"| {label}, validation images searching each other (held out) | {_cell(held_out, key)} | — |"
              for key, label in HEADLINE if key in (held_out or {})]
@@ -205,6 +210,13 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
         lines += ["Held out: the validation images as both queries and database (leave-one-out), so neither side "
                   "was trained on, as in a library of new photos; the validation rows above search the training "
                   "images, whose codes training fitted, and usually read higher.", ""]
+    if calibration:
+        temperature = payload["model"].get("classifier_temperature") or 1.0
+        lines += [f"Own classifier's probabilities: the softmax of its logits divided by a temperature of "
+                  f"{temperature:.3g}{' fitted on the validation images' if temperature != 1.0 else ''} "
+                  f"(`hashseek calibrate`); the expected calibration error is the gap between confidence and "
+                  f"accuracy over {calibration['bins']} confidence bins (0: a confidence of 0.8 is right 80% "
+                  f"of the time).", ""]
     if "searched" in test:
         lines += [f"As searched: the figures a collection of this model gives with the search defaults "
                   f"({test['searched']['ranking']}).", ""]

@@ -26,6 +26,7 @@ from torch import nn
 
 from hashseek.data.loader import Preprocess
 from hashseek.core.bits import pack_bits
+from hashseek.core.calibration import softmax
 from hashseek.models.backbones import Backbone, create_backbone
 from hashseek.models.heads import HashHead, HeadOutput, create_head
 from hashseek.models.heads.centres import CentreClassifier, hash_centres
@@ -101,6 +102,22 @@ class HashModel(nn.Module):
         return self
 
     @property
+    def classifier_temperature(self) -> float:
+        """What the classifier's logits are divided by before the softmax, fitted on validation after training
+        (``core.calibration``); 1 for a model saved before, or one without a classifier."""
+        return float(self.config.get("classifier_temperature", 1.0))
+
+    def set_classifier_temperature(self, temperature: float) -> "HashModel":
+        if not temperature > 0:
+            raise InvalidInputError(f"a classifier temperature must be positive, got {temperature}")
+        self.config["classifier_temperature"] = float(temperature)
+        return self
+
+    def class_logits(self, logits) -> np.ndarray | None:
+        """The classifier's logits as the model reports them: divided by its temperature."""
+        return None if logits is None else np.asarray(logits, np.float32) / np.float32(self.classifier_temperature)
+
+    @property
     def classes(self) -> list[str]:
         return list(self.config.get("classes", []))
 
@@ -135,7 +152,8 @@ class HashModel(nn.Module):
 
     @torch.no_grad()
     def infer_maps(self, maps: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Cached backbone maps -> (packed codes, float features, classifier logits or None), head only."""
+        """Cached backbone maps -> (packed codes, float features, classifier logits (``class_logits``) or None),
+        head only."""
         if self.mirror_average:
             raise InvalidInputError("mirror averaging needs the mirrored images' maps: encode the images instead")
         self.head.eval()
@@ -147,18 +165,24 @@ class HashModel(nn.Module):
             if out.logits is not None:
                 logits.append(out.logits.numpy())
         return (self.codes_from_output(np.concatenate(codes)), np.concatenate(feats).astype(np.float32),
-                np.concatenate(logits) if logits else None)
+                self.class_logits(np.concatenate(logits)) if logits else None)
 
     # -- the ImageHasher protocol -------------------------------------------------------
     def infer_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(n, 3, s, s) preprocessed images -> (packed codes, float32 features, class probabilities
         (n, n_classes) or None without a classifier), one pass through ONNX Runtime."""
+        codes, features, logits = self.infer_logits(inputs)
+        return codes, features, None if logits is None else softmax(logits)
+
+    def infer_logits(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``infer_arrays`` with the classifier's logits (``class_logits``) for its probabilities: what
+        evaluation and calibration read."""
         if self._runner is None:
             self._runner = self._export()
         return self._outputs(self._runner(inputs))
 
     def snapshot(self, directory: Path):
-        """``infer_arrays`` of the weights as they are now, exported once into ``directory`` rather than the
+        """``infer_logits`` of the weights as they are now, exported once into ``directory`` rather than the
         shared cache: training validates each epoch's weights this way (the caller removes the folder)."""
         runner = self._export(directory)
         return lambda inputs: self._outputs(runner(inputs))
@@ -174,7 +198,8 @@ class HashModel(nn.Module):
 
     def _outputs(self, outputs: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         codes, feature, *logits = outputs
-        return self.codes_from_output(codes), feature.astype(np.float32), _softmax(logits[0]) if logits else None
+        return (self.codes_from_output(codes), feature.astype(np.float32),
+                self.class_logits(logits[0]) if logits else None)
 
     def encode_arrays(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, 3, s, s) preprocessed images -> (packed codes, float32 features), through ONNX Runtime."""
@@ -198,6 +223,7 @@ class HashModel(nn.Module):
         keys = ("backbone", "head", "loss", "bits", "mode", "dataset_name", "protocol", "trained_at")
         return {"type": "hash_model", **{k: self.config.get(k) for k in keys},
                 "rerank_feature": self.rerank_feature, "classifier": self.has_classifier,
+                "classifier_temperature": self.classifier_temperature if self.has_classifier else None,
                 "input_size": self.input_size, "weights_digest": weights_digest(self)}
 
     def train(self, mode: bool = True):
@@ -243,12 +269,6 @@ class _EncodeGraph(nn.Module):
     def _parts(self, out: HeadOutput) -> tuple[torch.Tensor, ...]:
         parts = (out.codes, self.model.rerank_output(out))
         return parts + (out.logits,) if self.model.has_classifier else parts
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def load_model(directory: str | Path) -> HashModel:

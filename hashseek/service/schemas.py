@@ -86,7 +86,8 @@ class ClassifyResponse(BaseModel):
     distribution: dict[str, float] = Field(description="share per class of the method used, largest first")
     method: str = Field(description='"vote" (the k nearest labelled images) or "classifier" (the model\'s softmax)')
     vote: dict[str, float] = Field(description="vote share per class, largest first")
-    classifier: dict[str, float] | None = Field(description="the model's softmax per class (None without one)")
+    classifier: dict[str, float] | None = Field(description="the model's softmax per class, its temperature fitted on "
+                                                            "validation images (None without a classifier)")
     neighbours: SearchResponse
 
 

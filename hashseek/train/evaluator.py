@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hashseek.core.bits import hamming_distances
+from hashseek.core.calibration import ECE_BINS, calibration_figures
 from hashseek.core.errors import InvalidInputError
 from hashseek.core.metrics import retrieval_report
 from hashseek.core.tie_aware import tie_aware_report
@@ -38,18 +39,23 @@ SNAPSHOT_PREFIX = "hashseek-validate-"   # + the pid of the run that owns it
 @dataclass
 class Encoded:
     """Packed codes, float features and labels of the images that could be read, in request order;
-    ``predicted``: the class each image gets from the model's own classifier (None without one)."""
+    ``logits``: the model's own classifier's (``HashModel.class_logits``; None without one)."""
 
     ids: list[str]
     codes: np.ndarray
     features: np.ndarray
     labels: np.ndarray
-    predicted: np.ndarray | None = None
+    logits: np.ndarray | None = None
+
+    @property
+    def predicted(self) -> np.ndarray | None:
+        """The class each image gets from the model's own classifier (None without one)."""
+        return None if self.logits is None else self.logits.argmax(axis=1).astype(np.int64)
 
     def rows(self, rows) -> "Encoded":
         """The images at positions ``rows``, in that order."""
         return Encoded([self.ids[r] for r in rows], self.codes[rows], self.features[rows], self.labels[rows],
-                       None if self.predicted is None else self.predicted[rows])
+                       None if self.logits is None else self.logits[rows])
 
 
 def hashed_figures(query: Encoded, database: Encoded, exclude: np.ndarray | None = None) -> dict:
@@ -86,10 +92,13 @@ def with_held_out(validation: EvalRecord) -> EvalRecord:
 
 def classifier_figures(query: Encoded) -> dict:
     """Top-1 accuracy of the model's own classifier on the queries, beside which the code vote is read
-    ("How should we evaluate supervised hashing?", arXiv 1609.06753); empty without a classifier."""
-    if query.predicted is None:
+    ("How should we evaluate supervised hashing?", arXiv 1609.06753), and how far its probabilities can be
+    trusted (``core.calibration``); empty without a classifier."""
+    if query.logits is None:
         return {}
-    return {"classifier_accuracy": float(np.mean(query.predicted == query.labels))}
+    figures = calibration_figures(query.logits, query.labels)
+    return {"classifier_accuracy": figures.pop("accuracy"),
+            "classifier_calibration": {**figures, "bins": ECE_BINS}}
 
 
 @dataclass
@@ -161,7 +170,7 @@ class EncodingMemo:
 
     def __init__(self, encode: Encoder):
         self.encode = encode
-        self.rows: dict[str, tuple[np.ndarray, np.ndarray, int, int | None]] = {}
+        self.rows: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarray | None]] = {}
         self.failed: dict[str, str] = {}
 
     def __call__(self, ids: Sequence[str]) -> tuple[Encoded, list[tuple[str, str]]]:
@@ -170,8 +179,8 @@ class EncodingMemo:
         if new:
             encoded, dropped = self.encode(new)
             for n, image_id in enumerate(encoded.ids):
-                predicted = None if encoded.predicted is None else int(encoded.predicted[n])
-                self.rows[image_id] = (encoded.codes[n], encoded.features[n], int(encoded.labels[n]), predicted)
+                logits = None if encoded.logits is None else encoded.logits[n]
+                self.rows[image_id] = (encoded.codes[n], encoded.features[n], int(encoded.labels[n]), logits)
             self.failed.update({image_id: str(reason) for image_id, reason in dropped})
         kept = [i for i in ids if i in self.rows]
         dropped = [(i, self.failed[i]) for i in ids if i in self.failed]
@@ -179,9 +188,9 @@ class EncodingMemo:
             return Encoded([], np.empty((0, 0), np.uint8), np.empty((0, 0), np.float32), np.empty(0, np.int64)), \
                 dropped
         rows = [self.rows[i] for i in kept]
-        predicted = None if rows[0][3] is None else np.array([r[3] for r in rows], dtype=np.int64)
+        logits = None if rows[0][3] is None else np.stack([r[3] for r in rows])
         return Encoded(kept, np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]),
-                       np.array([r[2] for r in rows], dtype=np.int64), predicted), dropped
+                       np.array([r[2] for r in rows], dtype=np.int64), logits), dropped
 
 
 class MapEncoder:
@@ -197,7 +206,7 @@ class MapEncoder:
         kept = [i for i in ids if i in self.where]
         dropped = [(i, "could not be read") for i in ids if i not in self.where]
         self.model.head.eval()
-        codes, feats, predicted = [], [], []
+        codes, feats, logits = [], [], []
         for start in range(0, len(kept), 256):
             chunk = kept[start:start + 256]
             x = torch.stack([self.tensors[self.where[i][0]][self.where[i][1]] for i in chunk]).float()
@@ -205,9 +214,10 @@ class MapEncoder:
             codes.append(out.codes.float().cpu().numpy())
             feats.append(out.embedding.float().cpu().numpy())
             if out.logits is not None:
-                predicted.append(out.logits.argmax(dim=1).cpu().numpy())
+                logits.append(out.logits.float().cpu().numpy())
+        scores = self.model.class_logits(np.concatenate(logits)) if logits else None
         return Encoded(kept, self.model.codes_from_output(np.concatenate(codes)), np.concatenate(feats),
-                       self.dataset.labels(kept), np.concatenate(predicted) if predicted else None), dropped
+                       self.dataset.labels(kept), scores), dropped
 
 
 def encode_ids(model: HashModel, dataset: ImageDataset, ids: Sequence[str],
@@ -224,8 +234,8 @@ def encode_ids(model: HashModel, dataset: ImageDataset, ids: Sequence[str],
         reasons = {i: reason for i, reason in maps.meta.get("failed", [])}
         kept = set(maps.ids)
         dropped = [(i, reasons.get(i, "could not be read")) for i in ids if i not in kept]
-        return Encoded(list(maps.ids), codes, feats, dataset.labels(maps.ids), _argmax(logits)), dropped
-    return _encode_batches(ids, dataset, model.preprocess, model.infer_arrays, progress)
+        return Encoded(list(maps.ids), codes, feats, dataset.labels(maps.ids), logits), dropped
+    return _encode_batches(ids, dataset, model.preprocess, model.infer_logits, progress)
 
 
 def map_encoder(model: HashModel) -> BackboneEncoder:
@@ -253,7 +263,7 @@ def encode_with_torch(model: HashModel, dataset: ImageDataset, ids: Sequence[str
             codes, feature = (codes + mirrored.codes) / 2, (feature + model.rerank_output(mirrored)) / 2
             logits = None if logits is None else (logits + mirrored.logits) / 2
         return (model.codes_from_output(codes.float().cpu().numpy()), feature.float().cpu().numpy(),
-                None if logits is None else logits.float().cpu().numpy())
+                None if logits is None else model.class_logits(logits.float().cpu().numpy()))
 
     try:
         return _encode_batches(list(ids), dataset, model.preprocess, run, progress, batch_size)
@@ -323,8 +333,8 @@ def training_encoder(model: HashModel, dataset: ImageDataset, device: torch.devi
 
 def _encode_batches(ids: list[str], dataset: ImageDataset, preprocess, run, progress: bool,
                     batch_size: int = 32) -> tuple[Encoded, list[tuple[str, str]]]:
-    """``run``: preprocessed images -> (packed codes, features, class scores or None)."""
-    kept, codes, feats, scores, dropped = [], [], [], [], []
+    """``run``: preprocessed images -> (packed codes, features, classifier logits or None)."""
+    kept, codes, feats, logits, dropped = [], [], [], [], []
     bar = tqdm(total=len(ids), desc="encode", unit="img", disable=not progress, leave=False)
     for batch in iter_batches(ids, dataset.read_bytes, preprocess, batch_size):
         if batch.ids:
@@ -333,16 +343,11 @@ def _encode_batches(ids: list[str], dataset: ImageDataset, preprocess, run, prog
             codes.append(c)
             feats.append(f)
             if s is not None:
-                scores.append(s)
+                logits.append(s)
         dropped += batch.failed
         bar.update(len(batch.ids) + len(batch.failed))
     bar.close()
     if not kept:
         return Encoded([], np.empty((0, 0), np.uint8), np.empty((0, 0), np.float32), np.empty(0, np.int64)), dropped
     return Encoded(kept, np.concatenate(codes), np.concatenate(feats).astype(np.float32), dataset.labels(kept),
-                   _argmax(np.concatenate(scores) if scores else None)), dropped
-
-
-def _argmax(scores: np.ndarray | None) -> np.ndarray | None:
-    """The classifier's class per image, from its logits or probabilities (None without a classifier)."""
-    return None if scores is None else np.asarray(scores).argmax(axis=1).astype(np.int64)
+                   np.concatenate(logits) if logits else None), dropped

@@ -222,15 +222,15 @@ def baseline_seconds(n_train: int, n_val: int, speed: Speed) -> float:
 
 def final_seconds(config: TrainConfig, n_train: int, n_val: int, n_query: int, n_database: int,
                   speed: Speed) -> float:
-    """What follows training, from the measured costs: the final evaluation (each image encoded once for
-    validation and test; a frozen model's training and validation maps are cached, so only the test
-    queries are new) and the report."""
+    """What follows training, from the measured costs: the classifier's calibration (the validation images
+    encoded once more), the final evaluation (each image encoded once for validation and test; a frozen
+    model's training and validation maps are cached, so only the test queries are new) and the report."""
     if not (n_query or n_database):
         return REPORT_SECONDS
     if config.mode == "frozen" and not config.mirror_average:
         final = n_query * (_map_ms(config, speed) + speed.decode_ms)
     else:   # the saved model encodes through ONNX Runtime, timed at the backbone's own size
-        encoded = n_train + n_val + n_query + max(0, n_database - n_train - n_val)
+        encoded = n_train + 2 * n_val + n_query + max(0, n_database - n_train - n_val)
         final = 1000 * EXPORT_SECONDS + encoded * ((2 if config.mirror_average else 1) * _onnx_ms(config, speed)
                                                    + speed.decode_ms)
     return final / 1000 + REPORT_SECONDS

@@ -10,7 +10,8 @@ continuation (beta raised step by step).
 
 With validation images the run keeps the epoch of best validation mAP@all
 (``selection.py``), stops early when it stops improving, and a fine-tuning run that ends
-below its own head warm-up keeps the warm-up model. Test images are never passed in.
+below its own head warm-up keeps the warm-up model; the kept model's classifier is then
+calibrated on them (``calibrate.py``). Test images are never passed in.
 A deadline (``max_minutes`` from the start of ``fit``, or one the caller passes) is a hard
 bound: after each epoch the run is re-planned to the most epochs (up to ``epochs``) that fit
 at the measured epoch and validation times (``schedule.replan``: the learning-rate schedule follows
@@ -43,6 +44,7 @@ from hashseek.models.features import extract_features
 from hashseek.models.hash_model import HashModel
 from hashseek.models.heads import HEADS, TanhHead
 from hashseek.train.batches import ImageBatches, TensorBatches
+from hashseek.train.calibrate import calibrate
 from hashseek.train.checkpoint import load_checkpoint, save_checkpoint, trainable_state
 from hashseek.train.config import TrainConfig, TrainResult, device_name, training_device
 from hashseek.train.encode_size import choose_encode_size
@@ -57,9 +59,10 @@ KEPT_WARMUP = "warm-up (fine-tuning ended below it on validation)"   # the selec
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, progress: bool = True):
+    def __init__(self, config: TrainConfig, progress: bool = True, calibrates: bool = True):
         self.config = config
         self.progress = progress
+        self.calibrates = calibrates   # fit the classifier's temperature on validation at the end (not a warm-up's)
 
     # -- public ------------------------------------------------------------------------
     def fit(self, dataset: ImageDataset, train_ids: Sequence[str], *, validation_ids: Sequence[str] | None = None,
@@ -211,7 +214,7 @@ class Trainer:
         cfg = self.config
         frozen = replace(cfg, mode="frozen", epochs=cfg.warmup_epochs, warmup_epochs=0, input_size=None,
                          mirror_average=False, validate_every=0)
-        warm = Trainer(frozen, progress=self.progress).fit(
+        warm = Trainer(frozen, progress=self.progress, calibrates=False).fit(
             dataset, train_ids, validation_ids=val_ids, out_dir=out / "warmup" if out else None, resume=resume,
             deadline=share(started, deadline, WARMUP_SHARE), **provenance)
         warm.history = [{**record, "stage": f"warmup-{record['stage']}"} for record in warm.history]
@@ -356,6 +359,8 @@ class Trainer:
             info.update(choose_encode_size(model, dataset, val_ids, train_ids, device, selection.best_map,
                                            selection.last_val_seconds, deadline, self.progress))
         model.eval().to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
+        if self.calibrates and val_ids and model.has_classifier:
+            model.config["calibration"] = calibrate(model, dataset, val_ids, self.progress)
         model.config.update(history=history, train_seconds=history[-1]["seconds"] if history else 0.0,
                             trained_on=device_name(device), selection=info, train=asdict(cfg),
                             trained_precision="bfloat16" if cfg.mode == "finetune" and autocast_dtype(

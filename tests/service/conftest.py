@@ -63,6 +63,23 @@ def slice_collection(tmp_path_factory, caltech_slice) -> Path:
 
 
 @pytest.fixture(scope="session")
+def classifier_collection(tmp_path_factory, caltech_slice) -> Path:
+    """The slice indexed with a gap+csq model trained on 6 of each class's 10 images (calibrated on 2 more): a
+    collection whose model has a classifier of its own (its hash centres)."""
+    from hashseek.train import TrainConfig, Trainer
+
+    dataset, ids = caltech_slice
+    train = [i for n, i in enumerate(ids) if n % 10 < 6]
+    val = [i for n, i in enumerate(ids) if n % 10 in (6, 7)]
+    config = TrainConfig(head="gap", loss="csq", bits=16, epochs=6, batch_size=16, seed=0)
+    model = Trainer(config, progress=False).fit(dataset, train, validation_ids=val).model
+    path = tmp_path_factory.mktemp("service-classifier") / "caltech"
+    with Collection.create(path, image_hasher=model) as collection:
+        collection.add_dataset(dataset, ids, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def collection_copy(slice_collection, tmp_path_factory):
     """A factory of private copies of the slice collection (folder name ``caltech``)."""
     def make() -> Path:

@@ -107,7 +107,26 @@ def test_upload_searches_and_classifies(ready: Page, photo, artifacts):
     expect(_results(ready).first).to_have_attribute("data-label", "Motorbikes")
     votes = int(ready.get_by_test_id("vote-k-input").input_value())
     expect(_results(ready)).to_have_count(votes)              # the results are the neighbours that voted
+    expect(ready.get_by_test_id("classifier-line")).to_be_hidden()   # this collection's model has no classifier
     ready.screenshot(path=artifacts / "upload-classified.png", full_page=True)
+
+
+def test_a_model_with_a_classifier_shows_it_beside_the_vote(page: Page, serve_app, classifier_collection, photo,
+                                                              artifacts):
+    from hashseek.service import create_app
+
+    with serve_app(create_app(classifier_collection)) as url:
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(url)
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        page.get_by_test_id("upload-input").set_input_files(
+            files=[{"name": "my-bike.jpg", "mimeType": "image/jpeg", "buffer": photo[1]}])
+        expect(page.get_by_test_id("predicted-label")).to_have_text("Motorbikes")
+        expect(page.get_by_test_id("classifier-line")).to_have_text(
+            re.compile(r"^The model's own classifier: Motorbikes, \d+% sure \(it knows only the classes"))
+        page.screenshot(path=artifacts / "upload-classified-by-both.png", full_page=True)
+        page.get_by_test_id("random-button").click()
+        expect(page.get_by_test_id("prediction")).to_be_hidden()
 
 
 def test_drag_and_drop_an_image(ready: Page, photo):

@@ -215,9 +215,22 @@ function showResults({ title, imageUrl, response, classification }) {
       row.append(name, bar, value);
       return row;
     }));
+    showClassifier(classification);
   }
   $("results-panel").hidden = false;
   window.scrollTo({ top: 0, behavior: "smooth" });
+}
+
+// The model's own classifier beside the vote: its top class and calibrated probability (a class added after
+// training is one it cannot name). Its probabilities come as an object; the top one is taken by value.
+function showClassifier(classification) {
+  const line = $("classifier-line");
+  const own = classification.classifier;
+  line.hidden = !own || classification.method === "classifier";
+  if (line.hidden) return;
+  const [label, probability] = Object.entries(own).reduce((a, b) => (b[1] > a[1] ? b : a));
+  line.textContent = `The model's own classifier: ${label}, ${(100 * probability).toFixed(0)}% sure ` +
+    "(it knows only the classes it was trained on)";
 }
 
 function searchById(item) {

@@ -1,0 +1,50 @@
+"""`hashseek calibrate`: fit a trained model's classifier temperature on its validation images, in place."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hashseek.core.errors import InvalidInputError
+
+
+def cmd_calibrate(args) -> int:
+    from hashseek.core.atomic import atomic_write_json
+    from hashseek.data.protocols import Protocol
+    from hashseek.eval.source_runs import load_run_split, reopen
+    from hashseek.models.hash_model import load_model
+    from hashseek.train.calibrate import calibrate
+
+    model = load_model(args.model)
+    protocol = Protocol.load(args.split) if args.split else load_run_split(args.model, model)
+    if not protocol.validation:
+        raise InvalidInputError(f"the split of {args.model} has no validation images to fit a temperature on; "
+                                "pass --split with a saved split that has them (`hashseek split`)")
+    record = calibrate(model, reopen(protocol), protocol.validation, progress=not args.quiet)
+    config_path = args.model / "config.json"
+    config = json.loads(config_path.read_text())
+    atomic_write_json(config_path, {**config, "classifier_temperature": model.classifier_temperature,
+                                    "calibration": record})
+    if args.json:
+        print(json.dumps(record, indent=2))
+    elif "note" in record:
+        print(f"{args.model}: temperature {record['temperature']:.4g} kept ({record['note']})")
+    else:
+        before, after = record["validation_before"], record["validation_after"]
+        print(f"{args.model}: classifier temperature {record['temperature']:.4g}, fitted on {record['fitted_on']}: "
+              f"mean confidence {before['confidence']:.3f} -> {after['confidence']:.3f} at accuracy "
+              f"{after['accuracy']:.3f}, expected calibration error {before['ece']:.3f} -> {after['ece']:.3f}")
+        print("collections keep the model they were built with: `hashseek reindex COLLECTION --model "
+              f"{args.model}` gives one these probabilities")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit a trained model's classifier temperature on its validation images, so "
+                                         "its probabilities mean what they say (trained models do this at the end; "
+                                         "for one saved before; codes and rankings do not change)")
+    p.add_argument("model", type=Path, help="a trained model's run folder")
+    p.add_argument("--split", type=Path, help="a saved split (.json.gz) whose validation images to use "
+                                              "(default: the split saved with the model)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_calibrate)

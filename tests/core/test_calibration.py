@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from hashseek.core.calibration import (calibration_figures, expected_calibration_error, fit_temperature,
+                                       negative_log_likelihood, softmax)
+
+
+def _overconfident(n=2000, classes=5, accuracy=0.8, margin=40.0, seed=0):
+    """Logits whose top class is right ``accuracy`` of the time but sits ``margin`` nats above the rest."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    top = np.where(rng.random(n) < accuracy, labels, (labels + rng.integers(1, classes, n)) % classes)
+    logits = rng.normal(0.0, 1.0, (n, classes))
+    logits[np.arange(n), top] += margin
+    return logits, labels
+
+
+def test_softmax_of_logits_hundreds_of_nats_apart_is_finite_and_sums_to_one():
+    p = softmax(np.array([[900.0, 0.0, -900.0], [1.0, 1.0, 1.0]]))
+    assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1.0)
+    assert p[0, 0] == pytest.approx(1.0) and p[1] == pytest.approx([1 / 3] * 3)
+
+
+def test_negative_log_likelihood_matches_the_definition():
+    logits, labels = np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([0, 0])
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert negative_log_likelihood(logits, labels) == pytest.approx(-np.log(p[[0, 1], [0, 0]]).mean())
+    assert negative_log_likelihood(logits, labels, 2.0) == pytest.approx(negative_log_likelihood(logits / 2, labels))
+
+
+def test_expected_calibration_error_is_zero_when_confidence_matches_accuracy():
+    # 10 images at confidence 0.8 of which 8 are right; then the same confidence, all right: gap 0.2
+    p = np.tile([[0.8, 0.2]], (10, 1))
+    assert expected_calibration_error(p, np.array([0] * 8 + [1] * 2)) == pytest.approx(0.0)
+    assert expected_calibration_error(p, np.zeros(10, int)) == pytest.approx(0.2)
+
+
+def test_fitted_temperature_softens_an_overconfident_classifier_to_its_accuracy():
+    logits, labels = _overconfident()
+    temperature = fit_temperature(logits, labels)
+    before, after = calibration_figures(logits, labels), calibration_figures(logits, labels, temperature)
+    assert temperature > 5
+    assert before["confidence"] > 0.99 and after["confidence"] == pytest.approx(0.8, abs=0.03)
+    assert after["ece"] < 0.03 < before["ece"]
+    assert after["nll"] < before["nll"] / 5
+    assert after["accuracy"] == before["accuracy"]      # the argmax does not move
+
+
+def test_temperature_stays_one_when_every_validation_image_is_right():
+    logits, labels = _overconfident(n=200, accuracy=1.0, margin=3.0)
+    assert fit_temperature(logits, labels) == 1.0      # sharpening without bound is refused
+
+
+def test_fit_temperature_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="logits must be"):
+        fit_temperature(np.zeros((3, 2)), np.zeros(4, int))
