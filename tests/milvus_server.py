@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 STARTUP_S = 180   # a cold start takes ~10 s; a restart after kill -9 replays the write-ahead log
+SERVING_S = 120   # after a restart, until a collection loads again (the old query node's session expires)
+PROBE = "hashseek_test_probe"
 
 
 def unpack_binary() -> Path:
@@ -111,6 +113,32 @@ class MilvusServerProcess:
             self.kill()
         self.proc = None
         self.start()
+        self.wait_until_serving()
+
+    def wait_until_serving(self, timeout: float = SERVING_S) -> None:
+        """A restarted server answers /healthz before its query node has replaced the old one's session, and
+        loading a collection fails with "node not found" until it has (a CI run lost a test to it): wait until a
+        probe collection loads and answers a search, then drop it."""
+        from pymilvus import MilvusClient
+
+        deadline, last = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            try:
+                client = MilvusClient(uri=self.uri, timeout=10)
+                try:
+                    if not client.has_collection(PROBE):
+                        client.create_collection(PROBE, dimension=2)
+                    client.load_collection(PROBE)
+                    client.search(PROBE, data=[[1.0, 0.0]], limit=1)
+                    client.drop_collection(PROBE)
+                    return
+                finally:
+                    client.close()
+            except Exception as err:  # noqa: BLE001 - any failure means not serving yet
+                last = err
+                time.sleep(1)
+        raise RuntimeError(f"the restarted Milvus server did not serve a collection in {timeout:.0f} s "
+                           f"({type(last).__name__}: {last}); see {self.log}")
 
     def kill(self) -> None:
         """SIGKILL, as a crash or an OOM kill: no flush, no goodbye to clients."""

@@ -240,6 +240,10 @@ def test_server_that_went_down_is_restarted_before_the_next_test(milvus_server):
     with pytest.warns(UserWarning, match="was not running between tests; restarting it"):
         milvus_server.ensure_running()
     assert milvus_server.healthy()
+    # back to serving collections, not only answering /healthz: a new one loads and answers at once
+    milvus, flat = mirror({"uri": milvus_server.uri, "collection_name": "after_restart", "if_exists": "drop"}, 16,
+                          [("add", codes_of(np.random.default_rng(0), 50, 16, 10), np.arange(50, dtype=np.int64))])
+    assert len(milvus) == len(flat) == 50
 
 
 def test_server_bin_flat_same_as_faiss(milvus_server):
