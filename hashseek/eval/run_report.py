@@ -212,11 +212,12 @@ def _run_section(payload: dict, dataset: ImageDataset, protocol: Protocol) -> li
                   "images, whose codes training fitted, and usually read higher.", ""]
     if calibration:
         temperature = payload["model"].get("classifier_temperature") or 1.0
-        lines += [f"Own classifier's probabilities: the softmax of its logits divided by a temperature of "
-                  f"{temperature:.3g}{' fitted on the validation images' if temperature != 1.0 else ''} "
-                  f"(`hashseek calibrate`); the expected calibration error is the gap between confidence and "
-                  f"accuracy over {calibration['bins']} confidence bins (0: a confidence of 0.8 is right 80% "
-                  f"of the time).", ""]
+        how = (f"the softmax of its logits divided by a temperature of {temperature:.3g} fitted on the validation "
+               "images" if temperature != 1.0 else "its softmax as trained (temperature 1: the fit on the validation "
+               "images kept it or had too few of them, or the model predates `hashseek calibrate`)")
+        lines += [f"Own classifier's probabilities: {how}; the expected calibration error is the gap between "
+                  f"confidence and accuracy over {calibration['bins']} confidence bins (0: a confidence of 0.8 is "
+                  f"right 80% of the time).", ""]
     if "searched" in test:
         lines += [f"As searched: the figures a collection of this model gives with the search defaults "
                   f"({test['searched']['ranking']}).", ""]

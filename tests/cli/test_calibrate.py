@@ -71,3 +71,16 @@ def test_calibrate_refuses_a_split_without_validation_images(calibrated_run, tmp
     split.save(tmp_path / "split.json.gz")
     assert main(["calibrate", str(out), "--split", str(tmp_path / "split.json.gz")]) != 0
     assert "no validation images" in capsys.readouterr().err
+
+
+def test_eval_reports_how_far_the_classifier_can_be_trusted(calibrated_run, capsys):
+    result, dataset, out, query = calibrated_run
+    assert main(["eval", "--model", str(out), "-q"]) == 0
+    assert "own classifier's probabilities: mean confidence" in capsys.readouterr().out
+    report = json.loads((out / "eval" / "eval.json").read_text())
+    calibration = report["test"]["classifier_calibration"]
+    assert 0 < calibration["confidence"] <= 1 and 0 <= calibration["ece"] <= 1 and calibration["bins"] == 15
+    summary = (out / "eval" / "summary.md").read_text()
+    assert "| own classifier's expected calibration error |" in summary
+    temperature = load_model(out).classifier_temperature
+    assert f"divided by a temperature of {temperature:.3g} fitted on the validation images" in summary
