@@ -11,7 +11,6 @@ reliability diagram of the test queries before and after, pooled per protocol.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
@@ -25,11 +24,10 @@ from _common import machine, write_json  # noqa: E402
 
 def measure(run: Path) -> tuple[dict, dict]:
     """(record, the test queries' (confidence, right) before and after, for the diagram)."""
-    from hashseek.core.atomic import atomic_write_json
     from hashseek.core.calibration import calibration_figures, softmax
     from hashseek.eval.source_runs import load_run_split, reopen
     from hashseek.models.hash_model import load_model
-    from hashseek.train.calibrate import calibrate
+    from hashseek.train.calibrate import calibrate, save_calibration
     from hashseek.train.evaluator import encode_ids
 
     model = load_model(run)
@@ -52,9 +50,7 @@ def measure(run: Path) -> tuple[dict, dict]:
         figures[name] = {"n_query": int(rows.sum()),
                          "before": calibration_figures(raw[rows], labels),
                          "after": calibration_figures(raw[rows], labels, temperature)}
-    config_path = run / "config.json"
-    config = json.loads(config_path.read_text())
-    atomic_write_json(config_path, {**config, "classifier_temperature": temperature, "calibration": fitted})
+    save_calibration(model, run)
     points = {}
     for when, t in (("before", 1.0), ("after", temperature)):
         p = softmax(raw, t)

@@ -8,11 +8,10 @@ from hashseek.core.errors import InvalidInputError
 
 
 def cmd_calibrate(args) -> int:
-    from hashseek.core.atomic import atomic_write_json
     from hashseek.data.protocols import Protocol
     from hashseek.eval.source_runs import load_run_split, reopen
     from hashseek.models.hash_model import load_model
-    from hashseek.train.calibrate import calibrate
+    from hashseek.train.calibrate import calibrate, save_calibration
 
     model = load_model(args.model)
     protocol = Protocol.load(args.split) if args.split else load_run_split(args.model, model)
@@ -20,10 +19,7 @@ def cmd_calibrate(args) -> int:
         raise InvalidInputError(f"the split of {args.model} has no validation images to fit a temperature on; "
                                 "pass --split with a saved split that has them (`hashseek split`)")
     record = calibrate(model, reopen(protocol), protocol.validation, progress=not args.quiet)
-    config_path = args.model / "config.json"
-    config = json.loads(config_path.read_text())
-    atomic_write_json(config_path, {**config, "classifier_temperature": model.classifier_temperature,
-                                    "calibration": record})
+    save_calibration(model, args.model)
     if args.json:
         print(json.dumps(record, indent=2))
     elif "note" in record:

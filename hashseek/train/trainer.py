@@ -360,7 +360,7 @@ class Trainer:
                                            selection.last_val_seconds, deadline, self.progress))
         model.eval().to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
         if self.calibrates and val_ids and model.has_classifier:
-            model.config["calibration"] = calibrate(model, dataset, val_ids, self.progress)
+            calibrate(model, dataset, val_ids, self.progress)
         model.config.update(history=history, train_seconds=history[-1]["seconds"] if history else 0.0,
                             trained_on=device_name(device), selection=info, train=asdict(cfg),
                             trained_precision="bfloat16" if cfg.mode == "finetune" and autocast_dtype(
