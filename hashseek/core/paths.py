@@ -29,3 +29,22 @@ def cache_root() -> Path:
     root = Path(env).expanduser() if env else Path.home() / ".cache" / "hashseek"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def disk_bytes(path: str | Path) -> int:
+    """Size of a file, or of every file under a folder (a checkpoint, a collection). A file that goes away
+    during the walk (a thumbnail's temporary file renamed into place by another thread) counts as nothing
+    instead of failing the whole count."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist")
+    return sum(_size(p) for p in path.rglob("*"))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except FileNotFoundError:
+        return 0

@@ -3,9 +3,9 @@
 The protocol runner and report writers (``hashseek.eval.runner``, ``.report``, ``.plots``) import
 torch and matplotlib, so they are imported from their modules, not from here.
 """
+from hashseek.core.paths import disk_bytes
 from hashseek.eval.cost import (
     coarse_to_fine_search,
-    disk_bytes,
     forward_ms_per_image,
     hasher_parameter_count,
     linear_search,

@@ -36,16 +36,6 @@ def hasher_parameter_count(state: dict[str, np.ndarray]) -> int:
     return int(sum(np.asarray(v).size for v in kept))
 
 
-def disk_bytes(path: str | Path) -> int:
-    """Size of a file, or of every file under a folder (a checkpoint)."""
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} does not exist")
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def forward_ms_per_image(encode: Callable[[np.ndarray], object], input_size: int, batch_size: int,
                          repeats: int = 3, warmup: int = 1,
                          clock: Callable[[], float] = time.perf_counter) -> float:

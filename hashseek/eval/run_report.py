@@ -25,7 +25,8 @@ from hashseek.core.ranking import vote_classify
 from hashseek.data.datasets import ImageDataset
 from hashseek.data.protocols import Protocol
 from hashseek.data.splits import split_lines
-from hashseek.eval.cost import disk_bytes, hasher_parameter_count, machine, parameter_count
+from hashseek.core.paths import disk_bytes
+from hashseek.eval.cost import hasher_parameter_count, machine, parameter_count
 from hashseek.eval.report import write_report
 from hashseek.eval.runner import (MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, class_parts,
                                   retrieval_figures)

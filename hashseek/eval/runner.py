@@ -25,8 +25,9 @@ import numpy as np
 from hashseek.data.datasets import ImageDataset
 from hashseek.data.named import load_dataset
 from hashseek.data.protocols import Protocol, get_protocol
-from hashseek.eval.cost import (disk_bytes, forward_ms_per_image, hasher_parameter_count, machine,
-                                parameter_count, search_ms_per_query)
+from hashseek.core.paths import disk_bytes
+from hashseek.eval.cost import (forward_ms_per_image, hasher_parameter_count, machine, parameter_count,
+                                search_ms_per_query)
 from hashseek.eval.pooled_parts import pooled_encoder, protocol_vectors
 from hashseek.core.atomic import atomic_write_text
 from hashseek.core.errors import InvalidInputError, UnknownNameError

@@ -23,6 +23,7 @@ import numpy as np
 
 from hashseek.core.errors import ConflictError, InvalidInputError, NotFoundError
 from hashseek.core.hasher import ImageHasher, load_image_hasher
+from hashseek.core.paths import disk_bytes
 from hashseek.data.datasets import ImageDataset, open_images
 from hashseek.search import adding, reindex as reindexing, sync as syncing
 from hashseek.search.adding import AddReport, Pending
@@ -295,7 +296,7 @@ class Collection(ModelMethods, SearchMethods):
         self._require_open()
         classes = self._meta.classes()
         unlabelled = classes.pop("", 0)
-        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        disk = disk_bytes(self.path)   # thumbnails may be written meanwhile
         return {"path": str(self.path), "images": len(self), **self._meta.counts(), "unlabelled": unlabelled,
                 "classes": classes, "n_bits": self.n_bits, "feature_dim": self._store.features.dim,
                 "index": self.index_kind, "index_options": self.index_options, "bytes_on_disk": disk,

@@ -1,6 +1,8 @@
 """Cost figures on hand-computed cases: parameters, bytes, forward time, search rankings and the time drop."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
@@ -31,6 +33,24 @@ def test_disk_bytes_of_a_file_and_of_a_folder(tmp_path):
     assert disk_bytes(tmp_path) == 15
     with pytest.raises(FileNotFoundError):
         disk_bytes(tmp_path / "missing")
+
+
+def test_disk_bytes_counts_a_file_that_goes_away_during_the_walk_as_nothing(tmp_path, monkeypatch):
+    """A collection's thumbnails are written beside a running count (a temporary file renamed into place):
+    one vanishing between the listing and its stat failed the collection's info with a 500 in a CI run."""
+    (tmp_path / "kept.bin").write_bytes(b"x" * 10)
+    (tmp_path / ".tmp-thumb.jpg").write_bytes(b"y" * 5)
+    real_stat, seen = Path.stat, []
+
+    def stat(self, *args, **kwargs):
+        if self.name == ".tmp-thumb.jpg":
+            seen.append(self)
+            if len(seen) == 2:                # there when listed and checked, renamed away before its size is read
+                self.unlink()
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert disk_bytes(tmp_path) == 10
 
 
 def test_forward_time_is_the_median_batch_time_per_image():
