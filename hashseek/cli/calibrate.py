@@ -30,7 +30,7 @@ def cmd_calibrate(args) -> int:
               f"mean confidence {before['confidence']:.3f} -> {after['confidence']:.3f} at accuracy "
               f"{after['accuracy']:.3f}, expected calibration error {before['ece']:.3f} -> {after['ece']:.3f}")
         print("collections keep the model they were built with: `hashseek reindex COLLECTION --model "
-              f"{args.model}` gives one these probabilities")
+              f"{args.model}` gives one these probabilities (at once: its codes stay, no image is encoded again)")
     return 0
 
 

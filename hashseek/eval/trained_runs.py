@@ -66,11 +66,11 @@ def kept_weights(selection: dict) -> str | None:
 
 def record_name(record: dict) -> str:
     """A file name that tells runs apart: split, method, backbone, bits, the trunk's kept stages, bfloat16
-    steps, seed."""
-    frozen = record.get("frozen_stages") or 0
+    steps, the time limit (a 30-minute run does not replace a 15-minute one), seed."""
+    frozen, limit = record.get("frozen_stages") or 0, record.get("max_minutes")
     return (f"{record['split']['name']}-{record['method'].replace('+', '_')}-{record['backbone']}-{record['bits']}b"
             + (f"-frozen{frozen}" if frozen else "") + ("-bf16" if _precision(record) == "bfloat16" else "")
-            + f"-seed{record['split']['seed']}.json")
+            + (f"-{round(limit)}min" if limit else "") + f"-seed{record['split']['seed']}.json")
 
 
 def _precision(record: dict) -> str:

@@ -16,6 +16,7 @@ of cars-bmw13 and caltech101 (benchmarks/search_defaults.py) and is the default.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -220,11 +221,21 @@ class HashModel(nn.Module):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def describe(self) -> dict:
+        weights = weights_digest(self)
         keys = ("backbone", "head", "loss", "bits", "mode", "dataset_name", "protocol", "trained_at")
         return {"type": "hash_model", **{k: self.config.get(k) for k in keys},
                 "rerank_feature": self.rerank_feature, "classifier": self.has_classifier,
                 "classifier_temperature": self.classifier_temperature if self.has_classifier else None,
-                "input_size": self.input_size, "weights_digest": weights_digest(self)}
+                "input_size": self.input_size, "weights_digest": weights, "codes_digest": self.codes_digest(weights)}
+
+    def codes_digest(self, weights: str | None = None) -> str:
+        """What the codes and re-rank features depend on, hashed: the weights and how images enter and leave
+        the graph. Two models with the same digest encode a library alike, so a reindex keeps its codes
+        (``search.reindex``); the classifier's temperature and the description do not enter."""
+        made = {"weights": weights or weights_digest(self), "input_size": self.input_size, "mirror": self.mirror_average,
+                "rerank_feature": self.rerank_feature, "beta": getattr(self.head, "beta", None),
+                "preprocessing": self.backbone.preprocessing(), "bits": self.n_bits}
+        return hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def train(self, mode: bool = True):
         self._runner = None  # weights may change: export again on the next encode

@@ -13,7 +13,9 @@ another thread, ``search.staged_reindex``):
 2. encode: library images without a row in the slot, in batches: their features appended to the
    slot's ``features.f16`` and fsynced, then one transaction of ``slot_rows``. A kill loses at most
    the batch under way (feature rows past the last committed one are cut on resume); searches use
-   the live model all along;
+   the live model all along. A model that encodes as the live one (``keep_live_codes``: the same
+   ``codes_digest``, e.g. only its classifier's temperature changed) decodes nothing: the live
+   features and codes are staged as they are;
 3. fit: a refittable hasher that is not fitted yet is fitted on the slot's features;
 4. commit: the slot's ``collection.json`` is written, then ONE SQLite transaction is the switch:
    every row's live code and feature row go to a new previous slot, the rows take the staged
@@ -44,7 +46,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from hashseek.core.atomic import fsync_dir
+from hashseek.core.atomic import atomic_path, fsync_dir
 from hashseek.core.errors import ConflictError, NotFoundError
 from hashseek.core.hasher import HASHER_JSON, ImageHasher, load_image_hasher
 from hashseek.data.loader import iter_batches
@@ -64,12 +66,15 @@ class ReindexReport:
 
     encoded: int = 0
     resumed: int = 0
+    kept: int = 0                                                  # codes kept: the model encodes as the live one
     failed: list[tuple[str, str]] = field(default_factory=list)   # (source, reason)
     n_bits: int = 0
     model: dict = field(default_factory=dict)                     # the new hasher's ``describe()``
 
     def __str__(self) -> str:
-        return (f"re-encoded {self.encoded}, staged by an earlier run {self.resumed}, unreadable (left the "
+        kept = (f"kept {self.kept} codes as they were (the new model encodes as the old one: same weights and "
+                "input), " if self.kept else "")
+        return (f"{kept}re-encoded {self.encoded}, staged by an earlier run {self.resumed}, unreadable (left the "
                 f"library) {len(self.failed)}; now {self.n_bits}-bit codes from {self.model.get('type')}")
 
 
@@ -103,8 +108,11 @@ def encode(path: Path, meta: Metadata, slot: str, config: dict, image_hasher: Im
     if not (folder / HASHER_DIR / HASHER_JSON).is_file():
         image_hasher.save(folder / HASHER_DIR)
     staged = dict(meta.query("SELECT id, feature_row FROM slot_rows WHERE slot = ?", (slot,)))
+    kept = 0 if staged else keep_live_codes(path, meta, slot, image_hasher)
+    if kept:
+        staged = dict(meta.query("SELECT id, feature_row FROM slot_rows WHERE slot = ?", (slot,)))
     todo = {str(r.id): r for r in records if r.id not in staged}
-    report = ReindexReport(resumed=len(records) - len(todo))
+    report = ReindexReport(resumed=max(0, len(records) - len(todo) - kept), kept=kept)
     fitted = image_hasher.is_fitted
     store = FeatureStore(folder / FEATURES_FILE, image_hasher.feature_dim)
     try:
@@ -136,6 +144,29 @@ def encode(path: Path, meta: Metadata, slot: str, config: dict, image_hasher: Im
                           "made_with": image_hasher.describe(),
                           "reindexed": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return report
+
+
+def keep_live_codes(path: Path, meta: Metadata, slot: str, image_hasher: ImageHasher) -> int:
+    """Stage the live codes and features as they are when ``image_hasher`` encodes as the live model (an equal
+    ``codes_digest``: the same weights and input, e.g. only the classifier's temperature changed): the live
+    features file is copied into the slot, then one transaction stages every row. Nothing is decoded; the
+    swap and the restorable previous model work as for any reindex. How many rows were staged (0: not so)."""
+    digest = image_hasher.describe().get("codes_digest")
+    live = path / COLLECTION_JSON
+    if digest is None or not live.is_file() or json.loads(live.read_text()).get("made_with", {}).get(
+            "codes_digest") != digest:
+        return 0
+    source = path / FEATURES_FILE
+    with atomic_path(path / SLOTS_DIR / slot / FEATURES_FILE) as tmp:
+        if source.is_file():
+            shutil.copyfile(source, tmp)
+        else:
+            tmp.touch()
+    with meta.transaction(searchable=False) as db:
+        db.execute("INSERT INTO slot_rows SELECT ?, id, feature_row, code FROM images", (slot,))
+    kept = meta.query("SELECT COUNT(*) FROM slot_rows WHERE slot = ?", (slot,))[0][0]
+    log.info("%s: the new model encodes as the live one (codes digest %s): kept %d codes", path, digest, kept)
+    return kept
 
 
 def _fit_and_code(meta: Metadata, slot: str, store: FeatureStore, image_hasher: ImageHasher, folder: Path) -> None:

@@ -55,6 +55,7 @@ class StagedReindex:
                 self.report = reindexing.encode(self.path, meta, self.slot, self.config, self.image_hasher,
                                                 self.records, ImageFiles(self.path).read, self.batch_size,
                                                 self.workers, progress, counted)
+                self.done = self.total   # kept codes and unreadable images count too
             finally:
                 meta.close()
         finally:

@@ -11,6 +11,7 @@ from hashseek.cli import main
 from hashseek.core.calibration import softmax
 from hashseek.data.protocols import Protocol
 from hashseek.models.hash_model import load_model
+from hashseek.search.collection import Collection
 from hashseek.train import TrainConfig, Trainer, evaluate_split
 
 
@@ -51,18 +52,25 @@ def test_training_ends_with_a_temperature_fitted_on_validation(calibrated_run):
     assert 0.0 <= calibration["ece"] <= 1.0 and calibration["confidence"] < 0.999
 
 
-def test_calibrate_fits_a_model_saved_before_in_place(calibrated_run, capsys):
+def test_calibrate_fits_a_model_saved_before_in_place(calibrated_run, tmp_path, capsys):
+    """... and a collection built with the uncalibrated model takes the calibrated one at once (same codes)."""
     result, dataset, out, query = calibrated_run
     config = json.loads((out / "config.json").read_text())
     fitted = config.pop("classifier_temperature")
     config.pop("calibration")
     (out / "config.json").write_text(json.dumps(config))   # as saved before models were calibrated
     assert load_model(out).classifier_temperature == 1.0
+    with Collection.create(tmp_path / "C", load_model(out)) as collection:
+        collection.add_dataset(dataset, query, progress=False)
     assert main(["calibrate", str(out), "-q"]) == 0
     printed = capsys.readouterr().out
     assert "classifier temperature" in printed and "expected calibration error" in printed
     assert load_model(out).classifier_temperature == pytest.approx(fitted, rel=1e-3)
     assert json.loads((out / "config.json").read_text())["calibration"]["fitted_on"] == "15 validation images"
+    assert main(["reindex", str(tmp_path / "C"), "--model", str(out), "-q"]) == 0
+    assert "kept 10 codes as they were" in capsys.readouterr().out
+    with Collection.open(tmp_path / "C") as collection:
+        assert collection.info()["hasher"]["classifier_temperature"] == pytest.approx(fitted, rel=1e-3)
 
 
 def test_calibrate_refuses_a_split_without_validation_images(calibrated_run, tmp_path, capsys):

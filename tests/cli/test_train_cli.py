@@ -289,6 +289,8 @@ def test_a_train_run_reaches_the_results_page_as_mean_and_sd_over_its_seeds(run,
     assert sum("(first 3 stages kept)" in line for line in rows) == 1
     reduced = {**kept, "precision": "bfloat16"}   # bfloat16 steps: a row and a file of their own too
     assert record_name(reduced) == record_name(kept).replace("-frozen3-", "-frozen3-bf16-")
+    limits = {record_name({**reduced, "max_minutes": m}) for m in (15, 30.2)}   # a longer run does not replace it
+    assert limits == {record_name(reduced).replace("-bf16-", f"-bf16-{m}min-") for m in (15, 30)}
     rows = "\n".join(trained_tables([kept, reduced])).splitlines()
     assert sum(line.startswith("| gap+csq | frozen") for line in rows) == 2
     assert sum(", cpu in bfloat16" in line for line in rows) == 1

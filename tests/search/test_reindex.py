@@ -183,3 +183,32 @@ def test_restore_needs_a_previous_model_and_the_cli_one_source(copy, model, caps
     assert main(["reindex", str(copy), "--restore-previous"]) == 2   # nothing was reindexed yet
     assert main(["reindex", str(copy), "--model", str(model), "-q"]) == 0
     assert "16-bit codes from hash_model" in capsys.readouterr().out
+
+
+def test_a_model_that_encodes_alike_keeps_the_codes_and_swaps_in_at_once(model, caltech101, slice_ids, tmp_path):
+    """A recalibrated model (same weights, another classifier temperature) is swapped in without decoding an
+    image; its probabilities answer, the old model stays restorable; a model that encodes otherwise is not."""
+    path = tmp_path / "M"
+    with Collection.create(path, load_image_hasher(model), batch_size=8) as collection:
+        collection.add_dataset(caltech101, slice_ids, progress=False)
+        before = {r.id: r.code for r in collection.list(limit=1000)}
+        sharp = collection.classify(3, method="classifier").classifier
+    recalibrated = load_image_hasher(model).set_classifier_temperature(20.0)
+    recalibrated.save(tmp_path / "recalibrated")
+    with Collection.open(path, batch_size=8) as collection:
+        report = collection.reindex(load_image_hasher(tmp_path / "recalibrated"), progress=False,
+                                    on_batch=lambda ids: pytest.fail("nothing should be encoded"))
+        assert (report.kept, report.encoded, report.resumed) == (40, 0, 0) and "kept 40 codes" in str(report)
+        assert {r.id: r.code for r in collection.list(limit=1000)} == before
+        assert collection.info()["hasher"]["classifier_temperature"] == 20.0
+        soft = collection.classify(3, method="classifier").classifier
+        assert list(soft) == list(sharp) and max(soft.values()) < max(sharp.values())
+        assert not os.path.samefile(path / "features.f16", next((path / "slots").iterdir()) / "features.f16")
+    assert _model_in_use(path) == "hash_model"
+    with Collection.open(path, batch_size=8) as collection:
+        restored = collection.restore_previous(progress=False)
+        assert (restored.encoded, restored.resumed) == (0, 40)
+        assert collection.info()["hasher"]["classifier_temperature"] == 1.0
+        mirrored = collection.reindex(load_image_hasher(model).set_mirror_average(True), progress=False)
+        assert (mirrored.kept, mirrored.encoded) == (0, 40)   # other codes: every image encoded again
+    assert _model_in_use(path) == "hash_model"
