@@ -40,6 +40,7 @@ from hashseek.train import TrainConfig, Trainer, TrainResult
 from hashseek.train.checkpoint import STATE_FILE
 from hashseek.train.evaluator import EncodingMemo, encode_ids
 from hashseek.train.recipes import Plan, plan_run
+from hashseek.train.schedule import FinalWork
 
 log = logging.getLogger(__name__)
 
@@ -242,11 +243,12 @@ def _leave_out_missing(protocol: Protocol, dataset: ImageDataset) -> None:
 
 def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, resume: bool = False,
                    recipe: str | None = None, progress: bool = True, deadline: float | None = None,
-                   warmup_deadline: float | None = None) -> TrainResult:
+                   warmup_deadline: float | None = None, final: FinalWork | None = None) -> TrainResult:
     """Train on the split's training images, selecting on its validation images; the test queries are
     never passed to the trainer. The split is written beside the model before training starts.
     ``deadline`` and ``warmup_deadline``: the ``time.perf_counter()`` training must end by, and the earlier one
-    while the head warm-up leads (``run_deadlines``)."""
+    while the head warm-up leads; ``final``: what follows training, to re-estimate ``deadline`` from the run's
+    own validations (``run_deadlines``)."""
     out = Path(out)
     saved = out / SPLIT_FILE
     if resume:
@@ -262,7 +264,7 @@ def train_prepared(prepared: Prepared, config: TrainConfig, out: str | Path, *, 
     prepared.protocol.save(saved)
     trainer = Trainer(config, progress=progress)
     return trainer.fit(prepared.dataset, prepared.protocol.train, validation_ids=prepared.protocol.validation or None,
-                       out_dir=out, resume=resume, deadline=deadline, warmup_deadline=warmup_deadline,
+                       out_dir=out, resume=resume, deadline=deadline, warmup_deadline=warmup_deadline, final=final,
                        dataset_name=prepared.dataset.name,
                        protocol=prepared.protocol.name, source=prepared.source, split=SPLIT_FILE, recipe=recipe)
 
@@ -294,14 +296,17 @@ def recipe_plan(recipe: str, prepared: Prepared, *, max_minutes: float | None = 
                                                                         size))
 
 
-def run_deadlines(plan: Plan, started: float, max_minutes: float | None) -> dict[str, float | None]:
+def run_deadlines(plan: Plan, started: float, max_minutes: float | None) -> dict:
     """When training must end so the whole run fits ``max_minutes`` from ``started`` (``train_prepared``'s
-    ``deadline``: the plan's reserve for the final evaluation and the report comes off the end), and when while
-    the head warm-up leads (``warmup_deadline``: the reserve for encoding with it at the backbone's own size)."""
+    ``deadline``: the plan's reserve for the final evaluation and the report comes off the end), when while
+    the head warm-up leads (``warmup_deadline``: the reserve for encoding with it at the backbone's own size),
+    and what follows training (``final``: fine-tuning on a CPU re-estimates ``deadline`` from its validations)."""
     if max_minutes is None:
-        return {"deadline": None, "warmup_deadline": None}
+        return {"deadline": None, "warmup_deadline": None, "final": None}
     end = started + 60 * max_minutes
-    return {"deadline": end - plan.reserve_seconds, "warmup_deadline": end - plan.warmup_reserve_seconds}
+    final = FinalWork(end, plan.final_images, plan.final_fixed_seconds) if plan.final_images else None
+    return {"deadline": end - plan.reserve_seconds, "warmup_deadline": end - plan.warmup_reserve_seconds,
+            "final": final}
 
 
 def _n_classes(prepared: Prepared) -> int:

@@ -32,13 +32,17 @@ def larger_size(size: int) -> int:
 
 def choose_encode_size(model: HashModel, dataset: ImageDataset, val_ids: Sequence[str], train_ids: Sequence[str],
                        device: torch.device, trained_map: float, validation_seconds: float,
-                       deadline: float | None, progress: bool = False) -> dict:
+                       deadline: float | None, progress: bool = False, encoding_after: float = 0.0) -> dict:
     """Validate ``model`` (at its training size, scoring ``trained_map``) at the larger size and keep the
     better; a try that would end past ``deadline`` (judged from ``validation_seconds`` at the training size,
-    scaled by the pixels) is skipped. Returns what was tried, for the run's selection record."""
+    scaled by the pixels) is skipped, as is one whose larger encoding after training would not fit
+    (``encoding_after``: the seconds kept for it at the training size). Returns what was tried, for the run's
+    selection record."""
     trained, tried = model.input_size, larger_size(model.input_size)
     record = {"trained_size": trained, "encode_size": trained, "encode_size_val_map": {str(trained): trained_map}}
-    if deadline is not None and time.perf_counter() + validation_seconds * (tried / trained) ** 2 > deadline:
+    scale = (tried / trained) ** 2
+    if deadline is not None and time.perf_counter() + validation_seconds * scale + encoding_after * (scale - 1) \
+            > deadline:
         record["encode_size_note"] = f"{tried} px not tried: it would have ended past the deadline"
         return record
     model.input_size = tried

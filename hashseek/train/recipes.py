@@ -116,6 +116,8 @@ class Plan:
     reserve_seconds: float = 0.0
     estimated_epochs: int | None = None    # bounded: how many of ``config.epochs`` fit at the measured speed
     warmup_reserve_seconds: float = 0.0    # the reserve if the head warm-up is kept (it encodes at the backbone's size)
+    final_images: int = 0                  # fine-tuning on a CPU: the images encoded after training, for the trainer
+    final_fixed_seconds: float = 0.0       # to re-estimate the reserve from its own validations (``FinalWork``)
 
 
 def resolve_recipe(name: str, *, n_train: int, n_classes: int, max_minutes: float | None = None,
@@ -195,8 +197,10 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     after = "the final evaluation and the report" if n_query or n_database else "the report (no test evaluation)"
     while_warm = f" ({warm_kept:.0f} s while the head warm-up leads on validation: kept, it encodes at the " \
                  "backbone's own size)" if warm_kept > kept + 1 else ""
+    remeasured = " (re-estimated from the run's own validations)" if fitted.mode == "finetune" and \
+        speed.device == "cpu" and (n_query or n_database) else ""
     changes.append(f"about {baseline:.0f} s for the zero-training baseline (before training) and {kept:.0f} s kept "
-                   f"for {after}{while_warm}; training holds the rest as a hard deadline (after each "
+                   f"for {after}{while_warm}{remeasured}; training holds the rest as a hard deadline (after each "
                    f"epoch, as many epochs as fit at their measured times, up to {config.epochs}; stopped between "
                    f"batches; the best validated epoch is kept)")
     estimate = estimate_seconds(fitted, n_train, n_val, speed) + baseline + kept
@@ -206,7 +210,9 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
                  f"{fitted.epochs} epochs" + (f", {fitted.augment_copies} augmented copies" if fitted.mode == "frozen"
                                               else f" at {fitted.input_size or 'native'} px after "
                                                    f"{fitted.warmup_epochs} warm-up epochs"))
-    return Plan(replace(fitted, epochs=config.epochs), lines, kept, fitted.epochs, warm_kept)
+    return Plan(replace(fitted, epochs=config.epochs), lines, kept, fitted.epochs, warm_kept,
+                final_images(n_train, n_val, n_query, n_database) if remeasured else 0,
+                EXPORT_SECONDS + REPORT_SECONDS)
 
 
 def _duration(seconds: float) -> str:
@@ -230,10 +236,17 @@ def final_seconds(config: TrainConfig, n_train: int, n_val: int, n_query: int, n
     if config.mode == "frozen" and not config.mirror_average:
         final = n_query * (_map_ms(config, speed) + speed.decode_ms)
     else:   # the saved model encodes through ONNX Runtime, timed at the backbone's own size
-        encoded = n_train + 2 * n_val + n_query + max(0, n_database - n_train - n_val)
+        encoded = final_images(n_train, n_val, n_query, n_database)
         final = 1000 * EXPORT_SECONDS + encoded * ((2 if config.mirror_average else 1) * _onnx_ms(config, speed)
                                                    + speed.decode_ms)
     return final / 1000 + REPORT_SECONDS
+
+
+def final_images(n_train: int, n_val: int, n_query: int, n_database: int) -> int:
+    """The images a saved model encodes after training: the validation images to calibrate its classifier, then
+    each image of the final evaluation once (training and validation images for the report's validation
+    figures, the test queries, and the rest of the database)."""
+    return n_train + 2 * n_val + n_query + max(0, n_database - n_train - n_val)
 
 
 def estimate_seconds(config: TrainConfig, n_train: int, n_val: int, speed: Speed) -> float:
@@ -395,5 +408,5 @@ def describe_recipes() -> dict[str, dict]:
     return {name: {**RECIPES.metadata(name), "settings": RECIPES.create(name)} for name in RECIPES.names()}
 
 
-__all__ = ["RECIPES", "Plan", "Speed", "baseline_seconds", "describe_recipes", "estimate_seconds", "final_seconds",
-           "list_recipes", "measure_speed", "plan_run", "resolve_recipe"]
+__all__ = ["RECIPES", "Plan", "Speed", "baseline_seconds", "describe_recipes", "estimate_seconds", "final_images",
+           "final_seconds", "list_recipes", "measure_speed", "plan_run", "resolve_recipe"]

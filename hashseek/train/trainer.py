@@ -50,7 +50,7 @@ from hashseek.train.config import TrainConfig, TrainResult, device_name, trainin
 from hashseek.train.encode_size import choose_encode_size
 from hashseek.train.evaluator import MapEncoder, evaluate_split, map_encoder, training_encoder
 from hashseek.train.precision import autocast_dtype, trunk_forward
-from hashseek.train.schedule import Pace, Rate, Stage, plan_stages, replan, share
+from hashseek.train.schedule import FinalWork, Pace, Rate, Stage, plan_stages, replan, share
 from hashseek.train.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Trainer:
     # -- public ------------------------------------------------------------------------
     def fit(self, dataset: ImageDataset, train_ids: Sequence[str], *, validation_ids: Sequence[str] | None = None,
             out_dir: str | Path | None = None, resume: bool = False, deadline: float | None = None,
-            warmup_deadline: float | None = None, **provenance) -> TrainResult:
+            warmup_deadline: float | None = None, final: FinalWork | None = None, **provenance) -> TrainResult:
         """Train on ``train_ids``, select on ``validation_ids`` (queries) against ``train_ids`` (database).
 
         With ``out_dir`` a checkpoint is written after every epoch and the chosen model is saved
@@ -75,7 +75,8 @@ class Trainer:
         value training must end by (default: ``max_minutes`` after this call, less the time a resumed
         run already spent); map extraction and validation count against it. ``warmup_deadline``: the earlier
         one that applies while the head warm-up still leads on validation: kept, that model encodes at the
-        backbone's own size, which leaves more to do after training than the fine-tuned one would.
+        backbone's own size, which leaves more to do after training than the fine-tuned one would. ``final``:
+        what follows training; after each fine-tuning validation ``deadline`` is re-estimated from its time.
         """
         cfg = self.config
         started = time.perf_counter()
@@ -107,6 +108,7 @@ class Trainer:
             dropped = batches.dropped
         steps_per_epoch = math.ceil(batches.n_items / cfg.batch_size)
         stages = plan_stages(model, cfg.epochs)
+        one_stage = len(set(map(id, stages))) == 1   # a staged schedule is not re-planned
         model.to(device)   # after the frozen maps were extracted: that runs on the CPU's ONNX graph
         loss_fn.to(device)
         selection = Selection(cfg.validate_every or 1, cfg.effective_patience,
@@ -125,6 +127,7 @@ class Trainer:
                    disable=not self.progress, initial=start_epoch, unit="epoch")
         epoch, optimizer, scheduler, current_stage = start_epoch, None, None, None
         epoch_pace, val_pace = Pace(), Pace()
+        reserve = {} if final is None or deadline is None else {"planned": round(final.seconds_after(deadline))}
         # a deadline may cut an epoch short once there is a validated model to fall back on
         can_cut = lambda: warm is not None or selection.best_state is not None or not val_ids  # noqa: E731
         warmup_leads = lambda: warm is not None and bool(val_ids) and selection.best_map < _warm_map(warm)  # noqa: E731
@@ -156,7 +159,7 @@ class Trainer:
                 record = {"epoch": epoch + 1, "stage": stage.name, "loss": loss,
                           "lr": optimizer.param_groups[0]["lr"]}
                 epoch_seconds = time.perf_counter() - epoch_start
-                if deadline is not None and not cut and len(set(map(id, stages))) == 1:   # before its validation
+                if deadline is not None and not cut and one_stage:   # before its validation
                     val_seconds = max(val_pace(), selection.last_val_seconds)   # a resumed run has no pace yet
                     bar.total = last = replan(epoch + 1, last, cfg.epochs, epoch_pace(epoch_seconds), val_seconds,
                                               selection.every, epoch + 1 - selection.last_epoch,
@@ -176,6 +179,14 @@ class Trainer:
                     for rate in scheduler.lr_lambdas if cfg.schedule == "plateau" else ():
                         rate.observe(improved, cfg.plateau_patience, cfg.plateau_factor)
                     selection.should_stop(epoch + 1)
+                    if final is not None and deadline is not None:   # what follows, timed by this validation
+                        deadline = _remeasured(final, deadline, val_pace() / (len(train_ids) + len(val_ids)),
+                                               reserve)
+                        if one_stage:   # planned again from the new deadline, this epoch validated
+                            bar.total = last = replan(epoch + 1, last, cfg.epochs, epoch_pace(), val_pace(),
+                                                      selection.every, 0, deadline - time.perf_counter(), scheduler,
+                                                      steps_per_epoch)
+                            selection.stopped_for_time = last == epoch + 1 < cfg.epochs
                 record["seconds"] = time.perf_counter() - t0
                 history.append(record)
                 epoch += 1
@@ -191,7 +202,7 @@ class Trainer:
             torch.set_num_threads(threads)
             bar.close()
         return self._finish(model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped,
-                            planned=last, deadline=deadline)
+                            planned=last, deadline=deadline, final=final, reserve=reserve)
 
     # -- pieces ------------------------------------------------------------------------
     def _build(self, dataset: ImageDataset, provenance: dict) -> HashModel:
@@ -326,7 +337,7 @@ class Trainer:
                             progress=self.progress)
 
     def _finish(self, model, warm, selection, history, val_ids, train_ids, dataset, device, out, dropped,
-                planned: int, deadline: float | None):
+                planned: int, deadline: float | None, final: FinalWork | None, reserve: dict):
         """Load the chosen weights (a fine-tuned model's encode size too, ``encode_size.py``), put the model
         back on the CPU (encoding runs there), save it."""
         cfg = self.config
@@ -335,6 +346,8 @@ class Trainer:
                 "epochs_run": sum(not h["stage"].startswith("warmup") for h in history), "epochs_planned": planned,
                 "validate_every": selection.every, "patience": selection.patience,
                 "stopped_early": selection.stopped_early, "stopped_for_time": selection.stopped_for_time}
+        if reserve:
+            info["seconds_kept_after_training"] = reserve
         if selection.stopped_for_time:
             cut = bool(history and history[-1].get("cut_at_deadline"))
             log.warning("stopped on time %s epoch %d of %d%s: another would have passed the deadline",
@@ -356,8 +369,9 @@ class Trainer:
                             best_epoch=warm.selection.get("best_epoch"))
                 model = warm.model.set_mirror_average(cfg.mirror_average)
         if cfg.mode == "finetune" and val_ids and info["kept"] == "best validation epoch":
+            encoding = final.seconds_after(deadline) - final.fixed_seconds if final and deadline else 0.0
             info.update(choose_encode_size(model, dataset, val_ids, train_ids, device, selection.best_map,
-                                           selection.last_val_seconds, deadline, self.progress))
+                                           selection.last_val_seconds, deadline, self.progress, encoding))
         model.eval().to("cpu")   # encoding exports the model to ONNX Runtime on the CPU
         if self.calibrates and val_ids and model.has_classifier:
             calibrate(model, dataset, val_ids, self.progress)
@@ -370,6 +384,16 @@ class Trainer:
         if out is not None:
             model.save(out)
         return TrainResult(model, history, model.config["train_seconds"], info)
+
+
+def _remeasured(final: FinalWork, deadline: float, seconds_per_image: float, reserve: dict) -> float:
+    """The training deadline that leaves ``final`` its time at the measured cost; ``reserve`` records it."""
+    moved = final.deadline(seconds_per_image)
+    reserve["measured"] = round(final.seconds_after(moved))
+    if abs(moved - deadline) > 30:
+        log.info("re-estimated what follows training from this run's validations: %d s (was %d s)",
+                 reserve["measured"], final.seconds_after(deadline))
+    return moved
 
 
 def _warm_map(warm: TrainResult) -> float:

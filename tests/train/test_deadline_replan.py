@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hashseek.train import TrainConfig, Trainer
-from hashseek.train.schedule import Pace, Rate, epochs_that_fit, replan
+from hashseek.train.schedule import FinalWork, Pace, Rate, epochs_that_fit, replan
 from hashseek.train.selection import Selection
 
 
@@ -101,3 +101,27 @@ def test_a_bounded_run_ends_close_to_its_deadline_and_never_after_it(cars_split)
     assert sel["kept"] == "best validation epoch" and not math.isnan(last["loss"])
     assert sel["best_epoch"] <= sel["epochs_run"] - (0 if "val_map" in last else 1)
     assert not any(h.get("cut_at_deadline") for h in result.history[:-1])
+
+
+def test_what_follows_training_is_re_estimated_from_the_runs_own_validations(cars_split):
+    """A fine-tuning run whose planned reserve was far too large (a probe on a busy machine) trains on past the
+    planned deadline once its first validation has timed the encoding, and still ends in time; one whose final
+    work is far larger than planned stops early."""
+    dataset, train, validation, _ = cars_split
+    config = TrainConfig(head="gap", loss="csq", bits=16, mode="finetune", epochs=50, batch_size=8, input_size=64,
+                         frozen_stages=3, warmup_epochs=0, patience=0, seed=0)
+    start = time.perf_counter()
+    planned, final = start + 1.0, FinalWork(end=start + 25.0, images=20, fixed_seconds=1.0)
+    result = Trainer(config, progress=False).fit(dataset, train[::2], validation_ids=validation[::2],
+                                                 deadline=planned, final=final)
+    ended = time.perf_counter()
+    sel = result.selection
+    kept = sel["seconds_kept_after_training"]
+    assert kept["planned"] == 24 and kept["measured"] < 10, kept
+    assert sel["epochs_run"] >= 2 and planned + 5 < ended < final.end - 1.0, (sel, ended - start)
+
+    swamped = FinalWork(end=time.perf_counter() + 60.0, images=100_000, fixed_seconds=1.0)
+    result = Trainer(config, progress=False).fit(dataset, train[::2], validation_ids=validation[::2],
+                                                 deadline=swamped.end - 30.0, final=swamped)
+    kept = result.selection["seconds_kept_after_training"]
+    assert kept["measured"] > 60 and result.selection["epochs_run"] == 1 and result.selection["stopped_for_time"]

@@ -138,3 +138,21 @@ def test_the_machine_is_measured_when_no_speed_is_given():
     assert speed.device == "cpu" and speed.native_forward_ms > 0 and speed.head_ms > 0 and speed.train_ms == 0
     config, lines = resolve_recipe("fast", n_train=40, n_classes=4, max_minutes=10)
     assert any(line.startswith("measured on cpu") for line in lines)
+
+
+def test_a_cpu_fine_tuning_plan_hands_the_trainer_what_follows_training_to_re_time():
+    """The probe's reserve starts the run; the images encoded after training let the trainer re-estimate it from
+    its own validations (``FinalWork``). A frozen run's final work is not timed by its validations: no re-estimate."""
+    from hashseek.eval.source_runs import run_deadlines
+    from hashseek.train.schedule import FinalWork
+
+    sizes = dict(n_train=260, n_classes=13, n_validation=65, n_query=206, n_database=325, speed=SPEED)
+    plan = plan_run("best", max_minutes=15, **sizes)
+    assert plan.config.mode == "finetune" and (plan.final_images, plan.final_fixed_seconds) == (260 + 130 + 206, 25.0)
+    deadlines = run_deadlines(plan, 100.0, 15)
+    assert deadlines["final"] == FinalWork(1000.0, 596, 25.0)
+    assert deadlines["deadline"] == pytest.approx(1000.0 - plan.reserve_seconds)
+    assert deadlines["final"].seconds_after(deadlines["final"].deadline(0.1)) == pytest.approx(1.2 * 59.6 + 25)
+    frozen = plan_run("fast", max_minutes=15, **sizes)
+    assert frozen.final_images == 0 and run_deadlines(frozen, 100.0, 15)["final"] is None
+    assert run_deadlines(plan, 100.0, None) == {"deadline": None, "warmup_deadline": None, "final": None}
