@@ -133,6 +133,10 @@ def cmd_train(args) -> int:
         print(f"on time: {sel['epochs_run']} of {config.epochs} epochs fit the training deadline"
               + (" (stopped at it)" if sel.get("stopped_for_time") else " (the schedule was re-planned to end there)")
               + f"; kept {sel['kept']}")
+    after = sel.get("seconds_kept_after_training", {})
+    if "measured" in after:
+        print(f"kept {after['measured']} s after training for the final evaluation, as the run's validations timed "
+              f"it (the speed probe planned {after['planned']} s)")
     if not args.no_eval:
         run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress,
                               started=started, max_minutes=args.max_minutes, baseline=baseline)

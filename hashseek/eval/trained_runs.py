@@ -18,7 +18,7 @@ FIGURES = ("map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8", "clas
            "n_database")
 SELECTION = ("metric", "queries", "database", "epochs_run", "best_epoch", "best_val_map", "warmup_val_map",
              "baseline_val_map", "kept", "stopped_for_time", "stopped_early", "run_seconds", "trained_size",
-             "encode_size", "encode_size_val_map")
+             "encode_size", "encode_size_val_map", "seconds_kept_after_training")
 REQUIRED = ("split", "model", "settings", "selection", "validation", "test")
 
 

@@ -28,7 +28,8 @@ Every run selects its epoch on validation images. ``max_minutes`` bounds a whole
 machine's speed is measured with a few timed steps, and the recipe's epochs (``best``: then its
 input size; ``fast``: first its augmented copies) shrink in the estimate until it fits, counting map
 extraction, the validations, the zero-training baseline (fitted before training) and the final
-evaluation (``Plan.reserve_seconds``, kept free of training). The estimate chooses the input size
+evaluation (``Plan.reserve_seconds``, kept free of training; a CPU fine-tuning run re-times it by its own
+validations, ``Plan.final_images``). The estimate chooses the input size
 and the copies; the epochs stay the recipe's as a ceiling, since the trainer holds the rest of the
 time as a hard deadline: it re-plans its epochs after each one from their measured times (a few
 timed steps misjudge a machine whose load changes: a run measured on a busy machine planned 13
@@ -197,10 +198,11 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
     after = "the final evaluation and the report" if n_query or n_database else "the report (no test evaluation)"
     while_warm = f" ({warm_kept:.0f} s while the head warm-up leads on validation: kept, it encodes at the " \
                  "backbone's own size)" if warm_kept > kept + 1 else ""
-    remeasured = " (re-estimated from the run's own validations)" if fitted.mode == "finetune" and \
-        speed.device == "cpu" and (n_query or n_database) else ""
+    retimed = fitted.mode == "finetune" and speed.device == "cpu" and bool(n_query or n_database)
+    timing = ", re-timed by each validation of the run" if retimed else ""
     changes.append(f"about {baseline:.0f} s for the zero-training baseline (before training) and {kept:.0f} s kept "
-                   f"for {after}{while_warm}{remeasured}; training holds the rest as a hard deadline (after each "
+                   f"for {after}{timing}{while_warm}; "
+                   f"training holds the rest as a hard deadline (after each "
                    f"epoch, as many epochs as fit at their measured times, up to {config.epochs}; stopped between "
                    f"batches; the best validated epoch is kept)")
     estimate = estimate_seconds(fitted, n_train, n_val, speed) + baseline + kept
@@ -211,7 +213,7 @@ def plan_run(name: str, *, n_train: int, n_classes: int, max_minutes: float | No
                                               else f" at {fitted.input_size or 'native'} px after "
                                                    f"{fitted.warmup_epochs} warm-up epochs"))
     return Plan(replace(fitted, epochs=config.epochs), lines, kept, fitted.epochs, warm_kept,
-                final_images(n_train, n_val, n_query, n_database) if remeasured else 0,
+                final_images(n_train, n_val, n_query, n_database) if retimed else 0,
                 EXPORT_SECONDS + REPORT_SECONDS)
 
 

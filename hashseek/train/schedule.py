@@ -114,8 +114,8 @@ class FinalWork:
     validations: each one encodes the training and validation images through the ONNX graph the saved model
     encodes with, so its time per image, times the ``images`` encoded after training, plus ``fixed_seconds``
     (export, report), is that work measured on this machine as it is now. ``end``: when the whole run must be
-    done. The probe's reserve misjudged a loaded machine both ways: 1,704 s kept where about 1,350 were
-    used (4 epochs fewer than the other seeds), or too little when the machine got busier after the probe."""
+    done. The probe's reserve, fixed at the start, misjudges a machine whose load changes: a CIFAR-10 run probed
+    beside other jobs kept 1,704 s where about 1,350 were used, and ran 4 epochs fewer than its other seeds."""
     end: float
     images: int
     fixed_seconds: float

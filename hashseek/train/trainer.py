@@ -16,7 +16,9 @@ A deadline (``max_minutes`` from the start of ``fit``, or one the caller passes)
 bound: after each epoch the run is re-planned to the most epochs (up to ``epochs``) that fit
 at the measured epoch and validation times (``schedule.replan``: the learning-rate schedule follows
 without a jump), an epoch that would end past it is not started, and one running when it passes
-stops between batches; the best validated weights are kept.
+stops between batches; the best validated weights are kept. What follows training (``final``, a CPU
+fine-tuning run's final evaluation) is re-timed by each validation, which encodes through the same graph,
+and the deadline moves with it (``schedule.FinalWork``).
 Every completed epoch (warm-up epochs too) is checkpointed atomically (``checkpoint.py``), so a run killed at
 any point resumes from its last epoch with ``resume=True``.
 """

@@ -153,6 +153,9 @@ def test_a_cpu_fine_tuning_plan_hands_the_trainer_what_follows_training_to_re_ti
     assert deadlines["final"] == FinalWork(1000.0, 596, 25.0)
     assert deadlines["deadline"] == pytest.approx(1000.0 - plan.reserve_seconds)
     assert deadlines["final"].seconds_after(deadlines["final"].deadline(0.1)) == pytest.approx(1.2 * 59.6 + 25)
+    assert any("kept for the final evaluation and the report, re-timed by each validation" in line
+               for line in plan.lines)
     frozen = plan_run("fast", max_minutes=15, **sizes)
     assert frozen.final_images == 0 and run_deadlines(frozen, 100.0, 15)["final"] is None
+    assert not any("re-timed" in line for line in frozen.lines)
     assert run_deadlines(plan, 100.0, None) == {"deadline": None, "warmup_deadline": None, "final": None}
