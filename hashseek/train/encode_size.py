@@ -7,7 +7,8 @@ on a CPU the planner also trains below the backbone's own size. So the kept weig
 once more at ``ENCODE_SCALE`` times the training size, and that size is kept only when its
 validation mAP@all is higher. On the three Caltech101 seeds fine-tuned at 160 and 192 px it was
 (validation +0.008-0.012; test mAP@all 0.920 -> 0.927 over the seeds); on the cars archive at 280 px
-it never was (-0.002 to -0.025), so those models keep 280 (``benchmarks/encode_size.py``).
+it never was (-0.002 to -0.025), so those models keep 280 (``benchmarks/encode_size.py``). Under a
+deadline the larger size is tried only when the try and the longer final encoding it would bring both fit.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def choose_encode_size(model: HashModel, dataset: ImageDataset, val_ids: Sequenc
     scale = (tried / trained) ** 2
     if deadline is not None and time.perf_counter() + validation_seconds * scale + encoding_after * (scale - 1) \
             > deadline:
-        record["encode_size_note"] = f"{tried} px not tried: it would have ended past the deadline"
+        record["encode_size_note"] = (f"{tried} px not tried: trying it, and the longer final encoding it would "
+                                      "bring, would have ended past the deadline")
         return record
     model.input_size = tried
     encoder = training_encoder(model, dataset, device, progress=progress)
