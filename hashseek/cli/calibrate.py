@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from hashseek.core.errors import InvalidInputError
@@ -18,6 +19,7 @@ def cmd_calibrate(args) -> int:
     if not protocol.validation:
         raise InvalidInputError(f"the split of {args.model} has no validation images to fit a temperature on; "
                                 "pass --split with a saved split that has them (`hashseek split`)")
+    previous = model.classifier_temperature
     record = calibrate(model, reopen(protocol), protocol.validation, progress=not args.quiet)
     save_calibration(model, args.model)
     if args.json:
@@ -29,8 +31,11 @@ def cmd_calibrate(args) -> int:
         print(f"{args.model}: classifier temperature {record['temperature']:.4g}, fitted on {record['fitted_on']}: "
               f"mean confidence {before['confidence']:.3f} -> {after['confidence']:.3f} at accuracy "
               f"{after['accuracy']:.3f}, expected calibration error {before['ece']:.3f} -> {after['ece']:.3f}")
-        print("collections keep the model they were built with: `hashseek reindex COLLECTION --model "
-              f"{args.model}` gives one these probabilities (at once: its codes stay, no image is encoded again)")
+        if math.isclose(record["temperature"], previous, rel_tol=1e-3):
+            print("the temperature did not change: collections built with this model need nothing")
+        else:
+            print("collections keep the model they were built with: `hashseek reindex COLLECTION --model "
+                  f"{args.model}` gives one these probabilities (at once: its codes stay, no image is encoded again)")
     return 0
 
 

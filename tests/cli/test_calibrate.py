@@ -67,8 +67,11 @@ def test_calibrate_fits_a_model_saved_before_in_place(calibrated_run, tmp_path, 
     assert "classifier temperature" in printed and "expected calibration error" in printed
     assert load_model(out).classifier_temperature == pytest.approx(fitted, rel=1e-3)
     assert json.loads((out / "config.json").read_text())["calibration"]["fitted_on"] == "15 validation images"
+    assert "`hashseek reindex COLLECTION --model" in printed
     assert main(["reindex", str(tmp_path / "C"), "--model", str(out), "-q"]) == 0
     assert "kept 10 codes as they were" in capsys.readouterr().out
+    assert main(["calibrate", str(out), "-q"]) == 0   # fitted again on the same images: the same temperature
+    assert "did not change: collections built with this model need nothing" in capsys.readouterr().out
     with Collection.open(tmp_path / "C") as collection:
         assert collection.info()["hasher"]["classifier_temperature"] == pytest.approx(fitted, rel=1e-3)
 
