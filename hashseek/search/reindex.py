@@ -107,10 +107,13 @@ def encode(path: Path, meta: Metadata, slot: str, config: dict, image_hasher: Im
     folder = path / SLOTS_DIR / slot
     if not (folder / HASHER_DIR / HASHER_JSON).is_file():
         image_hasher.save(folder / HASHER_DIR)
-    staged = dict(meta.query("SELECT id, feature_row FROM slot_rows WHERE slot = ?", (slot,)))
+    def staged_rows() -> dict[int, int]:
+        return dict(meta.query("SELECT id, feature_row FROM slot_rows WHERE slot = ?", (slot,)))
+
+    staged = staged_rows()
     kept = 0 if staged else keep_live_codes(path, meta, slot, image_hasher)
     if kept:
-        staged = dict(meta.query("SELECT id, feature_row FROM slot_rows WHERE slot = ?", (slot,)))
+        staged = staged_rows()
     todo = {str(r.id): r for r in records if r.id not in staged}
     report = ReindexReport(resumed=max(0, len(records) - len(todo) - kept), kept=kept)
     fitted = image_hasher.is_fitted

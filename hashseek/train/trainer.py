@@ -135,6 +135,14 @@ class Trainer:
         warmup_leads = lambda: warm is not None and bool(val_ids) and selection.best_map < _warm_map(warm)  # noqa: E731
         limit = lambda: warmup_deadline if warmup_deadline is not None and warmup_leads() else deadline  # noqa: E731
         past = lambda ahead=0.0: limit() is not None and time.perf_counter() + ahead > limit()  # noqa: E731
+
+        def fit_to_deadline(since: int, val_seconds: float) -> None:
+            """Re-plan the run's last epoch after ``epoch`` from the deadline (``since`` epochs unvalidated)."""
+            nonlocal last
+            bar.total = last = replan(epoch + 1, last, cfg.epochs, epoch_pace(), val_seconds, selection.every, since,
+                                      deadline - time.perf_counter(), scheduler, steps_per_epoch)
+            selection.stopped_for_time = last == epoch + 1 < cfg.epochs
+
         # a head on cached maps runs tiny ops: one thread, since a second one spin-waits (an epoch on cars-bmw13
         # took 11 s with two threads and 0.7 s with one beside other jobs on the 2-core machine)
         threads = torch.get_num_threads()
@@ -162,11 +170,9 @@ class Trainer:
                           "lr": optimizer.param_groups[0]["lr"]}
                 epoch_seconds = time.perf_counter() - epoch_start
                 if deadline is not None and not cut and one_stage:   # before its validation
-                    val_seconds = max(val_pace(), selection.last_val_seconds)   # a resumed run has no pace yet
-                    bar.total = last = replan(epoch + 1, last, cfg.epochs, epoch_pace(epoch_seconds), val_seconds,
-                                              selection.every, epoch + 1 - selection.last_epoch,
-                                              deadline - time.perf_counter(), scheduler, steps_per_epoch)
-                    selection.stopped_for_time = last == epoch + 1 < cfg.epochs
+                    epoch_pace(epoch_seconds)
+                    # a resumed run has no pace yet
+                    fit_to_deadline(epoch + 1 - selection.last_epoch, max(val_pace(), selection.last_val_seconds))
                 due = bool(val_ids) and stage is stages[-1] and selection.due(epoch + 1, last)
                 cut = cut or (due and can_cut() and past(selection.last_val_seconds))   # nor a validation past it
                 if cut:    # stopped at the deadline: these weights are not validated, the best validated stay
@@ -185,10 +191,7 @@ class Trainer:
                         deadline = _remeasured(final, deadline, val_pace() / (len(train_ids) + len(val_ids)),
                                                reserve)
                         if one_stage:   # planned again from the new deadline, this epoch validated
-                            bar.total = last = replan(epoch + 1, last, cfg.epochs, epoch_pace(), val_pace(),
-                                                      selection.every, 0, deadline - time.perf_counter(), scheduler,
-                                                      steps_per_epoch)
-                            selection.stopped_for_time = last == epoch + 1 < cfg.epochs
+                            fit_to_deadline(0, val_pace())
                 record["seconds"] = time.perf_counter() - t0
                 history.append(record)
                 epoch += 1
