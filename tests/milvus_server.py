@@ -7,14 +7,22 @@ does it at set-up time) and shared by every server this launcher starts. The pac
 fails on sockets in TIME_WAIT. This launcher writes the config once (free ports, every log and data path
 under ``base``) and runs the binary itself, so tests can ``kill()`` it with SIGKILL and ``start()`` it
 again on the same ports and data, and the ``milvus_server`` fixture can restart one that went down.
+
+The server keeps Milvus's own session ttl (30 s). A restart after ``kill -9`` would wait that long for the
+killed process's etcd sessions to expire before serving again; ``kill()`` notes the leases those sessions
+hold and ``start()`` revokes them through the embedded etcd's HTTP gateway as soon as it answers: the same
+deletion the expiry makes, without the wait. (A 5 s ttl did the same for restarts, but under load a server
+missed its own keep-alive and shut itself down in the middle of a CI test.)
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
@@ -22,7 +30,7 @@ from pathlib import Path
 import pytest
 
 STARTUP_S = 180   # a cold start takes ~10 s; a restart after kill -9 replays the write-ahead log
-SERVING_S = 120   # after a restart, until a collection loads again (the old query node's session expires)
+SERVING_S = 120   # after a restart, until a collection loads again (the old sessions revoked or expired)
 PROBE = "hashseek_test_probe"
 
 
@@ -52,10 +60,18 @@ class MilvusServerProcess:
         self.base = Path(base).resolve()
         config = MilvusServerConfig(data_dir=str(self.base))
         config.resolve()                          # free ports from the defaults up, writes configs/milvus.yaml
-        # A server killed with SIGKILL leaves its etcd session behind; the restarted one waits for it to
-        # expire before it serves the collections again: 30 s by default, 5 s here.
+        # The embedded etcd listens on 2379/2380 whatever milvus.yaml says; its own config file gives it free
+        # loopback ports, so the launcher can reach its JSON gateway (and two servers can run side by side).
+        client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+        etcd_yaml = self.base / "configs" / "etcd.yaml"
+        etcd_yaml.write_text(f"listen-client-urls: {client}\nadvertise-client-urls: {client}\n"
+                             f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
+                             f"initial-cluster: default={peer}\n")
         yaml = self.base / "configs" / "milvus.yaml"
-        yaml.write_text(yaml.read_text().replace("    ttl: 30 #", "    ttl: 5 #", 1))
+        embed = "  use:\n    embed: true"
+        yaml.write_text(yaml.read_text().replace(embed, f"  config:\n    path: {etcd_yaml}\n{embed}", 1))
+        self.etcd = client
+        self.stale_leases: list[str] = []         # the etcd leases of a killed process's sessions
         self.bin_dir = unpack_binary()
         self.port = int(config.get("proxy_port"))
         self.metrics_port = _free_port()
@@ -82,7 +98,9 @@ class MilvusServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the Milvus server exited with {self.proc.returncode} while starting; "
                                    f"see {self.log}")
-            if self.healthy():
+            if self.stale_leases:
+                self.revoke_stale_leases()
+            elif self.healthy():
                 return
             time.sleep(0.2)
         self.stop()
@@ -99,10 +117,9 @@ class MilvusServerProcess:
             return False
 
     def ensure_running(self) -> None:
-        """Start the server again if it went down between tests. Under heavy load its etcd keep-alive can
-        miss the short session ttl set above, and the server then shuts itself down: the next test gets a
-        fresh start on the same ports and data, with a warning naming what happened, not a failure that
-        belongs to no test."""
+        """Start the server again if it went down between tests (a server that misses its etcd keep-alive
+        shuts itself down): the next test gets a fresh start on the same ports and data, with a warning
+        naming what happened, not a failure that belongs to no test."""
         if self.healthy():
             return
         was = "not running" if self.proc is None else \
@@ -140,9 +157,31 @@ class MilvusServerProcess:
         raise RuntimeError(f"the restarted Milvus server did not serve a collection in {timeout:.0f} s "
                            f"({type(last).__name__}: {last}); see {self.log}")
 
+    def etcd_call(self, path: str, body: dict) -> dict:
+        """One call of the embedded etcd's JSON gateway (``/v3/...``)."""
+        request = urllib.request.Request(self.etcd + path, data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=2) as resp:
+            return json.loads(resp.read())
+
+    def revoke_stale_leases(self) -> None:
+        """Revoke the killed process's leases once the restarted etcd answers (an expired one is gone already)."""
+        for lease in list(self.stale_leases):
+            try:
+                self.etcd_call("/v3/lease/revoke", {"ID": lease})
+            except urllib.error.HTTPError as err:
+                if b"not found" not in err.read():
+                    return                        # etcd up but not ready: the next round tries again
+            except OSError:
+                return                            # etcd not up yet: the next round tries again
+            self.stale_leases.remove(lease)
+
     def kill(self) -> None:
         """SIGKILL, as a crash or an OOM kill: no flush, no goodbye to clients."""
         if self.proc is not None:
+            try:
+                self.stale_leases = [lease["ID"] for lease in self.etcd_call("/v3/lease/leases", {}).get("leases", [])]
+            except OSError:
+                self.stale_leases = []            # etcd not answering: the restart waits for the ttl instead
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.proc = None

@@ -38,20 +38,20 @@ def is_lite(uri: str) -> bool:
     return uri.endswith(".db")
 
 
-LITE_CONNECT_TRIES = 3   # milvus-lite starts its embedded server at the first connect to a file, and on a busy
-                         # machine its socket came up after pymilvus's first try (twice in three CI runs)
+LITE_START_S = 30.0   # milvus-lite starts its embedded server at the first connect to a file, and pymilvus fails
+                      # at once (no wait for the socket) while it is not up: on a busy machine that took seconds
 
 
 def connect(uri: str, token: str | None) -> "RemoteClient":
     pymilvus = import_pymilvus()
-    for attempt in range(1, LITE_CONNECT_TRIES):
+    deadline = time.monotonic() + LITE_START_S
+    while True:
         try:
             return _client(pymilvus, uri, token)
         except pymilvus.exceptions.MilvusException as err:
-            if not is_lite(uri) or "fail connecting" not in str(err).lower():
+            if not is_lite(uri) or "fail connecting" not in str(err).lower() or time.monotonic() > deadline:
                 raise
-            time.sleep(attempt)
-    return _client(pymilvus, uri, token)
+            time.sleep(0.2)
 
 
 def _client(pymilvus: Any, uri: str, token: str | None) -> "RemoteClient":

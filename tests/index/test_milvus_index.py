@@ -172,6 +172,23 @@ def test_one_process_per_lite_file(tmp_path):
     index.close()
 
 
+def test_lite_server_slow_to_start_is_waited_for(tmp_path, monkeypatch):
+    """On a busy machine milvus-lite's server came up seconds after the first connect to a file, and pymilvus
+    fails at once while its socket is missing (two CI failures): the connect waits for it. Here the real
+    server starts 4 s late."""
+    from milvus_lite.server import Server
+
+    launch = Server.args.fget
+    monkeypatch.setattr(Server, "args", property(
+        lambda self: ["sh", "-c", 'sleep 4; exec "$0" "$@"', *map(str, launch(self))]))
+    started = time.monotonic()
+    index = create_index("milvus", 64, uri=str(tmp_path / "slow.db"))
+    assert time.monotonic() - started > 4
+    index.add(codes_of(np.random.default_rng(1), 10, 64), np.arange(10, dtype=np.int64))
+    assert len(index) == 10
+    index.close()
+
+
 def test_ivf_falls_back_to_flat_on_lite_with_a_warning(uri):
     with pytest.warns(RuntimeWarning, match="milvus-lite cannot build BIN_IVF_FLAT"):
         index = create_index("milvus", 64, uri=uri, collection_name="ivf", index_type="BIN_IVF_FLAT", nlist=8)
