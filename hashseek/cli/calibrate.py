@@ -31,6 +31,9 @@ def cmd_calibrate(args) -> int:
         print(f"{args.model}: classifier temperature {record['temperature']:.4g}, fitted on {record['fitted_on']}: "
               f"mean confidence {before['confidence']:.3f} -> {after['confidence']:.3f} at accuracy "
               f"{after['accuracy']:.3f}, expected calibration error {before['ece']:.3f} -> {after['ece']:.3f}")
+        if after["accuracy"] == 1.0 and "confidence_ceiling" in record:
+            print(f"every validation image right: the confidence is held at {record['confidence_ceiling']:.3f}, "
+                  "Laplace's estimate of the accuracy ((right + 1) / (images + 2)), not at 1")
         if math.isclose(record["temperature"], previous, rel_tol=1e-3):
             print("the temperature did not change: collections built with this model need nothing")
         else:

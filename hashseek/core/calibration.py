@@ -4,8 +4,11 @@ A network fine-tuned on a few hundred images is overconfident: the cars-bmw13 CS
 gave its top class 0.99 on average while right 82% of the time. Temperature scaling (Guo et al. 2017,
 "On Calibration of Modern Neural Networks") divides the logits by one number T fitted on validation
 images by their negative log-likelihood; the argmax, so every accuracy figure, stays as it was.
-The fit only ever softens (T >= 1): on a validation set the classifier gets entirely right it would
-sharpen without bound, and the small sets users train on are where that happens.
+The fit only ever softens (T >= 1). On a validation set the classifier gets entirely right the
+likelihood has no optimum (it would sharpen without bound; T stayed 1, and a new user's model said
+1.000 on test images it got right 0.917 of the time), and the small sets users train on are where
+that happens: there T brings the mean confidence down to Laplace's estimate of the accuracy,
+(n + 1) / (n + 2). With one error or more the likelihood decides.
 """
 from __future__ import annotations
 
@@ -45,12 +48,38 @@ def expected_calibration_error(probabilities: npt.ArrayLike, labels: npt.ArrayLi
     return float(gap)
 
 
+def confidence_ceiling(logits: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    """Laplace's rule of succession on the classifier's record: (right + 1) / (n + 2), what k right
+    answers out of n say of the next one, so never 1."""
+    z, y = np.asarray(logits), np.asarray(labels, np.int64)
+    return float((np.sum(z.argmax(axis=1) == y) + 1) / (len(y) + 2))
+
+
+def temperature_for_confidence(logits: npt.ArrayLike, ceiling: float, tolerance: float = 1e-4) -> float:
+    """The least T >= 1 whose mean top probability is at most ``ceiling`` (a bisection over log T: each
+    image's top probability falls as T grows); MAX_TEMPERATURE when even that one is more confident."""
+    z = np.asarray(logits, np.float64)
+    confidence = lambda log_t: float(softmax(z, np.exp(log_t)).max(axis=1).mean())  # noqa: E731
+    if confidence(0.0) <= ceiling:
+        return 1.0
+    low, high = 0.0, float(np.log(MAX_TEMPERATURE))
+    if confidence(high) > ceiling:
+        return MAX_TEMPERATURE
+    while high - low > tolerance:
+        middle = (low + high) / 2
+        low, high = (middle, high) if confidence(middle) > ceiling else (low, middle)
+    return float(np.exp(high))
+
+
 def fit_temperature(logits: npt.ArrayLike, labels: npt.ArrayLike, tolerance: float = 1e-4) -> float:
-    """The T >= 1 of least negative log-likelihood on (``logits``, ``labels``): a golden-section search over
-    log T (the likelihood is convex in 1/T, so unimodal in log T)."""
+    """The T >= 1 of least negative log-likelihood on (``logits``, ``labels``) (a golden-section search over
+    log T: the likelihood is convex in 1/T, so unimodal in log T); when every label is the argmax, the
+    least T whose mean confidence is at most ``confidence_ceiling``."""
     z, y = np.asarray(logits, np.float64), np.asarray(labels, np.int64)
     if z.ndim != 2 or len(z) != len(y) or not len(y):
         raise ValueError(f"logits must be (n, classes) beside n labels, got {z.shape} and {y.shape}")
+    if (z.argmax(axis=1) == y).all():
+        return temperature_for_confidence(z, confidence_ceiling(z, y), tolerance)
     cost = lambda log_t: negative_log_likelihood(z, y, np.exp(log_t))  # noqa: E731
     low, high = 0.0, float(np.log(MAX_TEMPERATURE))
     a, b = high - _GOLDEN * (high - low), low + _GOLDEN * (high - low)
@@ -76,5 +105,5 @@ def calibration_figures(logits: npt.ArrayLike, labels: npt.ArrayLike, temperatur
             "ece": expected_calibration_error(p, y), "nll": negative_log_likelihood(logits, y, temperature)}
 
 
-__all__ = ["calibration_figures", "expected_calibration_error", "fit_temperature", "negative_log_likelihood",
-           "softmax"]
+__all__ = ["calibration_figures", "confidence_ceiling", "expected_calibration_error", "fit_temperature",
+           "negative_log_likelihood", "softmax", "temperature_for_confidence"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hashseek.core.atomic import atomic_write_json
-from hashseek.core.calibration import calibration_figures, fit_temperature
+from hashseek.core.calibration import calibration_figures, confidence_ceiling, fit_temperature
 from hashseek.core.errors import InvalidInputError
 from hashseek.data.datasets import ImageDataset
 from hashseek.models.hash_model import HashModel
@@ -45,6 +45,7 @@ def calibrate(model: HashModel, dataset: ImageDataset, val_ids: Sequence[str], p
              "%.3f -> %.3f at accuracy %.3f)", temperature, before["ece"], after["ece"], before["confidence"],
              after["confidence"], after["accuracy"])
     model.config["calibration"] = {"temperature": temperature, "fitted_on": f"{len(encoded.ids)} validation images",
+                                   "confidence_ceiling": confidence_ceiling(encoded.logits, encoded.labels),
                                    "validation_before": before, "validation_after": after}
     return model.config["calibration"]
 

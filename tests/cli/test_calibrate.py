@@ -18,7 +18,7 @@ from hashseek.train import TrainConfig, Trainer, evaluate_split
 @pytest.fixture(scope="module")
 def calibrated_run(caltech101, tmp_path_factory):
     """Five look-alike classes (crab, crayfish, lobster, scorpion, ant), 10 images each: a classifier that errs
-    on validation, as the easy slice's does not (there the fit rightly keeps T = 1)."""
+    on validation, as the easy slice's does not."""
     dataset = caltech101
     ids = [i for cls in ("crab", "crayfish", "lobster", "scorpion", "ant")
            for i in [i for i in dataset.ids if i.startswith(cls + "/")][:10]]

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hashseek.core.calibration import (calibration_figures, expected_calibration_error, fit_temperature,
-                                       negative_log_likelihood, softmax)
+from hashseek.core.calibration import (calibration_figures, confidence_ceiling, expected_calibration_error,
+                                       fit_temperature, negative_log_likelihood, softmax, temperature_for_confidence)
 
 
 def _overconfident(n=2000, classes=5, accuracy=0.8, margin=40.0, seed=0):
@@ -46,9 +46,38 @@ def test_fitted_temperature_softens_an_overconfident_classifier_to_its_accuracy(
     assert after["accuracy"] == before["accuracy"]      # the argmax does not move
 
 
-def test_temperature_stays_one_when_every_validation_image_is_right():
-    logits, labels = _overconfident(n=200, accuracy=1.0, margin=3.0)
-    assert fit_temperature(logits, labels) == 1.0      # sharpening without bound is refused
+def test_every_validation_image_right_leaves_the_confidence_at_laplaces_estimate():
+    """The likelihood would sharpen without bound; the fit softens until the mean confidence is (n + 1) / (n + 2)."""
+    logits, labels = _overconfident(n=24, accuracy=1.0, margin=40.0)
+    assert confidence_ceiling(logits, labels) == pytest.approx(25 / 26)
+    assert calibration_figures(logits, labels)["confidence"] > 0.999
+    temperature = fit_temperature(logits, labels)
+    after = calibration_figures(logits, labels, temperature)
+    assert temperature > 5 and after["confidence"] == pytest.approx(25 / 26, abs=1e-3)
+    assert after["accuracy"] == 1.0
+
+
+def test_with_one_error_the_likelihood_decides():
+    logits, labels = _overconfident(n=24, accuracy=1.0, margin=40.0)
+    labels[0] = (logits[0].argmax() + 1) % logits.shape[1]                # one confidently wrong answer
+    t = fit_temperature(logits, labels)
+    nll = [negative_log_likelihood(logits, labels, t * f) for f in (1 / 1.05, 1.0, 1.05)]
+    assert t > 1 and nll[1] < min(nll[0], nll[2])                         # the likelihood's own optimum
+
+
+def test_a_classifier_already_that_unsure_keeps_temperature_one():
+    logits, labels = _overconfident(n=200, accuracy=1.0, margin=3.0)   # right, at a confidence of about 0.8
+    assert calibration_figures(logits, labels)["confidence"] < confidence_ceiling(logits, labels)
+    assert fit_temperature(logits, labels) == 1.0      # sharpening is refused
+
+
+def test_temperature_for_confidence_is_the_least_one_that_reaches_it():
+    logits = np.array([[10.0, 0.0, 0.0], [8.0, 1.0, 0.0]])
+    for ceiling in (0.9, 0.6, 0.4):
+        t = temperature_for_confidence(logits, ceiling)
+        assert softmax(logits, t).max(axis=1).mean() <= ceiling + 1e-6
+        assert softmax(logits, t * 0.999).max(axis=1).mean() > ceiling - 1e-3
+    assert temperature_for_confidence(logits, 0.99999) == 1.0
 
 
 def test_fit_temperature_refuses_mismatched_shapes():
