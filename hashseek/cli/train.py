@@ -84,6 +84,18 @@ def train_config(args):
     return TrainConfig(**train_overrides(args), augment_kwargs=augment_overrides(args))
 
 
+def reserve_line(selection: dict) -> str | None:
+    """What the run kept after training for its final evaluation, as its validations timed it; nothing when the
+    warm-up was kept (it encodes at the backbone's own size, whose time the warm-up deadline reserved)."""
+    from hashseek.train.trainer import KEPT_WARMUP
+
+    after = selection.get("seconds_kept_after_training", {})
+    if "measured" not in after or selection.get("kept") == KEPT_WARMUP:
+        return None
+    return (f"kept {after['measured']} s after training for the final evaluation, as the run's validations timed it "
+            f"(the speed probe planned {after['planned']} s)")
+
+
 def cmd_train(args) -> int:
     import time
 
@@ -133,10 +145,8 @@ def cmd_train(args) -> int:
         print(f"on time: {sel['epochs_run']} of {config.epochs} epochs fit the training deadline"
               + (" (stopped at it)" if sel.get("stopped_for_time") else " (the schedule was re-planned to end there)")
               + f"; kept {sel['kept']}")
-    after = sel.get("seconds_kept_after_training", {})
-    if "measured" in after:
-        print(f"kept {after['measured']} s after training for the final evaluation, as the run's validations timed "
-              f"it (the speed probe planned {after['planned']} s)")
+    if reserve_line(sel):
+        print(reserve_line(sel))
     if not args.no_eval:
         run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress,
                               started=started, max_minutes=args.max_minutes, baseline=baseline)

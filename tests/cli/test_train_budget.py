@@ -69,3 +69,15 @@ def test_no_eval_keeps_no_time_for_a_test_evaluation(photos):
     assert alone.reserve_seconds == RESERVE_MARGIN * REPORT_SECONDS < evaluated.reserve_seconds
     assert any("kept for the report (no test evaluation)" in line for line in alone.lines)
     assert any("kept for the final evaluation and the report" in line for line in evaluated.lines)
+
+
+def test_the_re_timed_reserve_is_said_unless_the_warm_up_was_kept():
+    """The warm-up encodes at the backbone's own size, reserved apart: the fine-tuned model's timing is not its."""
+    from hashseek.cli.train import reserve_line
+    from hashseek.train.trainer import KEPT_WARMUP
+
+    timed = {"seconds_kept_after_training": {"planned": 49, "measured": 43}, "kept": "best validation epoch"}
+    assert reserve_line(timed) == ("kept 43 s after training for the final evaluation, as the run's validations "
+                                   "timed it (the speed probe planned 49 s)")
+    assert reserve_line({**timed, "kept": KEPT_WARMUP}) is None
+    assert reserve_line({"kept": "best validation epoch"}) is None
