@@ -65,10 +65,25 @@ def test_with_one_error_the_likelihood_decides():
     assert t > 1 and nll[1] < min(nll[0], nll[2])                         # the likelihood's own optimum
 
 
-def test_a_classifier_already_that_unsure_keeps_temperature_one():
-    logits, labels = _overconfident(n=200, accuracy=1.0, margin=3.0)   # right, at a confidence of about 0.8
-    assert calibration_figures(logits, labels)["confidence"] < confidence_ceiling(logits, labels)
-    assert fit_temperature(logits, labels) == 1.0      # sharpening is refused
+def test_an_underconfident_classifier_is_sharpened_to_its_accuracy():
+    """A cross-entropy head under heavy augmentation is too unsure: the likelihood's T is below 1."""
+    logits, labels = _overconfident()
+    logits = logits / (3 * fit_temperature(logits, labels))          # calibrated logits, then 3x too flat
+    before = calibration_figures(logits, labels)
+    temperature = fit_temperature(logits, labels)
+    after = calibration_figures(logits, labels, temperature)
+    assert before["confidence"] < 0.6 and temperature == pytest.approx(1 / 3, rel=0.02)
+    assert after["confidence"] == pytest.approx(0.8, abs=0.03) and after["nll"] < before["nll"]
+    assert after["accuracy"] == before["accuracy"]
+
+
+def test_every_validation_image_right_but_unsure_is_sharpened_to_laplaces_estimate():
+    logits, labels = _overconfident(n=24, accuracy=1.0, margin=6.0)
+    logits = logits / 4                                                 # right, at a confidence of about 0.7
+    assert calibration_figures(logits, labels)["confidence"] < 0.8
+    temperature = fit_temperature(logits, labels)
+    assert temperature < 1 and calibration_figures(logits, labels, temperature)["confidence"] == pytest.approx(
+        25 / 26, abs=1e-3)
 
 
 def test_temperature_for_confidence_is_the_least_one_that_reaches_it():
@@ -77,7 +92,7 @@ def test_temperature_for_confidence_is_the_least_one_that_reaches_it():
         t = temperature_for_confidence(logits, ceiling)
         assert softmax(logits, t).max(axis=1).mean() <= ceiling + 1e-6
         assert softmax(logits, t * 0.999).max(axis=1).mean() > ceiling - 1e-3
-    assert temperature_for_confidence(logits, 0.99999) == 1.0
+    assert temperature_for_confidence(logits, 0.99999) < 1.0
 
 
 def test_fit_temperature_refuses_mismatched_shapes():
