@@ -145,8 +145,9 @@ def cmd_train(args) -> int:
         print(f"on time: {sel['epochs_run']} of {config.epochs} epochs fit the training deadline"
               + (" (stopped at it)" if sel.get("stopped_for_time") else " (the schedule was re-planned to end there)")
               + f"; kept {sel['kept']}")
-    if reserve_line(sel):
-        print(reserve_line(sel))
+    reserve = reserve_line(sel)
+    if reserve:
+        print(reserve)
     if not args.no_eval:
         run = report_training(prepared, result, out, recipe=recipe, recipe_lines=lines, progress=progress,
                               started=started, max_minutes=args.max_minutes, baseline=baseline)

@@ -170,9 +170,9 @@ class Trainer:
                           "lr": optimizer.param_groups[0]["lr"]}
                 epoch_seconds = time.perf_counter() - epoch_start
                 if deadline is not None and not cut and one_stage:   # before its validation
-                    epoch_pace(epoch_seconds)
-                    # a resumed run has no pace yet
-                    fit_to_deadline(epoch + 1 - selection.last_epoch, max(val_pace(), selection.last_val_seconds))
+                    epoch_pace(epoch_seconds)   # this epoch's time joins the pace
+                    fit_to_deadline(epoch + 1 - selection.last_epoch,
+                                    max(val_pace(), selection.last_val_seconds))   # a resumed run has no pace yet
                 due = bool(val_ids) and stage is stages[-1] and selection.due(epoch + 1, last)
                 cut = cut or (due and can_cut() and past(selection.last_val_seconds))   # nor a validation past it
                 if cut:    # stopped at the deadline: these weights are not validated, the best validated stay
