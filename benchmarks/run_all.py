@@ -43,8 +43,8 @@ from quoted import QUOTED  # noqa: E402
 
 from hashseek.data.protocols import Protocol, get_protocol  # noqa: E402
 from hashseek.eval.report import reference_length, write_json, write_results_page  # noqa: E402
-from hashseek.eval.runner import (ALL_METHODS, MethodSpec, cached_record, run_method, same_split,  # noqa: E402
-                                  store_record)
+from hashseek.eval.runner import (ALL_METHODS, MethodSpec, cached_record, part_headline, run_method,  # noqa: E402
+                                  same_split, store_record)
 from hashseek.eval.trained_runs import record_name, trained_record  # noqa: E402
 from hashseek.train.config import SCHEDULES, TrainConfig  # noqa: E402
 
@@ -202,6 +202,16 @@ def without_trained(argv: list[str]) -> list[str]:
     return out
 
 
+def with_class_parts(report: dict, results: Path) -> dict:
+    """A run's report with its test queries' seen/unseen figures: an ``eval.json`` written before it kept them
+    takes them from the run's ``results.json`` (the same evaluation's record)."""
+    if any(part in report.get("test") or {} for part in ("seen", "unseen")) or not results.is_file():
+        return report
+    record = json.loads(results.read_text())["records"][0]
+    parts = {part: part_headline(record[part]) for part in ("seen", "unseen") if part in record}
+    return {**report, "test": {**report["test"], **parts}} if parts else report
+
+
 def trained_runs(runs: list[Path], folder: Path) -> list[dict]:
     """Copy the given runs' figures into ``folder`` (one file per split, method, bits and seed: a rerun
     replaces its seed's file) and return every record the folder holds."""
@@ -209,7 +219,8 @@ def trained_runs(runs: list[Path], folder: Path) -> list[dict]:
         report = run / "eval.json" if run.is_dir() else run
         if not report.is_file():
             raise SystemExit(f"--trained {run}: no eval.json there (a finished `hashseek train` run folder)")
-        record = trained_record(json.loads(report.read_text()), where=str(report))
+        record = trained_record(with_class_parts(json.loads(report.read_text()), report.parent / "results.json"),
+                                where=str(report))
         write_json(folder / record_name(record), record)
         print(f"trained run {report} -> {folder / record_name(record)}")
     return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]

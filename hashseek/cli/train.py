@@ -183,6 +183,13 @@ def print_figures(run, out: Path) -> None:
                 print(f"{'':<10} held out (the {held['n_query']} validation images searching each other, no "
                       f"training image): mAP@all {held['map_all']:.4f} (tie-aware {held['tie_aware']['map_all']:.4f})"
                       f"  top-8 vote {_f(held['vote_accuracy_top8'])}")
+            for classes, which in (("seen", "the trained classes"), ("unseen", "classes never trained on")):
+                if classes in figures:
+                    apart = figures[classes]
+                    print(f"{'':<10} {classes} ({apart['n_query']} queries of {which}): mAP@all "
+                          f"{apart['map_all']:.4f}  top-8 vote {_f(apart['vote_accuracy_top8'])}"
+                          + (f"  own classifier {apart['classifier_accuracy']:.4f}"
+                             if "classifier_accuracy" in apart else ""))
             if "searched" in figures:
                 found = figures["searched"]
                 print(f"{'':<10} as searched (the collection's default: {found['candidates']} Hamming candidates "

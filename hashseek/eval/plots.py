@@ -123,6 +123,32 @@ def plot_map_vs_bits(records: Iterable[dict], path: str | Path, protocol: str, m
     return _save(fig, path)
 
 
+def plot_trained_vs_bits(curves: Sequence[dict], path: str | Path, protocol: str) -> Path:
+    """``hashseek train`` runs over code length (``trained_runs.trained_curves``): test mAP@all and top-8 vote,
+    the mean over seeds with the sd as error bars; each point says how many seeds it holds."""
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
+    for ax, (metric, label) in zip(axes, (("map_all", "test mAP@all"), ("vote_accuracy_top8", "test top-8 vote"))):
+        for curve in curves:
+            points = curve["points"]
+            bits = [p["bits"] for p in points]
+            means = [p[metric][0] for p in points]
+            line = ax.errorbar(bits, means, yerr=[p[metric][1] for p in points], marker="o", capsize=3,
+                               label=curve["label"])
+            for p, mean in zip(points, means):
+                ax.annotate(f"{p['seeds']} seed{'s' if p['seeds'] > 1 else ''}", (p["bits"], mean), fontsize=7,
+                            textcoords="offset points", xytext=(4, -10), color=line[0].get_color())
+        ax.set_xticks(sorted({p["bits"] for c in curves for p in c["points"]}))
+        values = [p[metric][0] for c in curves for p in c["points"]]
+        # a tenth of the scale below the lowest point: differences of a few points are not blown up
+        ax.set(xlabel="code length (bits)", ylabel=label, title=f"{protocol}: {label}",
+               ylim=(max(0.0, min(values) - 0.1), min(1.02, max(values) + 0.05)))
+        ax.grid(alpha=0.3)
+    fig.suptitle("trained with hashseek train: mean over seeds, sd as error bars", fontsize=10)
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.15), borderaxespad=0.0)
+    return _save(fig, path)
+
+
 def plot_confusion(record: dict, path: str | Path, protocol: str) -> Path:
     """Row-normalised confusion of the top-8 vote; class names are printed when there are at most 20."""
     counts = np.asarray(record["figures"]["confusion_matrix"], dtype=float)

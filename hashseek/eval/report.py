@@ -16,7 +16,7 @@ from hashseek.data.protocols import Protocol
 from hashseek.eval import plots
 from hashseek.eval.runner import same_split
 from hashseek.eval.report_tables import class_sections, markdown_table
-from hashseek.eval.trained_runs import trained_sections
+from hashseek.eval.trained_runs import trained_curves, trained_sections
 
 METRICS = {
     "map_all": "mAP@all",
@@ -285,7 +285,7 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
         rows = [r for r in records if r["protocol"]["name"] == protocol]
         marked = [split_marked(r, splits.get(protocol)) for r in rows]
         cited = [q for q in quoted if q["protocol"] == protocol]
-        ours = trained_sections(trained, protocol)
+        ours = _trained_lines(trained, protocol, page)
         if not rows and not cited and not ours:
             continue
         lines += [f"## {protocol}", ""]
@@ -301,9 +301,20 @@ def write_results_page(records: Sequence[dict], quoted: Sequence[dict], page: st
         if cited:
             lines += ["**Quoted from the papers (not measured here)**", "", quoted_table(cited), ""]
     for source in dict.fromkeys(r["split"]["name"] for r in trained if r["split"]["name"] not in protocols):
-        lines += [f"## {source} (a user's source, its own split)", "", *trained_sections(trained, source)]
+        lines += [f"## {source} (a user's source, its own split)", "", *_trained_lines(trained, source, page)]
     page.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(page, "\n".join(lines))
+
+
+def _trained_lines(trained: Sequence[dict], split_name: str, page: Path) -> list[str]:
+    """The ``hashseek train`` tables of one split, and their plot over code length where a setting has two."""
+    lines = trained_sections(trained, split_name)
+    curves = trained_curves([r for r in trained if r["split"]["name"] == split_name])
+    if curves:
+        name = split_name.replace("/", "_")
+        plot = plots.plot_trained_vs_bits(curves, page.with_suffix("") / f"{name}-trained-vs-bits.png", split_name)
+        lines += [f"![trained_vs_bits]({plot.relative_to(page.parent).as_posix()})", ""]
+    return lines
 
 
 def _for_page_json(record: dict, keep_confusion: bool) -> dict:

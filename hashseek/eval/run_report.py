@@ -29,7 +29,7 @@ from hashseek.core.paths import disk_bytes
 from hashseek.eval.cost import hasher_parameter_count, machine, parameter_count
 from hashseek.eval.report import write_report
 from hashseek.eval.runner import (MAP_DEFINITION, PRECISION_KS, TIE_RULE, VOTE_K, MethodSpec, class_parts,
-                                  retrieval_figures)
+                                  part_headline, retrieval_figures)
 from hashseek.eval.searched import with_searched
 from hashseek.eval.trained_runs import kept_weights
 from hashseek.models.hash_model import HashModel
@@ -152,11 +152,15 @@ def write_run_report(out: str | Path, model: HashModel | FeatureHasher, dataset:
                      history: list[dict], model_dir: Path | None = None,
                      settings: dict | None = None, trained_on: str | None = None) -> dict[str, Path]:
     """``eval.json`` (every figure and setting), then ``write_report``'s summary.md, results.json and
-    plots, with the run's own section (split, recipe, selection, validation vs test) at the top."""
+    plots, with the run's own section (split, recipe, selection, validation vs test) at the top. ``test``
+    gains the seen- and unseen-class parts of an unseen-classes protocol."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     mode = mode_label(model, selection)
     record = report_record(model, dataset, protocol, test, train_seconds, mode, model_dir)
+    # an unseen-classes protocol: the trained and the never-trained classes' queries apart, in the test figures
+    # that eval.json keeps and the caller prints
+    test.figures.update({part: part_headline(record[part]) for part in ("seen", "unseen") if part in record})
     payload = {
         "source": source, "dataset": dataset.name, "recipe": recipe, "recipe_lines": recipe_lines,
         "split": {"name": protocol.name, "seed": protocol.seed, "description": protocol.description,

@@ -373,6 +373,18 @@ def class_parts(distances: np.ndarray, query_labels: np.ndarray, db_labels: np.n
     return parts
 
 
+PART_FIGURES = ("classes", "n_query", "map_all", "map_at_r", "precision_at_20", "vote_accuracy_top8",
+                "classifier_accuracy")
+
+
+def part_headline(part: dict) -> dict:
+    """A ``class_parts`` part without its curves and confusion matrix: what a run's ``eval.json`` keeps."""
+    out = {k: part[k] for k in PART_FIGURES if k in part}
+    if "tie_aware" in part:
+        out["tie_aware"] = {k: v for k, v in part["tie_aware"].items() if k != "tie_rule"}
+    return out
+
+
 def _protocol_record(spec: MethodSpec, protocol: Protocol, dataset: ImageDataset, bits: int | None, mode: str,
                      train_seconds: float) -> dict:
     return {

@@ -30,6 +30,9 @@ def _figures(part: dict) -> dict:
         out["searched"] = {k: v for k, v in part["searched"].items() if k != "ranking"}
     if "held_out" in part:
         out["held_out"] = part["held_out"]
+    for classes in ("seen", "unseen"):   # an unseen-classes protocol's queries, trained classes and the others
+        if classes in part:
+            out[classes] = part[classes]
     return out
 
 
@@ -77,14 +80,19 @@ def _precision(record: dict) -> str:
     return record.get("precision") or "float32"     # records written before bfloat16 training existed
 
 
-def _group(record: dict) -> tuple:
-    """Runs that differ only in their seed share a row. A recipe under a time limit picks the input size
-    per run, so its runs are grouped by the limit instead."""
+def _setting(record: dict) -> tuple:
+    """What a run was trained with, but its seed and code length. A recipe under a time limit picks the input
+    size per run, so its runs are told apart by the limit instead."""
     limit = record["max_minutes"]
     chosen = (record["recipe"], round(limit)) if record["recipe"] and limit else (record["recipe"] or "",
                                                                                    record["input_size"] or 0)
     return (record["split"]["name"], record["method"], record["backbone"], record.get("frozen_stages") or 0,
-            record["bits"], record["mode"], record["trained_on"], _precision(record), *chosen)
+            record["mode"], record["trained_on"], _precision(record), *chosen)
+
+
+def _group(record: dict) -> tuple:
+    """Runs that differ only in their seed share a row."""
+    return (*_setting(record), record["bits"])
 
 
 def _mode(runs: Sequence[dict]) -> str:
@@ -138,6 +146,12 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
                         *(_stat(_values(runs, "test", key)) for key in ("map_all", "precision_at_20",
                                                                         "vote_accuracy_top8")),
                         _ranked(runs, "tie_aware"), _ranked(runs, "searched")])
+    apart = [[runs[0]["method"], _mode(runs), str(runs[0]["bits"]), ", ".join(str(r["split"]["seed"]) for r in runs),
+              *(" / ".join(str(n) for n in _values(runs, "test", "n_query", part)) for part in ("seen", "unseen")),
+              *(f"{_stat(_values(runs, 'test', key, 'seen'))} / {_stat(_values(runs, 'test', key, 'unseen'))}"
+                for key in ("map_all", "vote_accuracy_top8")),
+              _stat(_values(runs, "test", "classifier_accuracy", "seen"))]
+             for runs in groups.values() if any("unseen" in r["test"] for r in runs)]
     per_run = []
     for runs in groups.values():
         for r in runs:
@@ -163,11 +177,41 @@ def trained_tables(records: Sequence[dict]) -> list[str]:
             markdown_table(["method", "mode", "bits", "seeds", "training min", "validation mAP@all", "test mAP@all",
                             "test P@20", "test top-8 vote", "test tie-aware mAP@all / P@20 / vote",
                             "test as searched mAP@all / P@20 / vote"], summary), "",
+            *(["*Test queries of the trained classes (seen) and of the classes never trained on (unseen, only in "
+               "the database and the queries; each seed's split draws its own), against the same database; a "
+               "model's own classifier cannot name an unseen class*", "",
+               markdown_table(["method", "mode", "bits", "seeds", "seen queries (per seed)", "unseen queries",
+                               "test mAP@all seen / unseen", "test top-8 vote seen / unseen",
+                               "own classifier top-1, seen"], apart), ""] if apart else []),
             "*Each run*", "",
             markdown_table(["method", "bits", "seed", "train / val / test (database)", "epochs (kept)",
                             "input px (encoded at)", "training min",
                             "validation mAP@all", "test mAP@all", "test P@20", "test top-8 vote",
                             "test own classifier top-1"], per_run), ""]
+
+
+def trained_curves(records: Sequence[dict]) -> list[dict]:
+    """The settings (all but the code length) trained at two or more code lengths: per length, the test mAP@all
+    and top-8 vote as (mean, sd) over its seeds (sd 0 for one seed), and the number of seeds."""
+    by_setting: dict[tuple, dict[int, list[dict]]] = {}
+    for record in records:
+        by_setting.setdefault(_setting(record), {}).setdefault(record["bits"], []).append(record)
+    curves = []
+    for by_bits in by_setting.values():
+        if len(by_bits) < 2:
+            continue
+        first = next(iter(by_bits.values()))[0]
+        limit = f"--max-minutes {round(first['max_minutes'])}" if first["max_minutes"] else first["recipe"] or "given"
+        points = []
+        for bits, runs in sorted(by_bits.items()):
+            point = {"bits": bits, "seeds": len(runs)}
+            for key in ("map_all", "vote_accuracy_top8"):
+                values = _values(runs, "test", key)
+                point[key] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+            points.append(point)
+        curves.append({"label": f"{first['method']}, {first['mode']}, {first['backbone']}, {first['trained_on']}, "
+                                f"{limit}", "points": points})
+    return curves
 
 
 def trained_sections(records: Sequence[dict], split_name: str) -> list[str]:
@@ -180,4 +224,4 @@ def trained_sections(records: Sequence[dict], split_name: str) -> list[str]:
             *trained_tables(runs)]
 
 
-__all__ = ["record_name", "trained_record", "trained_sections", "trained_tables"]
+__all__ = ["record_name", "trained_curves", "trained_record", "trained_sections", "trained_tables"]

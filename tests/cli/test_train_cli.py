@@ -13,7 +13,7 @@ from hashseek.cli import main
 from hashseek.core.errors import InvalidInputError
 from hashseek.data.protocols import Protocol
 from hashseek.eval.report import write_results_page
-from hashseek.eval.trained_runs import record_name, trained_tables
+from hashseek.eval.trained_runs import record_name, trained_curves, trained_tables
 from hashseek.train.trainer import KEPT_WARMUP
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -298,6 +298,35 @@ def test_a_train_run_reaches_the_results_page_as_mean_and_sd_over_its_seeds(run,
             "selection": {**reduced["selection"], "kept": KEPT_WARMUP, "best_epoch": 100}}
     rows = "\n".join(trained_tables([warm])).splitlines()   # fine-tuning ended below its warm-up: the page says so
     assert sum("(kept the warm-up on frozen maps)" in line for line in rows) == 1
+
+
+def test_a_setting_trained_at_two_code_lengths_gets_a_plot_and_old_reports_take_their_class_parts(run, tmp_path):
+    """The page plots a setting's runs over code length once it has two lengths (mean of the seeds); an
+    eval.json written before it kept the seen/unseen parts takes them from its run's results.json."""
+    report = json.loads((run / "eval.json").read_text())
+    runs = []
+    for bits, seed, scale in ((64, 1, 1.0), (16, 1, 0.5), (16, 2, 0.7)):
+        folder = tmp_path / f"run-{bits}-{seed}"
+        folder.mkdir()
+        (folder / "eval.json").write_text(json.dumps({
+            **report, "split": {**report["split"], "seed": seed}, "settings": {**report["settings"], "bits": bits},
+            "test": {**report["test"], "map_all": report["test"]["map_all"] * scale}}))
+        runs.append(folder)
+    part = {"classes": ["a"], "n_query": 3, "map_all": 0.25, "vote_accuracy_top8": 1 / 3, "confusion_matrix": [[3]]}
+    (runs[0] / "results.json").write_text(json.dumps({"records": [{"seen": part, "unseen": {**part, "map_all": 0.5}}]}))
+    records = run_all.trained_runs(runs, tmp_path / "results" / "trained")
+    old = next(r for r in records if r["bits"] == 64)
+    assert old["test"]["unseen"] == {k: v for k, v in part.items() if k != "confusion_matrix"} | {"map_all": 0.5}
+    assert all("unseen" not in r["test"] for r in records if r["bits"] == 16)
+    page = write_results_page([], [], tmp_path / "results.md", "x", run_all.machine(), [], [16, 64], trained=records)
+    name = report["split"]["name"]
+    assert f"![trained_vs_bits](results/{name}-trained-vs-bits.png)" in page.read_text().splitlines()
+    assert (tmp_path / "results" / f"{name}-trained-vs-bits.png").stat().st_size > 10_000
+    (curve,) = trained_curves(records)
+    maps = [report["test"]["map_all"] * s for s in (0.5, 0.7)]
+    assert [(p["bits"], p["seeds"]) for p in curve["points"]] == [(16, 2), (64, 1)]
+    assert curve["points"][0]["map_all"] == pytest.approx((statistics.mean(maps), statistics.stdev(maps)))
+    assert trained_curves([r for r in records if r["bits"] == 16]) == []   # one length: nothing to plot
 
 
 def test_a_report_without_test_figures_is_refused_by_name(run, tmp_path):

@@ -2,6 +2,8 @@
 real split of cars-bmw13 (tests/eval/conftest.py: 3 BMW models, the third never trained on)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,42 @@ def test_classifier_parts_and_the_page_tables(latent_model, cars_bmw13, tiny_pro
     lsh = small_runs[0]
     assert f"| lsh | {lsh['mode']} | {lsh['seen']['map_all']:.4f} / {lsh['unseen']['map_all']:.4f} |" in text
     assert "Own classifier vs code vote" in text
+
+
+def test_a_train_runs_report_keeps_its_seen_and_unseen_queries_apart_for_the_page(latent_model, cars_bmw13,
+                                                                                 tiny_protocol, tmp_path, capsys):
+    """eval.json holds the two parts' headline figures, `hashseek train` prints them, and the results page's
+    trained-run tables show them side by side (mean over the runs of one setting)."""
+    from types import SimpleNamespace
+
+    from hashseek.cli.train import print_figures
+    from hashseek.eval.run_report import write_run_report
+    from hashseek.eval.trained_runs import trained_record, trained_tables
+
+    test = evaluate_split(latent_model, cars_bmw13, tiny_protocol.query, tiny_protocol.database, progress=False)
+    write_run_report(tmp_path, latent_model, cars_bmw13, tiny_protocol, test, None, source="cars", recipe=None,
+                     recipe_lines=[], selection={}, train_seconds=1.0, history=[],
+                     settings={"head": "latent", "loss": "ce", "bits": 16, "backbone": "efficientnet_lite0",
+                               "mode": "frozen"})
+    report = json.loads((tmp_path / "eval.json").read_text())
+    q, d = test.query, test.database
+    parts = class_parts(hamming_distances(q.codes, d.codes), q.labels, d.labels, cars_bmw13.classes,
+                        tiny_protocol.unseen_classes, 16, q.predicted)
+    for part in ("seen", "unseen"):
+        kept = report["test"][part]
+        assert "confusion_matrix" not in kept and "precision_curve" not in kept
+        assert {k: kept[k] for k in ("map_all", "vote_accuracy_top8", "classifier_accuracy", "n_query")} == \
+            {k: parts[part][k] for k in ("map_all", "vote_accuracy_top8", "classifier_accuracy", "n_query")}
+    print_figures(SimpleNamespace(validation=None, test=test.to_dict()), tmp_path)
+    printed = capsys.readouterr().out
+    assert f"unseen (4 queries of classes never trained on): mAP@all {parts['unseen']['map_all']:.4f}" in printed
+    assert "seen (8 queries of the trained classes)" in printed
+    record = trained_record(report)
+    lines = "\n".join(trained_tables([record])).splitlines()
+    seen, unseen = parts["seen"], parts["unseen"]
+    row = [line for line in lines if line.startswith("| latent+ce |") and "| 8 | 4 |" in line]
+    assert len(row) == 1
+    assert f"| {seen['map_all']:.3f} / {unseen['map_all']:.3f} | {seen['vote_accuracy_top8']:.3f} / " \
+           f"{unseen['vote_accuracy_top8']:.3f} | {seen['classifier_accuracy']:.3f} |" in row[0]
+    without = trained_record({**report, "test": {k: v for k, v in report["test"].items() if k not in parts}})
+    assert not any("8 | 4 |" in line for line in trained_tables([without]))   # no parts: no such table
