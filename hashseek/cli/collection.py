@@ -10,6 +10,7 @@ from hashseek.core.errors import InvalidInputError, NotFoundError
 
 # flag dest -> keyword of Collection.create, which alone defines the defaults
 _CREATE_SETTINGS = {"bits": "n_bits", "backbone": "backbone", "pooling": "pooling", "index": "index", "hasher": "hasher"}
+UNTRAINED_SHOWN = 5   # labels a trained model never saw, named by `info` (the rest counted)
 
 
 def cmd_index(args) -> int:
@@ -191,6 +192,12 @@ def cmd_info(args) -> int:
     method = hasher.get("hasher", {}).get("name") or "+".join(filter(None, (hasher.get("head"), hasher.get("loss"))))
     made_by = " ".join(filter(None, (hasher.get("type"), hasher.get("backbone"), method)))
     print(f"  codes {info['n_bits']} bits from {made_by}, index {info['index']}, features {info['feature_dim']}-d")
+    if untrained := info["untrained_classes"]:
+        names = ", ".join(f"{label} ({count})" for label, count in sorted(untrained.items())[:UNTRAINED_SHOWN])
+        more = f" and {len(untrained) - UNTRAINED_SHOWN} more" if len(untrained) > UNTRAINED_SHOWN else ""
+        print(f"  {len(untrained)} of the {len(info['classes'])} labels had no training images in the model: "
+              f"{names}{more}; their codes and vote rest on what it learned of other classes (`hashseek train "
+              f"{info['path']} --out RUN` trains on the library's own labels)")
     if info.get("index_options"):
         print("  index options: " + ", ".join(f"{k}={v}" for k, v in info["index_options"].items()))
     if (fit := info.get("fit")) is not None:

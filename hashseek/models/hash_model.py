@@ -123,6 +123,11 @@ class HashModel(nn.Module):
         return list(self.config.get("classes", []))
 
     @property
+    def trained_classes(self) -> list[str]:
+        """The classes it had training images of (a model saved before they were recorded: all its classes)."""
+        return list(self.config.get("trained_classes", self.classes))
+
+    @property
     def preprocess(self) -> Preprocess:
         return Preprocess(self.input_size, tuple(self.backbone.mean), tuple(self.backbone.std))
 

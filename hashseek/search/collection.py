@@ -292,13 +292,18 @@ class Collection(ModelMethods, SearchMethods):
         return len(self._store.ids)
 
     def info(self) -> dict:
-        """Counts, classes, code length, disk use, index kind and how the codes are made."""
+        """Counts, classes (and those a trained model never trained on), code length, disk use, index kind and
+        how the codes are made."""
         self._require_open()
         classes = self._meta.classes()
         unlabelled = classes.pop("", 0)
         disk = disk_bytes(self.path)   # thumbnails may be written meanwhile
+        # a trained model's codes place labels it never trained on by what it learned of others: say which
+        trained = getattr(self.image_hasher, "trained_classes", None) or []
         return {"path": str(self.path), "images": len(self), **self._meta.counts(), "unlabelled": unlabelled,
-                "classes": classes, "n_bits": self.n_bits, "feature_dim": self._store.features.dim,
+                "classes": classes,
+                "untrained_classes": {c: n for c, n in classes.items() if c not in trained} if trained else {},
+                "n_bits": self.n_bits, "feature_dim": self._store.features.dim,
                 "index": self.index_kind, "index_options": self.index_options, "bytes_on_disk": disk,
                 "hasher": self.image_hasher.describe(), "created": self.config["created"],
                 "fit": fit_summary(self._meta, self.image_hasher) if self.image_hasher.can_refit else None,

@@ -166,6 +166,8 @@ class CollectionInfo(BaseModel):
     not_searchable: int
     unlabelled: int
     classes: dict[str, int] = Field(description="images per label")
+    untrained_classes: dict[str, int] = Field({}, description="images per label the collection's trained model had "
+                                                              "no training images of (empty: zero training)")
     n_bits: int
     feature_dim: int
     index: str

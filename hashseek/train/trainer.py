@@ -93,7 +93,7 @@ class Trainer:
             if cfg.mode == "finetune" and cfg.warmup_epochs else None
 
         torch.manual_seed(cfg.seed)
-        model = self._build(dataset, provenance)
+        model = self._build(dataset, train_ids, provenance)
         loss_fn = create_loss(cfg.loss, cfg.bits, len(dataset.classes), **cfg.loss_kwargs)
         centres = loss_fn.class_centres()
         if centres is not None:   # a head without a classifier classifies by them
@@ -210,13 +210,17 @@ class Trainer:
                             planned=last, deadline=deadline, final=final, reserve=reserve)
 
     # -- pieces ------------------------------------------------------------------------
-    def _build(self, dataset: ImageDataset, provenance: dict) -> HashModel:
+    def _build(self, dataset: ImageDataset, train_ids: list[str], provenance: dict) -> HashModel:
+        """The model and its record: every class of the source (the classifier's outputs) and those it trains on
+        (an unseen-classes split holds some back; a collection says which of its labels the model never saw)."""
         cfg = self.config
+        trained = set(dataset.labels(train_ids).tolist())
         needs_classes = LOSSES.metadata(cfg.loss)["needs_logits"] or HEADS.metadata(cfg.head)["has_classifier"]
         model = HashModel.build(
             cfg.backbone, cfg.head, cfg.bits, len(dataset.classes) if needs_classes else None,
             pretrained=not cfg.random_init, weights=cfg.backbone_weights, head_kwargs=cfg.head_kwargs,
-            loss=cfg.loss, mode=cfg.mode, classes=dataset.classes, input_size=cfg.input_size,
+            loss=cfg.loss, mode=cfg.mode, classes=dataset.classes,
+            trained_classes=[c for n, c in enumerate(dataset.classes) if n in trained], input_size=cfg.input_size,
             mirror_average=cfg.mirror_average, train=asdict(cfg), **provenance)
         model.backbone.tuned_parameters(cfg.frozen_stages)   # a trunk without that many stages fails before training
         return model

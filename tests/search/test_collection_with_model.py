@@ -53,3 +53,27 @@ def test_cli_index_with_model(image_set, tmp_path, capsys):
     assert main(["info", str(tmp_path / "C"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["images"] == 12 and info["hasher"]["type"] == "hash_model" and info["n_bits"] == 16
+
+
+def test_info_names_the_labels_the_model_never_trained_on(image_set, tmp_path, capsys):
+    """A model trained on 3 of the 4 classes indexes all 4: `info` (and the REST info, the page) says which label
+    its codes never learned; a zero-training collection has no such labels."""
+    dataset, ids = image_set
+    held_back = dataset.classes[-1]
+    trained = [i for i in ids if not i.startswith(held_back + "/")]
+    Trainer(TrainConfig(head="gap", loss="csq", bits=16, epochs=2, batch_size=16),
+            progress=False).fit(dataset, trained, out_dir=tmp_path / "m")
+    folder = tmp_path / "photos"
+    for image_id in ids:
+        (folder / image_id).parent.mkdir(parents=True, exist_ok=True)
+        (folder / image_id).write_bytes(dataset.read_bytes(image_id))
+    assert main(["index", str(folder), "--collection", str(tmp_path / "C"), "--model", str(tmp_path / "m"), "-q"]) == 0
+    with Collection.open(tmp_path / "C", read_only=True) as c:
+        assert c.image_hasher.trained_classes == dataset.classes[:-1] and c.image_hasher.classes == dataset.classes
+        assert c.info()["untrained_classes"] == {held_back: 8}
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "C")]) == 0
+    assert f"1 of the 4 labels had no training images in the model: {held_back} (8);" in capsys.readouterr().out
+    assert main(["index", str(folder), "--collection", str(tmp_path / "Z"), "-q"]) == 0
+    with Collection.open(tmp_path / "Z", read_only=True) as c:
+        assert c.info()["untrained_classes"] == {}

@@ -3,8 +3,10 @@ upload and classification; screenshots go to test-artifacts/service/."""
 from __future__ import annotations
 
 import re
+import shutil
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -127,6 +129,27 @@ def test_a_model_with_a_classifier_shows_it_beside_the_vote(page: Page, serve_ap
         page.screenshot(path=artifacts / "upload-classified-by-both.png", full_page=True)
         page.get_by_test_id("random-button").click()
         expect(page.get_by_test_id("prediction")).to_be_hidden()
+
+
+def test_labels_the_model_never_trained_on_are_marked(page: Page, serve_app, classifier_collection, tmp_path):
+    """Three photos relabelled to a class the collection's model has no training images of: the REST info and
+    the page name it, so a user knows its search rests on other classes' codes."""
+    from hashseek.search.collection import Collection
+    from hashseek.service import create_app
+
+    path = tmp_path / "caltech"
+    shutil.copytree(classifier_collection, path)
+    with Collection.open(path) as collection:
+        for record in collection.list(limit=3):
+            collection.relabel(record.id, "Newcomer")
+    with serve_app(create_app(path)) as url:
+        assert httpx.get(f"{url}/api/collections/caltech").json()["untrained_classes"] == {"Newcomer": 3}
+        page.goto(url)
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.get_by_test_id("collection-info")).to_contain_text(
+            "6 classes · 1 never trained on by the model (marked *)")
+        expect(page.get_by_test_id("label-filter").locator("option", has_text="Newcomer")).to_have_text(
+            "Newcomer * (3)")
 
 
 def test_drag_and_drop_an_image(ready: Page, photo):

@@ -156,13 +156,20 @@ async function refresh(offset = state.offset) {
   state.info = await api(collectionUrl());
   const info = state.info;
   const classes = Object.keys(info.classes).length;
+  const untrained = info.untrained_classes || {};
+  const unseen = Object.keys(untrained).length;
   $("collection-info").textContent =
-    `${info.images.toLocaleString()} images · ${info.n_bits}-bit codes · ${classes.toLocaleString()} classes`;
+    `${info.images.toLocaleString()} images · ${info.n_bits}-bit codes · ${classes.toLocaleString()} classes` +
+    (unseen ? ` · ${unseen.toLocaleString()} never trained on by the model (marked *)` : "");
+  $("collection-info").title = unseen
+    ? "The model had no training images of the labels marked *: their codes and vote rest on what it learned " +
+      "of other classes. Train a model on this library's labels to include them."
+    : "";
   if (state.label && !(state.label in info.classes)) state.label = "";
   const filter = $("label-filter");
   filter.replaceChildren(new Option("all labels", ""));
   for (const [label, count] of Object.entries(info.classes)) {
-    filter.append(new Option(`${label} (${count.toLocaleString()})`, label));
+    filter.append(new Option(`${label}${label in untrained ? " *" : ""} (${count.toLocaleString()})`, label));
   }
   filter.value = state.label;
   const total = state.label ? info.classes[state.label] : info.images;
