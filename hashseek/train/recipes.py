@@ -358,28 +358,38 @@ def measure_speed(config: TrainConfig, batch: int | None = None, repeats: int = 
     extractor = BackboneEncoder(backbone, kind="map")
     head = create_head(config.head, backbone.feature_channels, config.bits, None, **config.head_kwargs).to(device)
 
-    def timed(step, side: int) -> float:
-        x = torch.randn(batch, 3, side, side)
-        step(x)                              # the first call allocates and picks kernels
+    def median_ms(call, images: int) -> float:
+        call()                               # the first call allocates and picks kernels
         seconds = []
         for _ in range(repeats):
             start = time.perf_counter()
-            step(x)
+            call()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds.append(time.perf_counter() - start)
-        return 1000 * statistics.median(seconds) / batch
+        return 1000 * statistics.median(seconds) / images
+
+    def timed(step, side: int) -> float:
+        x = torch.randn(batch, 3, side, side)
+        return median_ms(lambda: step(x), batch)
+
+    def head_step():
+        head.zero_grad(set_to_none=True)
+        head(maps).codes.sum().backward()
 
     maps = torch.from_numpy(extractor.encode_arrays(torch.randn(batch, 3, native_size, native_size).numpy()))
     native = timed(lambda x: extractor.encode_arrays(x.numpy()), native_size)
-    maps = maps.repeat(8, 1, 1, 1).to(device)
+    # a head step on as many cached maps as a batch of the run holds: per image, bilinear's step took 6.5 ms on 128
+    # maps and 3.9 on 32 (its warm-up ran at 4.4 with the optimiser and validation), spp_pmt's 6.6 and 9.2
+    maps = maps.repeat(-(-config.batch_size // batch), 1, 1, 1)[:config.batch_size].to(device)
     if hasattr(head, "reduce_map"):   # the trainer pools such a head's maps once (trainer._frozen_data)
         maps = head.reduce_map(maps)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        head.zero_grad(set_to_none=True)
-        head(maps).codes.sum().backward()
-    head_ms = 1000 * (time.perf_counter() - start) / (repeats * len(maps))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as the trainer steps a head on cached maps (trainer.fit: a second thread spin-waits)
+    try:
+        head_ms = median_ms(head_step, len(maps))
+    finally:
+        torch.set_num_threads(threads)
     if config.mode != "finetune":   # maps at another input size cost in proportion to their pixels (_map_ms)
         return Speed(str(device), native_size, native, native, 0.0, head_ms, native_size)
     backbone.to(device).eval()

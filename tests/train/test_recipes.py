@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch
 
 from hashseek.core.errors import InvalidInputError, UnknownNameError
 from hashseek.train import TrainConfig
@@ -134,8 +135,10 @@ def test_given_settings_are_never_changed():
 
 
 def test_the_machine_is_measured_when_no_speed_is_given():
+    threads = torch.get_num_threads()
     speed = measure_speed(TrainConfig(), batch=2, repeats=1)
     assert speed.device == "cpu" and speed.native_forward_ms > 0 and speed.head_ms > 0 and speed.train_ms == 0
+    assert torch.get_num_threads() == threads   # the head step is timed on one thread, as the trainer runs it
     config, lines = resolve_recipe("fast", n_train=40, n_classes=4, max_minutes=10)
     assert any(line.startswith("measured on cpu") for line in lines)
 
