@@ -205,11 +205,12 @@ def without_trained(argv: list[str]) -> list[str]:
 def with_class_parts(report: dict, results: Path) -> dict:
     """A run's report with its test queries' seen/unseen figures: an ``eval.json`` written before it kept them
     takes them from the run's ``results.json`` (the same evaluation's record)."""
-    if any(part in report.get("test") or {} for part in ("seen", "unseen")) or not results.is_file():
-        return report
+    test = report.get("test")
+    if not test or any(part in test for part in ("seen", "unseen")) or not results.is_file():
+        return report   # a report without test figures is refused by ``trained_record``, by name
     record = json.loads(results.read_text())["records"][0]
     parts = {part: part_headline(record[part]) for part in ("seen", "unseen") if part in record}
-    return {**report, "test": {**report["test"], **parts}} if parts else report
+    return {**report, "test": {**test, **parts}} if parts else report
 
 
 def trained_runs(runs: list[Path], folder: Path) -> list[dict]:
