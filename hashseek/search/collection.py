@@ -299,7 +299,7 @@ class Collection(ModelMethods, SearchMethods):
         unlabelled = classes.pop("", 0)
         disk = disk_bytes(self.path)   # thumbnails may be written meanwhile
         # a trained model's codes place labels it never trained on by what it learned of others: say which
-        trained = getattr(self.image_hasher, "trained_classes", None) or []
+        trained = set(getattr(self.image_hasher, "trained_classes", None) or ())
         return {"path": str(self.path), "images": len(self), **self._meta.counts(), "unlabelled": unlabelled,
                 "classes": classes,
                 "untrained_classes": {c: n for c, n in classes.items() if c not in trained} if trained else {},

@@ -93,7 +93,8 @@ class Trainer:
             if cfg.mode == "finetune" and cfg.warmup_epochs else None
 
         torch.manual_seed(cfg.seed)
-        model = self._build(dataset, train_ids, provenance)
+        train_labels = dataset.labels(train_ids)
+        model = self._build(dataset, set(train_labels.tolist()), provenance)
         loss_fn = create_loss(cfg.loss, cfg.bits, len(dataset.classes), **cfg.loss_kwargs)
         centres = loss_fn.class_centres()
         if centres is not None:   # a head without a classifier classifies by them
@@ -101,7 +102,7 @@ class Trainer:
         if warm is not None:
             model.head.load_state_dict(warm.model.head.state_dict())
         device = training_device(cfg.device)
-        labels = torch.from_numpy(dataset.labels(train_ids))
+        labels = torch.from_numpy(train_labels)
         if cfg.mode == "frozen":
             batches, encoder, dropped = self._frozen_data(dataset, train_ids, val_ids, model, labels, device)
         else:
@@ -210,11 +211,10 @@ class Trainer:
                             planned=last, deadline=deadline, final=final, reserve=reserve)
 
     # -- pieces ------------------------------------------------------------------------
-    def _build(self, dataset: ImageDataset, train_ids: list[str], provenance: dict) -> HashModel:
+    def _build(self, dataset: ImageDataset, trained: set[int], provenance: dict) -> HashModel:
         """The model and its record: every class of the source (the classifier's outputs) and those it trains on
         (an unseen-classes split holds some back; a collection says which of its labels the model never saw)."""
         cfg = self.config
-        trained = set(dataset.labels(train_ids).tolist())
         needs_classes = LOSSES.metadata(cfg.loss)["needs_logits"] or HEADS.metadata(cfg.head)["has_classifier"]
         model = HashModel.build(
             cfg.backbone, cfg.head, cfg.bits, len(dataset.classes) if needs_classes else None,

@@ -157,11 +157,11 @@ async function refresh(offset = state.offset) {
   const info = state.info;
   const classes = Object.keys(info.classes).length;
   const untrained = info.untrained_classes || {};
-  const unseen = Object.keys(untrained).length;
+  const untrainedCount = Object.keys(untrained).length;
   $("collection-info").textContent =
     `${info.images.toLocaleString()} images · ${info.n_bits}-bit codes · ${classes.toLocaleString()} classes` +
-    (unseen ? ` · ${unseen.toLocaleString()} never trained on by the model (marked *)` : "");
-  $("collection-info").title = unseen
+    (untrainedCount ? ` · ${untrainedCount.toLocaleString()} never trained on by the model (marked *)` : "");
+  $("collection-info").title = untrainedCount
     ? "The model had no training images of the labels marked *: their codes and vote rest on what it learned " +
       "of other classes. Train a model on this library's labels to include them."
     : "";
